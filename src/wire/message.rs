@@ -1,0 +1,1121 @@
+//! Peer messages after the handshake: BEP 3 (base), BEP 6 (fast extension), BEP 10 (extended).
+//!
+//! Every message is framed as `<len: u32 BE><id: u8><payload>`, where `len` counts the id and the
+//! payload but not itself; `len == 0` (no id) is a keep-alive.
+//!
+//! | id | message        | len   | payload                                  | BEP |
+//! |----|----------------|-------|------------------------------------------|-----|
+//! |  0 | choke          | 1     |                                          | 3   |
+//! |  1 | unchoke        | 1     |                                          | 3   |
+//! |  2 | interested     | 1     |                                          | 3   |
+//! |  3 | not interested | 1     |                                          | 3   |
+//! |  4 | have           | 5     | piece index                              | 3   |
+//! |  5 | bitfield       | 1 + n | one bit per piece, high bit first        | 3   |
+//! |  6 | request        | 13    | index, begin, length                     | 3   |
+//! |  7 | piece          | 9 + n | index, begin, block data                 | 3   |
+//! |  8 | cancel         | 13    | index, begin, length                     | 3   |
+//! |  9 | port           | 3     | DHT port (u16)                           | 5   |
+//! | 13 | suggest piece  | 5     | piece index                              | 6   |
+//! | 14 | have all       | 1     |                                          | 6   |
+//! | 15 | have none      | 1     |                                          | 6   |
+//! | 16 | reject request | 13    | index, begin, length                     | 6   |
+//! | 17 | allowed fast   | 5     | piece index                              | 6   |
+//! | 20 | extended       | 2 + n | extended id, payload (bencode, see [`super::extension`]) | 10 |
+//!
+//! [`Message`] borrows its variable-size payloads from the input, so parsing copies nothing.
+//! Ids not in the table are kept as [`Message::Unknown`] with their payload.
+//!
+//! No-panic contract: [`Message::parse`] accepts any bytes and never panics. The length prefix is
+//! compared with the cap ([`MAX_MESSAGE_LEN`]) before anything else, so a hostile length never
+//! makes anyone wait for, buffer or allocate gigabytes.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use super::{be_u32, WireError};
+
+/// The largest length prefix accepted by [`Message::parse`] (id + payload bytes).
+///
+/// Why 2 MiB + 13: the two big messages are `piece` and `bitfield`. Blocks are 16 KiB in practice
+/// and no client sends more than 128 KiB; a bitfield of 2 MiB covers 16.7 million pieces, far more
+/// than any real torrent. 2 MiB of payload plus 13 bytes of header (the largest fixed header,
+/// request-sized) keeps a wide margin while bounding what one peer can make us buffer.
+pub const MAX_MESSAGE_LEN: usize = 2 * 1024 * 1024 + 13;
+
+/// Wire ids of the messages.
+pub mod id {
+    pub const CHOKE: u8 = 0;
+    pub const UNCHOKE: u8 = 1;
+    pub const INTERESTED: u8 = 2;
+    pub const NOT_INTERESTED: u8 = 3;
+    pub const HAVE: u8 = 4;
+    pub const BITFIELD: u8 = 5;
+    pub const REQUEST: u8 = 6;
+    pub const PIECE: u8 = 7;
+    pub const CANCEL: u8 = 8;
+    pub const PORT: u8 = 9;
+    pub const SUGGEST: u8 = 13;
+    pub const HAVE_ALL: u8 = 14;
+    pub const HAVE_NONE: u8 = 15;
+    pub const REJECT: u8 = 16;
+    pub const ALLOWED_FAST: u8 = 17;
+    pub const EXTENDED: u8 = 20;
+}
+
+/// Length of a piece message's header on the wire: length prefix, id, index, begin.
+pub const PIECE_HEADER_LEN: usize = 13;
+/// Length of a request (or cancel, reject) message on the wire.
+pub const REQUEST_LEN: usize = 17;
+
+/// One block of a piece: `length` bytes at offset `begin` of piece `index`. The payload of
+/// request, cancel and reject request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockRef {
+    /// Piece index.
+    pub index: u32,
+    /// Byte offset inside the piece.
+    pub begin: u32,
+    /// Block length in bytes.
+    pub length: u32,
+}
+
+impl BlockRef {
+    /// A block reference.
+    pub const fn new(index: u32, begin: u32, length: u32) -> Self {
+        BlockRef {
+            index,
+            begin,
+            length,
+        }
+    }
+
+    /// Reads the 12 payload bytes `index, begin, length`.
+    fn from_array(b: &[u8; 12]) -> Self {
+        BlockRef {
+            index: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            begin: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+            length: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
+        }
+    }
+
+    fn emit(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.index.to_be_bytes());
+        out.extend_from_slice(&self.begin.to_be_bytes());
+        out.extend_from_slice(&self.length.to_be_bytes());
+    }
+}
+
+impl fmt::Display for BlockRef {
+    /// `piece 7 begin 16384 length 16384`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "piece {} begin {} length {}",
+            self.index, self.begin, self.length
+        )
+    }
+}
+
+/// The kind of a message, without its fields: for counters, tables and filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MessageKind {
+    KeepAlive,
+    Choke,
+    Unchoke,
+    Interested,
+    NotInterested,
+    Have,
+    Bitfield,
+    Request,
+    Piece,
+    Cancel,
+    Port,
+    Suggest,
+    HaveAll,
+    HaveNone,
+    Reject,
+    AllowedFast,
+    Extended,
+    /// An id this codec does not know, kept as is.
+    Unknown(u8),
+}
+
+impl MessageKind {
+    /// The kind for a wire id (never `KeepAlive`, which has no id).
+    pub const fn from_id(id: u8) -> Self {
+        match id {
+            id::CHOKE => MessageKind::Choke,
+            id::UNCHOKE => MessageKind::Unchoke,
+            id::INTERESTED => MessageKind::Interested,
+            id::NOT_INTERESTED => MessageKind::NotInterested,
+            id::HAVE => MessageKind::Have,
+            id::BITFIELD => MessageKind::Bitfield,
+            id::REQUEST => MessageKind::Request,
+            id::PIECE => MessageKind::Piece,
+            id::CANCEL => MessageKind::Cancel,
+            id::PORT => MessageKind::Port,
+            id::SUGGEST => MessageKind::Suggest,
+            id::HAVE_ALL => MessageKind::HaveAll,
+            id::HAVE_NONE => MessageKind::HaveNone,
+            id::REJECT => MessageKind::Reject,
+            id::ALLOWED_FAST => MessageKind::AllowedFast,
+            id::EXTENDED => MessageKind::Extended,
+            other => MessageKind::Unknown(other),
+        }
+    }
+
+    /// The wire id; `None` for keep-alive, which has none.
+    pub const fn id(self) -> Option<u8> {
+        Some(match self {
+            MessageKind::KeepAlive => return None,
+            MessageKind::Choke => id::CHOKE,
+            MessageKind::Unchoke => id::UNCHOKE,
+            MessageKind::Interested => id::INTERESTED,
+            MessageKind::NotInterested => id::NOT_INTERESTED,
+            MessageKind::Have => id::HAVE,
+            MessageKind::Bitfield => id::BITFIELD,
+            MessageKind::Request => id::REQUEST,
+            MessageKind::Piece => id::PIECE,
+            MessageKind::Cancel => id::CANCEL,
+            MessageKind::Port => id::PORT,
+            MessageKind::Suggest => id::SUGGEST,
+            MessageKind::HaveAll => id::HAVE_ALL,
+            MessageKind::HaveNone => id::HAVE_NONE,
+            MessageKind::Reject => id::REJECT,
+            MessageKind::AllowedFast => id::ALLOWED_FAST,
+            MessageKind::Extended => id::EXTENDED,
+            MessageKind::Unknown(other) => other,
+        })
+    }
+
+    /// A lowercase human name: "keep-alive", "choke", ..., "have all", "reject request",
+    /// "allowed fast", "extended", "unknown".
+    pub const fn name(self) -> &'static str {
+        match self {
+            MessageKind::KeepAlive => "keep-alive",
+            MessageKind::Choke => "choke",
+            MessageKind::Unchoke => "unchoke",
+            MessageKind::Interested => "interested",
+            MessageKind::NotInterested => "not interested",
+            MessageKind::Have => "have",
+            MessageKind::Bitfield => "bitfield",
+            MessageKind::Request => "request",
+            MessageKind::Piece => "piece",
+            MessageKind::Cancel => "cancel",
+            MessageKind::Port => "port",
+            MessageKind::Suggest => "suggest piece",
+            MessageKind::HaveAll => "have all",
+            MessageKind::HaveNone => "have none",
+            MessageKind::Reject => "reject request",
+            MessageKind::AllowedFast => "allowed fast",
+            MessageKind::Extended => "extended",
+            MessageKind::Unknown(_) => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The name of a wire id, for error messages.
+pub(crate) const fn id_name(id: u8) -> &'static str {
+    MessageKind::from_id(id).name()
+}
+
+/// What the length prefix of each id must be.
+enum LenRule {
+    Exact(u32),
+    AtLeast(u32),
+    Any,
+}
+
+const fn len_rule(id: u8) -> LenRule {
+    match id {
+        id::CHOKE | id::UNCHOKE | id::INTERESTED | id::NOT_INTERESTED => LenRule::Exact(1),
+        id::HAVE_ALL | id::HAVE_NONE => LenRule::Exact(1),
+        id::HAVE | id::SUGGEST | id::ALLOWED_FAST => LenRule::Exact(5),
+        id::REQUEST | id::CANCEL | id::REJECT => LenRule::Exact(13),
+        id::PORT => LenRule::Exact(3),
+        id::PIECE => LenRule::AtLeast(9),
+        id::EXTENDED => LenRule::AtLeast(2),
+        _ => LenRule::Any, // bitfield and unknown ids
+    }
+}
+
+/// Checks a length prefix against the rule for `id`.
+fn check_len(id: u8, len: u32) -> Result<(), WireError> {
+    match len_rule(id) {
+        LenRule::Exact(expected) if len != expected => {
+            Err(WireError::BadLength { id, len, expected })
+        }
+        LenRule::AtLeast(min) if len < min => Err(WireError::TooShort { id, len, min }),
+        _ => Ok(()),
+    }
+}
+
+/// A peer message, borrowing its payload from the buffer it was parsed from.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Message<'a> {
+    KeepAlive,
+    Choke,
+    Unchoke,
+    Interested,
+    NotInterested,
+    /// The sender now has piece `index`.
+    Have {
+        index: u32,
+    },
+    /// Which pieces the sender has: bit 7 of byte 0 is piece 0.
+    Bitfield(&'a [u8]),
+    Request(BlockRef),
+    /// A block of data: `data.len()` bytes at `begin` in piece `index`.
+    Piece {
+        index: u32,
+        begin: u32,
+        data: &'a [u8],
+    },
+    Cancel(BlockRef),
+    /// The sender's DHT port (BEP 5).
+    Port(u16),
+    /// BEP 6: the sender suggests downloading this piece.
+    Suggest(u32),
+    HaveAll,
+    HaveNone,
+    /// BEP 6: the sender will not serve this request.
+    Reject(BlockRef),
+    /// BEP 6: this piece may be requested even while choked.
+    AllowedFast(u32),
+    /// BEP 10: `ext_id` 0 is the extended handshake; others are resolved through the `m`
+    /// dictionary that the *receiver* announced.
+    Extended {
+        ext_id: u8,
+        payload: &'a [u8],
+    },
+    /// An id not known here, kept with its payload.
+    Unknown {
+        id: u8,
+        payload: &'a [u8],
+    },
+}
+
+impl<'a> Message<'a> {
+    /// Parses one message from the start of `buf` with the default cap [`MAX_MESSAGE_LEN`].
+    /// Returns the message and the bytes used (4 + length prefix).
+    pub fn parse(buf: &'a [u8]) -> Result<(Message<'a>, usize), WireError> {
+        Self::parse_with_limit(buf, MAX_MESSAGE_LEN)
+    }
+
+    /// Parses one message from the start of `buf`, refusing length prefixes above `max`.
+    ///
+    /// Order of checks, so that bad input is rejected as early as possible:
+    /// 1. fewer than 4 bytes: `Incomplete`;
+    /// 2. length prefix above `max`: `TooLong` (nothing else is looked at);
+    /// 3. the id is there and the length is impossible for it: `BadLength` / `TooShort`;
+    /// 4. fewer than `4 + len` bytes: `Incomplete` with how many more.
+    pub fn parse_with_limit(buf: &'a [u8], max: usize) -> Result<(Message<'a>, usize), WireError> {
+        let Some((len_bytes, rest)) = buf.split_first_chunk::<4>() else {
+            return Err(WireError::Incomplete {
+                needed: 4 - buf.len(),
+            });
+        };
+        let len = u32::from_be_bytes(*len_bytes);
+        let ulen = len as usize;
+        if ulen > max {
+            return Err(WireError::TooLong { len: ulen, max });
+        }
+        if len == 0 {
+            return Ok((Message::KeepAlive, 4));
+        }
+        let Some(&id) = rest.first() else {
+            return Err(WireError::Incomplete { needed: ulen });
+        };
+        check_len(id, len)?;
+        let Some(body) = rest.get(1..ulen) else {
+            return Err(WireError::Incomplete {
+                needed: ulen - rest.len(),
+            });
+        };
+        Ok((Self::parse_body(id, len, body)?, 4 + ulen))
+    }
+
+    /// Builds the message from its id and the payload after the id, whose length has been
+    /// checked by [`check_len`]. The `bad` fallbacks cannot happen after that check, but keep this
+    /// function panic-free on its own.
+    fn parse_body(id: u8, len: u32, body: &'a [u8]) -> Result<Message<'a>, WireError> {
+        let bad = |expected| WireError::BadLength { id, len, expected };
+        let u32_body = || be_u32(body).ok_or(bad(5));
+        let block = || {
+            body.first_chunk::<12>()
+                .map(BlockRef::from_array)
+                .ok_or(bad(13))
+        };
+        Ok(match id {
+            id::CHOKE => Message::Choke,
+            id::UNCHOKE => Message::Unchoke,
+            id::INTERESTED => Message::Interested,
+            id::NOT_INTERESTED => Message::NotInterested,
+            id::HAVE => Message::Have { index: u32_body()? },
+            id::BITFIELD => Message::Bitfield(body),
+            id::REQUEST => Message::Request(block()?),
+            id::PIECE => {
+                let Some((head, data)) = body.split_first_chunk::<8>() else {
+                    return Err(WireError::TooShort { id, len, min: 9 });
+                };
+                Message::Piece {
+                    index: u32::from_be_bytes([head[0], head[1], head[2], head[3]]),
+                    begin: u32::from_be_bytes([head[4], head[5], head[6], head[7]]),
+                    data,
+                }
+            }
+            id::CANCEL => Message::Cancel(block()?),
+            id::PORT => {
+                let port = body.first_chunk::<2>().ok_or(bad(3))?;
+                Message::Port(u16::from_be_bytes(*port))
+            }
+            id::SUGGEST => Message::Suggest(u32_body()?),
+            id::HAVE_ALL => Message::HaveAll,
+            id::HAVE_NONE => Message::HaveNone,
+            id::REJECT => Message::Reject(block()?),
+            id::ALLOWED_FAST => Message::AllowedFast(u32_body()?),
+            id::EXTENDED => {
+                let Some((&ext_id, payload)) = body.split_first() else {
+                    return Err(WireError::TooShort { id, len, min: 2 });
+                };
+                Message::Extended { ext_id, payload }
+            }
+            id => Message::Unknown { id, payload: body },
+        })
+    }
+
+    /// The kind of this message.
+    pub const fn kind(&self) -> MessageKind {
+        match self {
+            Message::KeepAlive => MessageKind::KeepAlive,
+            Message::Choke => MessageKind::Choke,
+            Message::Unchoke => MessageKind::Unchoke,
+            Message::Interested => MessageKind::Interested,
+            Message::NotInterested => MessageKind::NotInterested,
+            Message::Have { .. } => MessageKind::Have,
+            Message::Bitfield(_) => MessageKind::Bitfield,
+            Message::Request(_) => MessageKind::Request,
+            Message::Piece { .. } => MessageKind::Piece,
+            Message::Cancel(_) => MessageKind::Cancel,
+            Message::Port(_) => MessageKind::Port,
+            Message::Suggest(_) => MessageKind::Suggest,
+            Message::HaveAll => MessageKind::HaveAll,
+            Message::HaveNone => MessageKind::HaveNone,
+            Message::Reject(_) => MessageKind::Reject,
+            Message::AllowedFast(_) => MessageKind::AllowedFast,
+            Message::Extended { .. } => MessageKind::Extended,
+            Message::Unknown { id, .. } => MessageKind::Unknown(*id),
+        }
+    }
+
+    /// The value of the length prefix: id + payload bytes (0 for keep-alive).
+    pub fn wire_len(&self) -> usize {
+        match self {
+            Message::KeepAlive => 0,
+            Message::Choke
+            | Message::Unchoke
+            | Message::Interested
+            | Message::NotInterested
+            | Message::HaveAll
+            | Message::HaveNone => 1,
+            Message::Have { .. } | Message::Suggest(_) | Message::AllowedFast(_) => 5,
+            Message::Request(_) | Message::Cancel(_) | Message::Reject(_) => 13,
+            Message::Port(_) => 3,
+            Message::Bitfield(b) => 1 + b.len(),
+            Message::Piece { data, .. } => 9 + data.len(),
+            Message::Extended { payload, .. } => 2 + payload.len(),
+            Message::Unknown { payload, .. } => 1 + payload.len(),
+        }
+    }
+
+    /// Bytes on the wire, length prefix included.
+    pub fn encoded_len(&self) -> usize {
+        4 + self.wire_len()
+    }
+
+    /// Appends the message's wire bytes to `out`.
+    ///
+    /// The length prefix is a `u32`: payloads must be below 4 GiB (and below
+    /// [`MAX_MESSAGE_LEN`] for the peer to accept them).
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        out.reserve(self.encoded_len());
+        if let Message::Piece { index, begin, data } = self {
+            // The one piece header writer, shared with the seeder's fast path.
+            Self::emit_piece_header(out, *index, *begin, data.len());
+            out.extend_from_slice(data);
+            return;
+        }
+        out.extend_from_slice(&(self.wire_len() as u32).to_be_bytes());
+        let Some(id) = self.kind().id() else {
+            return; // keep-alive: the length prefix is all there is
+        };
+        out.push(id);
+        match self {
+            Message::Have { index: n } | Message::Suggest(n) | Message::AllowedFast(n) => {
+                out.extend_from_slice(&n.to_be_bytes())
+            }
+            Message::Request(b) | Message::Cancel(b) | Message::Reject(b) => b.emit(out),
+            Message::Port(p) => out.extend_from_slice(&p.to_be_bytes()),
+            Message::Bitfield(payload) | Message::Unknown { payload, .. } => {
+                out.extend_from_slice(payload)
+            }
+            Message::Extended { ext_id, payload } => {
+                out.push(*ext_id);
+                out.extend_from_slice(payload);
+            }
+            // No payload (choke, unchoke, interested, not interested, have all, have none);
+            // keep-alive and piece were handled above.
+            _ => {}
+        }
+    }
+
+    /// The message's wire bytes in a new `Vec`.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.emit(&mut out);
+        out
+    }
+
+    /// Fast path: appends a request for `block` (17 bytes) without building a `Message`.
+    #[inline]
+    pub fn emit_request(out: &mut Vec<u8>, block: BlockRef) {
+        out.extend_from_slice(&[0, 0, 0, 13, id::REQUEST]);
+        block.emit(out);
+    }
+
+    /// Fast path for the seeder: appends the 13-byte header of a piece message carrying
+    /// `data_len` bytes. The caller then writes the block data itself (e.g. straight from the
+    /// file), so the data is never copied into a message buffer.
+    #[inline]
+    pub fn emit_piece_header(out: &mut Vec<u8>, index: u32, begin: u32, data_len: usize) {
+        out.extend_from_slice(&Self::piece_header(index, begin, data_len));
+    }
+
+    /// The 13-byte header of a piece message carrying `data_len` bytes, for vectored writes.
+    #[inline]
+    pub fn piece_header(index: u32, begin: u32, data_len: usize) -> [u8; PIECE_HEADER_LEN] {
+        let len = (9 + data_len) as u32;
+        let mut h = [0u8; PIECE_HEADER_LEN];
+        h[0..4].copy_from_slice(&len.to_be_bytes());
+        h[4] = id::PIECE;
+        h[5..9].copy_from_slice(&index.to_be_bytes());
+        h[9..13].copy_from_slice(&begin.to_be_bytes());
+        h
+    }
+
+    /// An owned copy, for queues and events. Only the payload of bitfield, piece, extended and
+    /// unknown is copied.
+    pub fn into_owned(self) -> OwnedMessage {
+        match self {
+            Message::KeepAlive => OwnedMessage::KeepAlive,
+            Message::Choke => OwnedMessage::Choke,
+            Message::Unchoke => OwnedMessage::Unchoke,
+            Message::Interested => OwnedMessage::Interested,
+            Message::NotInterested => OwnedMessage::NotInterested,
+            Message::Have { index } => OwnedMessage::Have { index },
+            Message::Bitfield(b) => OwnedMessage::Bitfield(Bytes::copy_from_slice(b)),
+            Message::Request(b) => OwnedMessage::Request(b),
+            Message::Piece { index, begin, data } => OwnedMessage::Piece {
+                index,
+                begin,
+                data: Bytes::copy_from_slice(data),
+            },
+            Message::Cancel(b) => OwnedMessage::Cancel(b),
+            Message::Port(p) => OwnedMessage::Port(p),
+            Message::Suggest(i) => OwnedMessage::Suggest(i),
+            Message::HaveAll => OwnedMessage::HaveAll,
+            Message::HaveNone => OwnedMessage::HaveNone,
+            Message::Reject(b) => OwnedMessage::Reject(b),
+            Message::AllowedFast(i) => OwnedMessage::AllowedFast(i),
+            Message::Extended { ext_id, payload } => OwnedMessage::Extended {
+                ext_id,
+                payload: Bytes::copy_from_slice(payload),
+            },
+            Message::Unknown { id, payload } => OwnedMessage::Unknown {
+                id,
+                payload: Bytes::copy_from_slice(payload),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Message<'_> {
+    /// Words for pcapng comments and logs, e.g. `request piece 7 begin 16384 length 16384`,
+    /// `piece 7 begin 0 (16384 bytes)`, `bitfield (2 bytes)`, `have 3`, `extended id 1 (93 bytes)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.kind().name();
+        match self {
+            Message::Have { index: n } | Message::Suggest(n) | Message::AllowedFast(n) => {
+                write!(f, "{name} {n}")
+            }
+            Message::Bitfield(b) => write!(f, "{name} ({} bytes)", b.len()),
+            Message::Request(b) | Message::Cancel(b) => write!(f, "{name} {b}"),
+            Message::Reject(b) => write!(f, "{name} {b}"),
+            Message::Piece { index, begin, data } => {
+                write!(f, "piece {index} begin {begin} ({} bytes)", data.len())
+            }
+            Message::Port(p) => write!(f, "{name} {p}"),
+            Message::Extended { ext_id, payload } => {
+                write!(f, "extended id {ext_id} ({} bytes)", payload.len())
+            }
+            Message::Unknown { id, payload } => {
+                write!(f, "unknown id {id} ({} bytes)", payload.len())
+            }
+            _ => f.write_str(name),
+        }
+    }
+}
+
+/// Shows short payloads in hex and long ones as a byte count, so that `{:?}` of a piece does
+/// not print 16 KiB.
+struct Payload<'a>(&'a [u8]);
+
+impl fmt::Debug for Payload<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.len() <= 32 {
+            f.write_str("[")?;
+            for b in self.0 {
+                write!(f, "{b:02x}")?;
+            }
+            f.write_str("]")
+        } else {
+            write!(f, "<{} bytes>", self.0.len())
+        }
+    }
+}
+
+impl fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Message::KeepAlive => f.write_str("KeepAlive"),
+            Message::Choke => f.write_str("Choke"),
+            Message::Unchoke => f.write_str("Unchoke"),
+            Message::Interested => f.write_str("Interested"),
+            Message::NotInterested => f.write_str("NotInterested"),
+            Message::HaveAll => f.write_str("HaveAll"),
+            Message::HaveNone => f.write_str("HaveNone"),
+            Message::Have { index } => f.debug_struct("Have").field("index", index).finish(),
+            Message::Bitfield(b) => f.debug_tuple("Bitfield").field(&Payload(b)).finish(),
+            Message::Request(b) => f.debug_tuple("Request").field(b).finish(),
+            Message::Piece { index, begin, data } => f
+                .debug_struct("Piece")
+                .field("index", index)
+                .field("begin", begin)
+                .field("data", &Payload(data))
+                .finish(),
+            Message::Cancel(b) => f.debug_tuple("Cancel").field(b).finish(),
+            Message::Port(p) => f.debug_tuple("Port").field(p).finish(),
+            Message::Suggest(i) => f.debug_tuple("Suggest").field(i).finish(),
+            Message::Reject(b) => f.debug_tuple("Reject").field(b).finish(),
+            Message::AllowedFast(i) => f.debug_tuple("AllowedFast").field(i).finish(),
+            Message::Extended { ext_id, payload } => f
+                .debug_struct("Extended")
+                .field("ext_id", ext_id)
+                .field("payload", &Payload(payload))
+                .finish(),
+            Message::Unknown { id, payload } => f
+                .debug_struct("Unknown")
+                .field("id", id)
+                .field("payload", &Payload(payload))
+                .finish(),
+        }
+    }
+}
+
+/// An owned [`Message`], for channels, queues and events. Payloads are [`Bytes`], so cloning an
+/// `OwnedMessage` (e.g. to hand it to both the engine and the recorder) never copies data.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum OwnedMessage {
+    KeepAlive,
+    Choke,
+    Unchoke,
+    Interested,
+    NotInterested,
+    Have { index: u32 },
+    Bitfield(Bytes),
+    Request(BlockRef),
+    Piece { index: u32, begin: u32, data: Bytes },
+    Cancel(BlockRef),
+    Port(u16),
+    Suggest(u32),
+    HaveAll,
+    HaveNone,
+    Reject(BlockRef),
+    AllowedFast(u32),
+    Extended { ext_id: u8, payload: Bytes },
+    Unknown { id: u8, payload: Bytes },
+}
+
+impl OwnedMessage {
+    /// A borrowed view, to emit, display or match on.
+    pub fn as_message(&self) -> Message<'_> {
+        match self {
+            OwnedMessage::KeepAlive => Message::KeepAlive,
+            OwnedMessage::Choke => Message::Choke,
+            OwnedMessage::Unchoke => Message::Unchoke,
+            OwnedMessage::Interested => Message::Interested,
+            OwnedMessage::NotInterested => Message::NotInterested,
+            OwnedMessage::Have { index } => Message::Have { index: *index },
+            OwnedMessage::Bitfield(b) => Message::Bitfield(b),
+            OwnedMessage::Request(b) => Message::Request(*b),
+            OwnedMessage::Piece { index, begin, data } => Message::Piece {
+                index: *index,
+                begin: *begin,
+                data,
+            },
+            OwnedMessage::Cancel(b) => Message::Cancel(*b),
+            OwnedMessage::Port(p) => Message::Port(*p),
+            OwnedMessage::Suggest(i) => Message::Suggest(*i),
+            OwnedMessage::HaveAll => Message::HaveAll,
+            OwnedMessage::HaveNone => Message::HaveNone,
+            OwnedMessage::Reject(b) => Message::Reject(*b),
+            OwnedMessage::AllowedFast(i) => Message::AllowedFast(*i),
+            OwnedMessage::Extended { ext_id, payload } => Message::Extended {
+                ext_id: *ext_id,
+                payload,
+            },
+            OwnedMessage::Unknown { id, payload } => Message::Unknown { id: *id, payload },
+        }
+    }
+
+    /// The kind of this message.
+    pub fn kind(&self) -> MessageKind {
+        self.as_message().kind()
+    }
+
+    /// Appends the wire bytes to `out`.
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        self.as_message().emit(out)
+    }
+
+    /// Bytes on the wire, length prefix included.
+    pub fn encoded_len(&self) -> usize {
+        self.as_message().encoded_len()
+    }
+}
+
+impl From<Message<'_>> for OwnedMessage {
+    fn from(m: Message<'_>) -> Self {
+        m.into_owned()
+    }
+}
+
+impl fmt::Display for OwnedMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_message().fmt(f)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse_all(buf: &[u8]) -> Message<'_> {
+        let (m, used) = Message::parse(buf).unwrap();
+        assert_eq!(used, buf.len(), "{m:?} should use the whole buffer");
+        m
+    }
+
+    #[test]
+    fn request_is_byte_exact() {
+        let bytes = [
+            0x00, 0x00, 0x00, 0x0d, 0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x40, 0x00,
+        ];
+        let block = BlockRef::new(0, 0, 16384);
+        assert_eq!(parse_all(&bytes), Message::Request(block));
+        assert_eq!(Message::Request(block).to_vec(), bytes);
+        let mut fast = Vec::new();
+        Message::emit_request(&mut fast, block);
+        assert_eq!(fast, bytes);
+    }
+
+    #[test]
+    fn byte_exact_vectors() {
+        let cases: Vec<(Message<'static>, &[u8])> = vec![
+            (Message::KeepAlive, &[0, 0, 0, 0]),
+            (Message::Choke, &[0, 0, 0, 1, 0]),
+            (Message::Unchoke, &[0, 0, 0, 1, 1]),
+            (Message::Interested, &[0, 0, 0, 1, 2]),
+            (Message::NotInterested, &[0, 0, 0, 1, 3]),
+            (Message::Have { index: 3 }, &[0, 0, 0, 5, 4, 0, 0, 0, 3]),
+            (
+                Message::Bitfield(&[0xff, 0x80]),
+                &[0, 0, 0, 3, 5, 0xff, 0x80],
+            ),
+            (
+                Message::Piece {
+                    index: 1,
+                    begin: 0x4000,
+                    data: b"abc",
+                },
+                &[0, 0, 0, 12, 7, 0, 0, 0, 1, 0, 0, 0x40, 0, b'a', b'b', b'c'],
+            ),
+            (
+                Message::Cancel(BlockRef::new(1, 2, 3)),
+                &[0, 0, 0, 13, 8, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3],
+            ),
+            (Message::Port(6881), &[0, 0, 0, 3, 9, 0x1a, 0xe1]),
+            (Message::Suggest(9), &[0, 0, 0, 5, 13, 0, 0, 0, 9]),
+            (Message::HaveAll, &[0, 0, 0, 1, 14]),
+            (Message::HaveNone, &[0, 0, 0, 1, 15]),
+            (
+                Message::Reject(BlockRef::new(7, 16384, 16384)),
+                &[0, 0, 0, 13, 16, 0, 0, 0, 7, 0, 0, 0x40, 0, 0, 0, 0x40, 0],
+            ),
+            (Message::AllowedFast(258), &[0, 0, 0, 5, 17, 0, 0, 1, 2]),
+            (
+                Message::Extended {
+                    ext_id: 0,
+                    payload: b"de",
+                },
+                &[0, 0, 0, 4, 20, 0, b'd', b'e'],
+            ),
+            (
+                Message::Unknown {
+                    id: 99,
+                    payload: &[1, 2],
+                },
+                &[0, 0, 0, 3, 99, 1, 2],
+            ),
+        ];
+        for (msg, bytes) in cases {
+            assert_eq!(parse_all(bytes), msg, "parse {bytes:02x?}");
+            assert_eq!(msg.to_vec(), bytes, "emit {msg:?}");
+            assert_eq!(msg.encoded_len(), bytes.len(), "encoded_len {msg:?}");
+            assert_eq!(msg.into_owned().as_message(), msg);
+        }
+    }
+
+    #[test]
+    fn piece_header_fast_path() {
+        let data = vec![0xabu8; 16384];
+        let msg = Message::Piece {
+            index: 7,
+            begin: 0,
+            data: &data,
+        };
+        let mut out = Vec::new();
+        Message::emit_piece_header(&mut out, 7, 0, data.len());
+        assert_eq!(out, [0, 0, 0x40, 0x09, 7, 0, 0, 0, 7, 0, 0, 0, 0]);
+        out.extend_from_slice(&data);
+        assert_eq!(out, msg.to_vec());
+    }
+
+    #[test]
+    fn emit_appends() {
+        let mut out = vec![0xee];
+        Message::Choke.emit(&mut out);
+        Message::Piece {
+            index: 0,
+            begin: 0,
+            data: b"x",
+        }
+        .emit(&mut out);
+        assert_eq!(
+            out,
+            [0xee, 0, 0, 0, 1, 0, 0, 0, 0, 10, 7, 0, 0, 0, 0, 0, 0, 0, 0, b'x']
+        );
+    }
+
+    #[test]
+    fn trailing_bytes_are_left_alone() {
+        let bytes = [0, 0, 0, 1, 1, 0, 0, 0, 0];
+        assert_eq!(Message::parse(&bytes), Ok((Message::Unchoke, 5)));
+    }
+
+    #[test]
+    fn incomplete_says_how_much_more() {
+        let full = Message::Have { index: 1 }.to_vec();
+        for cut in 0..full.len() {
+            // Before the length prefix is complete, only the prefix is known to be needed.
+            let needed = if cut < 4 { 4 - cut } else { full.len() - cut };
+            assert_eq!(
+                Message::parse(&full[..cut]),
+                Err(WireError::Incomplete { needed }),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn huge_length_is_too_long_at_once() {
+        // Only the 4 length bytes: rejected without waiting for (or allocating) 4 GiB.
+        assert_eq!(
+            Message::parse(&[0xff, 0xff, 0xff, 0xff]),
+            Err(WireError::TooLong {
+                len: 0xffff_ffff,
+                max: MAX_MESSAGE_LEN
+            })
+        );
+        let just_over = (MAX_MESSAGE_LEN as u32 + 1).to_be_bytes();
+        assert!(matches!(
+            Message::parse(&just_over),
+            Err(WireError::TooLong { .. })
+        ));
+        let at_max = (MAX_MESSAGE_LEN as u32).to_be_bytes();
+        assert!(matches!(
+            Message::parse(&at_max),
+            Err(WireError::Incomplete { .. })
+        ));
+        // A custom limit.
+        assert_eq!(
+            Message::parse_with_limit(&[0, 0, 0, 100, 7], 50),
+            Err(WireError::TooLong { len: 100, max: 50 })
+        );
+        let err = Message::parse(&[0xff, 0xff, 0xff, 0xff]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("message length 4294967295 is larger than the maximum {MAX_MESSAGE_LEN}")
+        );
+    }
+
+    #[test]
+    fn wrong_fixed_lengths() {
+        // have with 4 bytes of payload missing... rejected as soon as the id is seen
+        assert_eq!(
+            Message::parse(&[0, 0, 0, 2, 4]),
+            Err(WireError::BadLength {
+                id: 4,
+                len: 2,
+                expected: 5
+            })
+        );
+        // choke with a payload
+        assert_eq!(
+            Message::parse(&[0, 0, 0, 2, 0, 0]),
+            Err(WireError::BadLength {
+                id: 0,
+                len: 2,
+                expected: 1
+            })
+        );
+        // request with 16 bytes
+        assert!(matches!(
+            Message::parse(&[0, 0, 0, 17, 6]),
+            Err(WireError::BadLength {
+                id: 6,
+                len: 17,
+                expected: 13
+            })
+        ));
+        assert!(matches!(
+            Message::parse(&[0, 0, 0, 4, 9]),
+            Err(WireError::BadLength {
+                id: 9,
+                expected: 3,
+                ..
+            })
+        ));
+        for id in [13u8, 17] {
+            assert!(matches!(
+                Message::parse(&[0, 0, 0, 1, id]),
+                Err(WireError::BadLength { expected: 5, .. })
+            ));
+        }
+        for id in [14u8, 15] {
+            assert!(matches!(
+                Message::parse(&[0, 0, 0, 5, id]),
+                Err(WireError::BadLength { expected: 1, .. })
+            ));
+        }
+        // piece shorter than its header, extended without its id
+        assert_eq!(
+            Message::parse(&[0, 0, 0, 8, 7]),
+            Err(WireError::TooShort {
+                id: 7,
+                len: 8,
+                min: 9
+            })
+        );
+        assert_eq!(
+            Message::parse(&[0, 0, 0, 1, 20]),
+            Err(WireError::TooShort {
+                id: 20,
+                len: 1,
+                min: 2
+            })
+        );
+        let err = Message::parse(&[0, 0, 0, 17, 6]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "request message (id 6) must have length 13, found 17"
+        );
+    }
+
+    #[test]
+    fn empty_piece_and_empty_bitfield_are_fine() {
+        let m = Message::Piece {
+            index: 0,
+            begin: 0,
+            data: &[],
+        };
+        assert_eq!(parse_all(&m.to_vec()), m);
+        assert_eq!(parse_all(&[0, 0, 0, 1, 5]), Message::Bitfield(&[]));
+    }
+
+    #[test]
+    fn display_words() {
+        let data = vec![0u8; 16384];
+        let cases: Vec<(Message<'_>, &str)> = vec![
+            (Message::KeepAlive, "keep-alive"),
+            (Message::NotInterested, "not interested"),
+            (
+                Message::Request(BlockRef::new(7, 16384, 16384)),
+                "request piece 7 begin 16384 length 16384",
+            ),
+            (
+                Message::Piece {
+                    index: 7,
+                    begin: 0,
+                    data: &data,
+                },
+                "piece 7 begin 0 (16384 bytes)",
+            ),
+            (Message::Bitfield(&[0, 0]), "bitfield (2 bytes)"),
+            (Message::Have { index: 3 }, "have 3"),
+            (
+                Message::Extended {
+                    ext_id: 1,
+                    payload: &data[..93],
+                },
+                "extended id 1 (93 bytes)",
+            ),
+            (
+                Message::Cancel(BlockRef::new(1, 0, 16384)),
+                "cancel piece 1 begin 0 length 16384",
+            ),
+            (
+                Message::Reject(BlockRef::new(1, 0, 16384)),
+                "reject request piece 1 begin 0 length 16384",
+            ),
+            (Message::Port(6881), "port 6881"),
+            (Message::Suggest(4), "suggest piece 4"),
+            (Message::AllowedFast(5), "allowed fast 5"),
+            (Message::HaveAll, "have all"),
+            (
+                Message::Unknown {
+                    id: 99,
+                    payload: &[1],
+                },
+                "unknown id 99 (1 bytes)",
+            ),
+        ];
+        for (m, s) in cases {
+            assert_eq!(m.to_string(), s);
+            assert_eq!(m.into_owned().to_string(), s);
+        }
+        // Debug does not dump 16 KiB of data.
+        let dbg = format!(
+            "{:?}",
+            Message::Piece {
+                index: 7,
+                begin: 0,
+                data: &data
+            }
+        );
+        assert_eq!(dbg, "Piece { index: 7, begin: 0, data: <16384 bytes> }");
+    }
+
+    #[test]
+    fn kinds_and_ids() {
+        for id in 0..=255u8 {
+            let kind = MessageKind::from_id(id);
+            assert_eq!(kind.id(), Some(id));
+        }
+        assert_eq!(MessageKind::KeepAlive.id(), None);
+        assert_eq!(MessageKind::from_id(16).name(), "reject request");
+        assert_eq!(MessageKind::from_id(14).name(), "have all");
+        assert_eq!(MessageKind::from_id(17).name(), "allowed fast");
+        assert_eq!(MessageKind::from_id(20).name(), "extended");
+        assert_eq!(MessageKind::from_id(200), MessageKind::Unknown(200));
+        assert_eq!(MessageKind::from_id(200).name(), "unknown");
+        assert_eq!(
+            Message::Unknown {
+                id: 21,
+                payload: &[]
+            }
+            .kind(),
+            MessageKind::Unknown(21)
+        );
+    }
+
+    /// Any message, owned (so the strategy can own the payloads).
+    pub(crate) fn any_owned_message() -> impl Strategy<Value = OwnedMessage> {
+        let bytes = || proptest::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from);
+        let block = || any::<(u32, u32, u32)>().prop_map(|(i, b, l)| BlockRef::new(i, b, l));
+        let known = [0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 14, 15, 16, 17, 20];
+        prop_oneof![
+            Just(OwnedMessage::KeepAlive),
+            Just(OwnedMessage::Choke),
+            Just(OwnedMessage::Unchoke),
+            Just(OwnedMessage::Interested),
+            Just(OwnedMessage::NotInterested),
+            any::<u32>().prop_map(|index| OwnedMessage::Have { index }),
+            bytes().prop_map(OwnedMessage::Bitfield),
+            block().prop_map(OwnedMessage::Request),
+            (any::<u32>(), any::<u32>(), bytes())
+                .prop_map(|(index, begin, data)| OwnedMessage::Piece { index, begin, data }),
+            block().prop_map(OwnedMessage::Cancel),
+            any::<u16>().prop_map(OwnedMessage::Port),
+            any::<u32>().prop_map(OwnedMessage::Suggest),
+            Just(OwnedMessage::HaveAll),
+            Just(OwnedMessage::HaveNone),
+            block().prop_map(OwnedMessage::Reject),
+            any::<u32>().prop_map(OwnedMessage::AllowedFast),
+            (any::<u8>(), bytes())
+                .prop_map(|(ext_id, payload)| OwnedMessage::Extended { ext_id, payload }),
+            (
+                any::<u8>().prop_filter("unknown id", move |id| !known.contains(id)),
+                bytes()
+            )
+                .prop_map(|(id, payload)| OwnedMessage::Unknown { id, payload }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn parse_emit_roundtrip(m in any_owned_message()) {
+            let bytes = m.as_message().to_vec();
+            prop_assert_eq!(bytes.len(), m.encoded_len());
+            let (parsed, used) = Message::parse(&bytes).unwrap();
+            prop_assert_eq!(used, bytes.len());
+            prop_assert_eq!(parsed, m.as_message());
+            prop_assert_eq!(parsed.into_owned(), m);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            match Message::parse(&bytes) {
+                Ok((m, used)) => {
+                    prop_assert!(used <= bytes.len());
+                    prop_assert_eq!(m.encoded_len(), used);
+                    prop_assert_eq!(m.to_vec(), &bytes[..used]);
+                }
+                Err(WireError::Incomplete { needed }) => prop_assert!(needed > 0),
+                Err(_) => {}
+            }
+            let _ = Message::parse_with_limit(&bytes, 0);
+            let _ = Message::parse_with_limit(&bytes, 10);
+        }
+
+        #[test]
+        fn small_lengths_never_panic(len in 0u32..40, id in any::<u8>(), tail in proptest::collection::vec(any::<u8>(), 0..40)) {
+            // Arbitrary bytes rarely hit a plausible length prefix; this does.
+            let mut bytes = len.to_be_bytes().to_vec();
+            bytes.push(id);
+            bytes.extend_from_slice(&tail);
+            if let Ok((m, used)) = Message::parse(&bytes) {
+                prop_assert_eq!(m.to_vec(), &bytes[..used]);
+            }
+        }
+    }
+}
