@@ -37,8 +37,10 @@ pub const MAX_PIECE_LENGTH: u64 = 256 * 1024 * 1024;
 /// What is wrong with a torrent (or with an info dictionary received from a peer).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetainfoError {
+    /// The bytes are not valid bencode. (Shown in the message rather than as an error
+    /// `source`, so that `{:#}` chains do not print it twice.)
     #[error("not a valid torrent: {0}")]
-    Bencode(#[from] BencodeError),
+    Bencode(BencodeError),
     #[error("not a torrent: the file holds {found}, not a bencoded dictionary")]
     NotADict { found: &'static str },
     #[error("missing field `{field}`")]
@@ -75,6 +77,12 @@ pub enum MetainfoError {
     InfoHashMismatch { expected: String, found: String },
     #[error("BitTorrent v2-only torrents (BEP 52) are not supported: `info` has no `pieces`")]
     V2Only,
+}
+
+impl From<BencodeError> for MetainfoError {
+    fn from(e: BencodeError) -> Self {
+        MetainfoError::Bencode(e)
+    }
 }
 
 type Result<T, E = MetainfoError> = std::result::Result<T, E>;
