@@ -1067,6 +1067,13 @@ mod tests {
         }
 
         #[test]
+        fn arbitrary_text_after_the_scheme_never_panics(s in any::<String>()) {
+            let _ = crate::magnet::Magnet::parse(&s);
+            let _ = crate::magnet::Magnet::parse(&format!("magnet:?{s}"));
+            let _ = crate::magnet::Magnet::parse(&format!("magnet:?xt=urn:btih:{s}"));
+        }
+
+        #[test]
         fn magnet_like_strings_never_panic(s in "magnet:\\?(xt=urn:btih:[0-9a-zA-Z]{0,41}|dn=[%0-9a-f+]{0,6}|tr=[%a-z:/]{0,8}|xl=[0-9-]{0,21}|x.pe=[0-9.:\\[\\]]{0,10}|&|=|%){0,8}") {
             let _ = crate::magnet::Magnet::parse(&s);
         }
