@@ -53,7 +53,8 @@ pub enum Command {
 
     /// Encode JSON (integers, strings, arrays, objects) as bencode; the raw bytes go to stdout.
     Encode {
-        /// The JSON value, e.g. '{"foo":"bar"}'.
+        /// The JSON value, e.g. '{"foo":"bar"}' (a negative number such as -5 works too).
+        #[arg(allow_hyphen_values = true)]
         json: String,
     },
 

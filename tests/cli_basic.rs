@@ -146,6 +146,7 @@ fn encode_round_trip_and_errors() {
     let out = run(&["encode", r#"{"foo":"bar","n":[1,-2,{"x":"y"}]}"#]);
     assert!(out.status.success());
     assert_eq!(out.stdout, b"d3:foo3:bar1:nli1ei-2ed1:x1:yeee");
+    assert_eq!(run(&["encode", "-5"]).stdout, b"i-5e");
     let e = fails(&["encode", "{not json"]);
     assert!(e.starts_with("error: reading the JSON: "), "{e}");
     let e = fails(&["encode", "1.5"]);
