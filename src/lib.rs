@@ -2,4 +2,21 @@
 //!
 //! The library behind the `bt-trace` binary. See `docs/architecture.md` for the map.
 pub mod bencode;
+pub mod bitfield;
+pub mod download;
+pub mod magnet;
+pub mod metainfo;
+pub mod peer;
 pub mod wire;
+
+/// A fresh peer id: `-bt0100-` (Azureus style: client code `bt`, version 0.1.0.0) and 12 random
+/// alphanumeric characters.
+pub fn peer_id() -> [u8; 20] {
+    use rand::Rng;
+    let mut id = *b"-bt0100-000000000000";
+    let mut rng = rand::thread_rng();
+    for b in &mut id[8..] {
+        *b = rng.sample(rand::distributions::Alphanumeric);
+    }
+    id
+}

@@ -1,1 +1,203 @@
-fn main() {}
+//! The `bt-trace` binary: parse the arguments, run the command, report errors.
+//!
+//! As in ripgrep: `main` parses and calls `run`; an error is printed as one line
+//! `error: <context>: <cause>` on stderr. Exit status 0 on success, 1 on a runtime error, 2 on a
+//! usage error. A closed stdout (`bt-trace info x.torrent | head -3`) is not an error: exit 0.
+//! Results go to stdout only; logs (tracing) go to stderr.
+
+mod cli;
+
+use anyhow::{Context, Result};
+use bt_trace::bencode::{self, Value};
+use bt_trace::magnet::Magnet;
+use bt_trace::metainfo::Torrent;
+use clap::Parser;
+use cli::{Cli, Command};
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version print to stdout and succeed; usage errors exit 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Decode { bencoded, hex } => {
+            let bytes = os_bytes(&bencoded);
+            let v = bencode::decode(&bytes).context("decoding the argument")?;
+            let json = if hex { v.to_json_hex() } else { v.to_json() };
+            writeln!(out, "{json}")?;
+        }
+        Command::Encode { json } => {
+            let j: serde_json::Value = serde_json::from_str(&json).context("reading the JSON")?;
+            let v = Value::from_json(&j)
+                .map_err(anyhow::Error::msg)
+                .context("converting JSON to bencode")?;
+            out.write_all(&v.encode())?;
+        }
+        Command::Info { torrent, json } => {
+            let t = read_torrent(&torrent)?;
+            if json {
+                writeln!(out, "{:#}", info_json(&t))?;
+            } else {
+                write_info(&mut out, &t)?;
+                write_info_extras(&mut out, &t)?;
+            }
+        }
+        Command::MagnetParse { link, json } => {
+            let m = Magnet::parse(&link).context("parsing the magnet link")?;
+            if json {
+                writeln!(out, "{:#}", magnet_json(&m))?;
+            } else {
+                let tracker = m.trackers.first().map(String::as_str);
+                if tracker.is_none() {
+                    tracing::warn!("the magnet link has no tracker (`tr`)");
+                }
+                writeln!(out, "Tracker URL: {}", tracker.unwrap_or(""))?;
+                writeln!(out, "Info Hash: {}", m.info_hash_hex())?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Reads and parses a .torrent file; errors name the file.
+fn read_torrent(path: &std::path::Path) -> Result<Torrent> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Torrent::parse(&bytes).with_context(|| format!("{} is not a usable torrent", path.display()))
+}
+
+/// The CodeCrafters `info` lines, byte-exact: `Tracker URL`, `Length` (the total for
+/// multi-file torrents), `Info Hash`, `Piece Length`, `Piece Hashes` and one hash a line.
+/// `magnet_info` prints the same lines.
+fn write_info(out: &mut impl Write, t: &Torrent) -> std::io::Result<()> {
+    let tracker = t.tracker_url();
+    if tracker.is_none() {
+        tracing::warn!("the torrent has no tracker (no `announce` or `announce-list`)");
+    }
+    writeln!(out, "Tracker URL: {}", tracker.unwrap_or(""))?;
+    writeln!(out, "Length: {}", t.info.total_length)?;
+    writeln!(out, "Info Hash: {}", t.info_hash_hex())?;
+    writeln!(out, "Piece Length: {}", t.info.piece_length)?;
+    writeln!(out, "Piece Hashes:")?;
+    for h in &t.info.pieces {
+        writeln!(out, "{}", hex::encode(h))?;
+    }
+    Ok(())
+}
+
+/// What `info` shows after the CodeCrafters lines: the files of a multi-file torrent and the
+/// announce-list tiers.
+fn write_info_extras(out: &mut impl Write, t: &Torrent) -> std::io::Result<()> {
+    if t.info.multi_file {
+        writeln!(out, "Files:")?;
+        for f in &t.info.files {
+            let pad = if f.padding { "  (padding)" } else { "" };
+            writeln!(out, "  {}  {}{pad}", f.length, f.display_path())?;
+        }
+    }
+    if !t.announce_list.is_empty() {
+        writeln!(out, "Announce List:")?;
+        for (i, tier) in t.announce_list.iter().enumerate() {
+            writeln!(out, "  tier {}: {}", i + 1, tier.join(", "))?;
+        }
+    }
+    Ok(())
+}
+
+fn info_json(t: &Torrent) -> serde_json::Value {
+    let i = &t.info;
+    serde_json::json!({
+        "tracker_url": t.tracker_url(),
+        "announce": t.announce,
+        "announce_list": t.announce_list,
+        "comment": t.comment,
+        "created_by": t.created_by,
+        "creation_date": t.creation_date,
+        "info_hash": t.info_hash_hex(),
+        "name": i.name,
+        "length": i.total_length,
+        "piece_length": i.piece_length,
+        "num_pieces": i.num_pieces(),
+        "piece_hashes": i.pieces.iter().map(hex::encode).collect::<Vec<_>>(),
+        "private": i.private,
+        "multi_file": i.multi_file,
+        "files": i.files.iter().map(|f| serde_json::json!({
+            "path": f.display_path(),
+            "length": f.length,
+            "offset": f.offset,
+            "padding": f.padding,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn magnet_json(m: &Magnet) -> serde_json::Value {
+    serde_json::json!({
+        "info_hash": m.info_hash_hex(),
+        "display_name": m.display_name,
+        "trackers": m.trackers,
+        "peers": m.peers,
+        "exact_length": m.exact_length,
+        "other": m.other.iter().map(|(k, v)| serde_json::json!([k, v])).collect::<Vec<_>>(),
+    })
+}
+
+/// The argument's bytes. On Unix an argument may hold any bytes (bencoded piece hashes).
+fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        s.as_bytes().to_vec()
+    }
+    #[cfg(not(unix))]
+    {
+        s.to_string_lossy().into_owned().into_bytes()
+    }
+}
+
+/// Logs go to stderr. `-v` sets the level; without it RUST_LOG decides, default `warn`.
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match verbose {
+        0 => None,
+        1 => Some("info"),
+        2 => Some("debug"),
+        _ => Some("trace"),
+    };
+    let filter = match level {
+        Some(l) => EnvFilter::new(l),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(verbose >= 2)
+        .without_time()
+        .try_init();
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,88 @@
+//! Command-line arguments (clap derive). Command names and argument order follow the
+//! CodeCrafters "Build your own BitTorrent" course (see /work/shared/design.md): snake_case
+//! names such as `magnet_parse`, and `download_piece -o PATH FILE INDEX`.
+
+use clap::{ArgAction, Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bt-trace",
+    version,
+    about = "A BitTorrent client and protocol tracer",
+    long_about = "A BitTorrent client and protocol tracer.\n\n\
+        Results go to stdout, logs and errors to stderr. Exit status: 0 ok, 1 error, 2 usage error."
+)]
+pub struct Cli {
+    /// More logging on stderr: -v info, -vv debug, -vvv trace. Without -v, RUST_LOG is used
+    /// (e.g. RUST_LOG=bt_trace=debug), and warnings only by default.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands. The CodeCrafters ones keep the course's exact stdout format; richer output is
+/// behind flags (`--json`).
+///
+/// Still to come, added by other parts of the project (argument shapes from design.md):
+/// - `peers FILE.torrent`                               → one `ip:port` a line
+/// - `handshake FILE.torrent IP:PORT`                   → `Peer ID: <40 hex>`
+/// - `download_piece -o PATH FILE.torrent INDEX`
+/// - `download -o PATH FILE.torrent`                    (multi-file: `-o` is a directory)
+/// - `magnet_handshake LINK`                            → `Peer ID:` + `Peer Metadata Extension ID:`
+/// - `magnet_info LINK`                                 → the `info` lines (reuse `write_info`)
+/// - `magnet_download_piece -o PATH LINK INDEX`, `magnet_download -o PATH LINK`
+/// - `analyze CAPTURE`, `seed ...`, `demo ...`
+#[derive(Subcommand, Debug)]
+#[command(rename_all = "snake_case")]
+pub enum Command {
+    /// Decode a bencoded value and print it as JSON.
+    ///
+    /// Byte strings that are not UTF-8 (piece hashes, compact peer lists) are printed with each
+    /// invalid byte replaced by U+FFFD; --hex prints them as "<hex:...>" instead.
+    Decode {
+        /// The bencoded value, e.g. 'd3:foo3:bare'.
+        bencoded: OsString,
+        /// Show byte strings that are not UTF-8 as "<hex:0a1b...>" so no byte is lost.
+        #[arg(long)]
+        hex: bool,
+    },
+
+    /// Encode JSON (integers, strings, arrays, objects) as bencode; the raw bytes go to stdout.
+    Encode {
+        /// The JSON value, e.g. '{"foo":"bar"}' (a negative number such as -5 works too).
+        #[arg(allow_hyphen_values = true)]
+        json: String,
+    },
+
+    /// Show what a .torrent file contains.
+    ///
+    /// Prints the CodeCrafters lines (Tracker URL, Length, Info Hash, Piece Length, Piece
+    /// Hashes), then for multi-file torrents a `Files:` list, then `Announce List:` tiers
+    /// when the torrent has any. `Tracker URL` is `announce`, or the first announce-list URL;
+    /// for a trackerless torrent it is left empty (and a warning goes to stderr).
+    Info {
+        /// The .torrent file.
+        torrent: PathBuf,
+        /// Print one JSON object with every field instead.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Parse a magnet link: prints `Tracker URL:` (the first `tr`, empty if none) and
+    /// `Info Hash:`.
+    MagnetParse {
+        /// The magnet link (quote it: it contains '&').
+        link: String,
+        /// Print one JSON object with every parameter instead.
+        #[arg(long)]
+        json: bool,
+    },
+    // Add new commands here (see the list above). For the CodeCrafters ones the argument order
+    // is fixed, e.g.:
+    //   DownloadPiece { #[arg(short = 'o')] output: PathBuf, torrent: PathBuf, index: u32 },
+    //   Download { #[arg(short = 'o')] output: PathBuf, torrent: PathBuf },
+}

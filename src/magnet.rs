@@ -1,0 +1,361 @@
+//! Magnet links (BEP 9): a torrent named by its info hash alone, e.g.
+//! `magnet:?xt=urn:btih:<hash>&dn=<name>&tr=<tracker url>&x.pe=<ip:port>`.
+//!
+//! Parameters we read (all values are percent-decoded):
+//! - `xt=urn:btih:` the info hash: 40 hex digits, or 32 base32 characters (older links).
+//!   Required. Several `xt` are allowed if they name the same torrent; `urn:btmh:` (the
+//!   BitTorrent v2 hash) alone is refused, since we only speak v1.
+//! - `dn` display name (a `+` means a space here, as in HTML forms).
+//! - `tr` tracker URLs, any number, tried in order.
+//! - `x.pe` peer addresses (`host:port`, `1.2.3.4:port`, `[::1]:port`) to contact directly.
+//! - `xl` exact length in bytes.
+//!
+//! Parameters we do not know are kept in [`Magnet::other`] (unknown is a value, not dropped).
+//! The info dictionary itself is not in the link: it is fetched from peers with the
+//! ut_metadata extension and checked with [`crate::metainfo::Info::from_metadata`].
+//!
+//! Contract: [`Magnet::parse`] never panics; errors say which parameter is wrong.
+
+use crate::metainfo::Torrent;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use std::net::SocketAddr;
+
+/// A parsed magnet link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Magnet {
+    pub info_hash: [u8; 20],
+    /// `dn`
+    pub display_name: Option<String>,
+    /// `tr`, in the order given.
+    pub trackers: Vec<String>,
+    /// `x.pe`, as given (`host:port`); see [`Magnet::peer_addrs`].
+    pub peers: Vec<String>,
+    /// `xl`
+    pub exact_length: Option<u64>,
+    /// Every other parameter, `(key, decoded value)`, in order.
+    pub other: Vec<(String, String)>,
+}
+
+/// What is wrong with a magnet link.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MagnetError {
+    #[error("not a magnet link: it should start with `magnet:?`")]
+    NotMagnet,
+    #[error("magnet link has no BitTorrent info hash (`xt=urn:btih:...`)")]
+    MissingInfoHash,
+    #[error("magnet link info hash {value:?} is invalid: {why}")]
+    BadInfoHash { value: String, why: String },
+    #[error("magnet link has only a BitTorrent v2 hash (`xt=urn:btmh:`), and v2 is not supported")]
+    V2Only,
+    #[error("magnet link names two different info hashes: {first} and {second}")]
+    ConflictingInfoHash { first: String, second: String },
+    #[error("magnet link parameter `{key}={value}`: {why}")]
+    BadParam {
+        key: String,
+        value: String,
+        why: &'static str,
+    },
+}
+
+/// Characters left as they are in [`Magnet::to_uri`]: RFC 3986 "unreserved".
+const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+impl Magnet {
+    /// Parses a magnet link.
+    pub fn parse(link: &str) -> Result<Magnet, MagnetError> {
+        let link = link.trim();
+        let query = link
+            .get(..8)
+            .filter(|p| p.eq_ignore_ascii_case("magnet:?"))
+            .map(|_| &link[8..])
+            .ok_or(MagnetError::NotMagnet)?;
+
+        let mut info_hash: Option<[u8; 20]> = None;
+        let mut saw_v2 = false;
+        let mut m = Magnet {
+            info_hash: [0; 20],
+            display_name: None,
+            trackers: Vec::new(),
+            peers: Vec::new(),
+            exact_length: None,
+            other: Vec::new(),
+        };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = decode(raw_key);
+            // `xt.1`, `tr.2`: numbered variants of a parameter (a magnet URI convention).
+            let base = match key.split_once('.') {
+                Some((b, n)) if !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()) => b,
+                _ => key.as_str(),
+            };
+            match base {
+                "xt" => {
+                    let v = decode(raw_value);
+                    if let Some(h) = strip_prefix_ci(&v, "urn:btih:") {
+                        let h = parse_hash(h)?;
+                        match info_hash {
+                            Some(prev) if prev != h => {
+                                return Err(MagnetError::ConflictingInfoHash {
+                                    first: hex::encode(prev),
+                                    second: hex::encode(h),
+                                })
+                            }
+                            _ => info_hash = Some(h),
+                        }
+                    } else {
+                        saw_v2 |= strip_prefix_ci(&v, "urn:btmh:").is_some();
+                        m.other.push((key, v));
+                    }
+                }
+                "dn" => m.display_name = Some(decode(&raw_value.replace('+', " "))),
+                "tr" => {
+                    let v = decode(raw_value);
+                    if !v.is_empty() {
+                        m.trackers.push(v);
+                    }
+                }
+                "x.pe" => {
+                    let v = decode(raw_value);
+                    if !looks_like_host_port(&v) {
+                        return Err(MagnetError::BadParam {
+                            key,
+                            value: v,
+                            why: "expected host:port",
+                        });
+                    }
+                    m.peers.push(v);
+                }
+                "xl" => {
+                    let v = decode(raw_value);
+                    m.exact_length = Some(v.parse().map_err(|_| MagnetError::BadParam {
+                        key,
+                        value: v.clone(),
+                        why: "expected a length in bytes",
+                    })?);
+                }
+                _ => m.other.push((key, decode(raw_value))),
+            }
+        }
+        m.info_hash = match info_hash {
+            Some(h) => h,
+            None if saw_v2 => return Err(MagnetError::V2Only),
+            None => return Err(MagnetError::MissingInfoHash),
+        };
+        Ok(m)
+    }
+
+    /// The magnet link for a torrent: its info hash, name and trackers.
+    pub fn from_torrent(t: &Torrent) -> Magnet {
+        Magnet {
+            info_hash: t.info_hash,
+            display_name: Some(t.info.name.clone()),
+            trackers: t.tiers().into_iter().flatten().collect(),
+            peers: Vec::new(),
+            exact_length: None,
+            other: Vec::new(),
+        }
+    }
+
+    /// Writes the link back out: `xt` (40 hex), `dn`, `xl`, each `tr`, each `x.pe`, then the
+    /// other parameters, values percent-encoded. `parse(to_uri(m)) == m`.
+    pub fn to_uri(&self) -> String {
+        let enc = |s: &str| utf8_percent_encode(s, KEEP).to_string();
+        let mut s = format!("magnet:?xt=urn:btih:{}", hex::encode(self.info_hash));
+        if let Some(dn) = &self.display_name {
+            s += &format!("&dn={}", enc(dn));
+        }
+        if let Some(xl) = self.exact_length {
+            s += &format!("&xl={xl}");
+        }
+        for t in &self.trackers {
+            s += &format!("&tr={}", enc(t));
+        }
+        for p in &self.peers {
+            s += &format!("&x.pe={}", enc(p));
+        }
+        for (k, v) in &self.other {
+            s += &format!("&{}={}", enc(k), enc(v));
+        }
+        s
+    }
+
+    /// The info hash as 40 lowercase hex digits.
+    pub fn info_hash_hex(&self) -> String {
+        hex::encode(self.info_hash)
+    }
+
+    /// Tracker tiers in BEP 12 shape: each `tr` is its own tier, so they are tried in order.
+    pub fn tiers(&self) -> Vec<Vec<String>> {
+        self.trackers.iter().map(|t| vec![t.clone()]).collect()
+    }
+
+    /// The `x.pe` peers that are IP literals. Host names are skipped (no DNS lookups here).
+    pub fn peer_addrs(&self) -> Vec<SocketAddr> {
+        self.peers.iter().filter_map(|p| p.parse().ok()).collect()
+    }
+}
+
+impl std::str::FromStr for Magnet {
+    type Err = MagnetError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Magnet::parse(s)
+    }
+}
+
+fn decode(s: &str) -> String {
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    s.get(..prefix.len())
+        .filter(|p| p.eq_ignore_ascii_case(prefix))
+        .map(|_| &s[prefix.len()..])
+}
+
+/// `host:port` with a numeric port; IPv6 literals in brackets (`[::1]:6881`). No DNS lookup.
+fn looks_like_host_port(s: &str) -> bool {
+    if s.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty()
+                && !host.contains([':', '[', ']', '/', ' '])
+                && port.parse::<u16>().is_ok()
+        }
+        None => false,
+    }
+}
+
+/// 40 hex digits or 32 base32 characters (RFC 4648 alphabet, any case) → 20 bytes.
+fn parse_hash(s: &str) -> Result<[u8; 20], MagnetError> {
+    let bad = |why: &str| MagnetError::BadInfoHash {
+        value: s.to_string(),
+        why: why.to_string(),
+    };
+    let mut out = [0u8; 20];
+    match s.len() {
+        40 => hex::decode_to_slice(s, &mut out).map_err(|_| bad("not hexadecimal"))?,
+        32 => {
+            let mut acc: u64 = 0;
+            let mut bits = 0;
+            let mut i = 0;
+            for c in s.bytes() {
+                let v = match c.to_ascii_uppercase() {
+                    c @ b'A'..=b'Z' => c - b'A',
+                    c @ b'2'..=b'7' => c - b'2' + 26,
+                    _ => return Err(bad("not base32 (A-Z, 2-7)")),
+                };
+                acc = (acc << 5) | u64::from(v);
+                bits += 5;
+                if bits >= 8 {
+                    bits -= 8;
+                    out[i] = (acc >> bits) as u8;
+                    i += 1;
+                }
+            }
+        }
+        n => {
+            return Err(bad(&format!(
+                "expected 40 hex digits or 32 base32 characters, found {n} characters"
+            )))
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CC: &str = "magnet:?xt=urn:btih:ad42ce8109f54c99613ce38f9b4d87e70f24a165&dn=magnet1.gif\
+                      &tr=http%3A%2F%2Fbittorrent-test-tracker.codecrafters.io%2Fannounce";
+
+    #[test]
+    fn codecrafters_example() {
+        let m = Magnet::parse(CC).unwrap();
+        assert_eq!(
+            m.info_hash_hex(),
+            "ad42ce8109f54c99613ce38f9b4d87e70f24a165"
+        );
+        assert_eq!(m.display_name.as_deref(), Some("magnet1.gif"));
+        assert_eq!(
+            m.trackers,
+            ["http://bittorrent-test-tracker.codecrafters.io/announce"]
+        );
+        assert_eq!(m.to_uri(), CC);
+    }
+
+    #[test]
+    fn base32_hash_and_many_params() {
+        // base32 of 20 bytes 0x00..0x13, computed independently with Python's base64.b32encode.
+        let b32 = "AAAQEAYEAUDAOCAJBIFQYDIOB4IBCEQT";
+        let link = format!(
+            "MAGNET:?xt=urn:BTIH:{}&dn=a+b%20c&tr=udp%3A%2F%2Ft%3A1&tr=http://u/a\
+             &x.pe=127.0.0.1:6881&x.pe=%5B%3A%3A1%5D%3A7&x.pe=host.example:5&xl=123&ws=http://w",
+            b32.to_lowercase()
+        );
+        let m = Magnet::parse(&link).unwrap();
+        let want: Vec<u8> = (0..20).collect();
+        assert_eq!(m.info_hash.as_slice(), want.as_slice());
+        assert_eq!(m.display_name.as_deref(), Some("a b c"));
+        assert_eq!(m.trackers, ["udp://t:1", "http://u/a"]);
+        assert_eq!(m.tiers().len(), 2);
+        assert_eq!(m.peers.len(), 3);
+        assert_eq!(m.peer_addrs().len(), 2);
+        assert_eq!(m.exact_length, Some(123));
+        assert_eq!(m.other, [("ws".to_string(), "http://w".to_string())]);
+        assert_eq!(Magnet::parse(&m.to_uri()).unwrap(), m);
+    }
+
+    #[test]
+    fn errors() {
+        let e = |s: &str| Magnet::parse(s).unwrap_err();
+        assert_eq!(e("http://x"), MagnetError::NotMagnet);
+        assert_eq!(e(""), MagnetError::NotMagnet);
+        assert_eq!(e("magnet:?dn=x"), MagnetError::MissingInfoHash);
+        assert_eq!(e("magnet:?xt=urn:btmh:1220abcd"), MagnetError::V2Only);
+        assert_eq!(
+            e("magnet:?xt=urn:btih:abc").to_string(),
+            "magnet link info hash \"abc\" is invalid: expected 40 hex digits or 32 base32 \
+             characters, found 3 characters"
+        );
+        assert!(matches!(
+            e(&format!("magnet:?xt=urn:btih:{}", "g".repeat(40))),
+            MagnetError::BadInfoHash { .. }
+        ));
+        assert!(matches!(
+            e(&format!("magnet:?xt=urn:btih:{}", "1".repeat(32))),
+            MagnetError::BadInfoHash { .. }
+        ));
+        assert!(matches!(
+            e(&format!(
+                "magnet:?xt=urn:btih:{}&xt=urn:btih:{}",
+                "a".repeat(40),
+                "b".repeat(40)
+            )),
+            MagnetError::ConflictingInfoHash { .. }
+        ));
+        assert!(matches!(
+            e(&format!("magnet:?xt=urn:btih:{}&xl=-1", "a".repeat(40))),
+            MagnetError::BadParam { .. }
+        ));
+        assert!(matches!(
+            e(&format!("magnet:?xt=urn:btih:{}&x.pe=nope", "a".repeat(40))),
+            MagnetError::BadParam { .. }
+        ));
+        // Non-ASCII right after the scheme must not panic on a char boundary.
+        assert_eq!(e("magnet:é?"), MagnetError::NotMagnet);
+    }
+
+    #[test]
+    fn numbered_xt_and_duplicate_same_hash() {
+        let h = "A".repeat(40);
+        let m = Magnet::parse(&format!("magnet:?xt.1=urn:btih:{h}&xt.2=urn:btih:{h}")).unwrap();
+        assert_eq!(m.info_hash, [0xaa; 20]);
+    }
+}
