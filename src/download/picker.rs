@@ -1,0 +1,471 @@
+//! Which blocks to ask which peer for.
+//!
+//! A piece is split into 16 KiB blocks (the largest request peers accept). The picker keeps,
+//! for every piece, whether it is untouched, in progress (block by block: free, requested,
+//! received) or done, and how many connected peers have it (its availability).
+//!
+//! Policy, as in most clients:
+//! 1. finish pieces already in progress first (fewer half-done pieces, earlier verification);
+//! 2. otherwise start the *rarest* piece the peer has (it may vanish with its few owners),
+//!    breaking ties from a per-peer rotating offset so peers spread over different pieces;
+//! 3. endgame: once every block has been requested from someone, blocks still outstanding may be
+//!    requested again from another peer; the first copy wins and the others are cancelled.
+//!
+//! The picker is plain data with no I/O; the engine holds it under a lock.
+
+use crate::bitfield::Bitfield;
+use crate::wire::BlockRef;
+
+/// The block size we request. BEP 3 clients reject longer requests.
+pub const BLOCK_LEN: u32 = 16 * 1024;
+
+/// How many peers may be asked for the same block in endgame.
+const MAX_DUPLICATES: u8 = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockState {
+    Free,
+    Requested(u8),
+    Received,
+}
+
+#[derive(Debug)]
+enum PieceState {
+    Idle,
+    Active(Vec<BlockState>),
+    /// All blocks received; the engine is verifying it.
+    Verifying,
+    Done,
+}
+
+/// What a received block means to the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// Stored; the piece still needs more blocks. `dups` other peers may still send it.
+    Stored { dups: u8 },
+    /// Stored, and it was the piece's last block: verify the piece now.
+    PieceComplete { dups: u8 },
+    /// We already have this block (endgame duplicate or a stray resend): discard.
+    Duplicate,
+    /// Not a block we could want (wrong piece, offset or length): the peer misbehaves.
+    Invalid,
+}
+
+pub struct Picker {
+    piece_len: u64,
+    total_len: u64,
+    num_pieces: u32,
+    have: Bitfield,
+    wanted: Bitfield,
+    availability: Vec<u32>,
+    pieces: Vec<PieceState>,
+    /// In-progress pieces, oldest first.
+    active: Vec<u32>,
+    /// Free blocks left in wanted pieces we do not have; zero means endgame.
+    free_blocks: u64,
+}
+
+impl Picker {
+    /// A picker for a torrent; `wanted` is the set of pieces to download (all, or one for
+    /// `download_piece`), `have` what storage already verified.
+    pub fn new(piece_len: u64, total_len: u64, have: Bitfield, wanted: Bitfield) -> Picker {
+        let num_pieces = have.len();
+        let mut p = Picker {
+            piece_len,
+            total_len,
+            num_pieces,
+            availability: vec![0; num_pieces as usize],
+            pieces: (0..num_pieces)
+                .map(|i| {
+                    if have.get(i) {
+                        PieceState::Done
+                    } else {
+                        PieceState::Idle
+                    }
+                })
+                .collect(),
+            have,
+            wanted,
+            active: Vec::new(),
+            free_blocks: 0,
+        };
+        p.free_blocks = (0..num_pieces)
+            .filter(|&i| p.needs(i))
+            .map(|i| u64::from(p.blocks_in(i)))
+            .sum();
+        p
+    }
+
+    pub fn num_pieces(&self) -> u32 {
+        self.num_pieces
+    }
+
+    /// Length of piece `index` (the last one may be short).
+    pub fn piece_size(&self, index: u32) -> u32 {
+        let start = u64::from(index) * self.piece_len;
+        (self.total_len.saturating_sub(start)).min(self.piece_len) as u32
+    }
+
+    fn blocks_in(&self, index: u32) -> u32 {
+        self.piece_size(index).div_ceil(BLOCK_LEN)
+    }
+
+    fn block_ref(&self, index: u32, block: u32) -> BlockRef {
+        let begin = block * BLOCK_LEN;
+        BlockRef {
+            index,
+            begin,
+            length: (self.piece_size(index) - begin).min(BLOCK_LEN),
+        }
+    }
+
+    /// True while `index` is wanted and not verified yet.
+    fn needs(&self, index: u32) -> bool {
+        self.wanted.get(index) && !self.have.get(index)
+    }
+
+    /// Verified pieces.
+    pub fn have(&self) -> &Bitfield {
+        &self.have
+    }
+
+    /// True when every wanted piece is verified.
+    pub fn is_complete(&self) -> bool {
+        (0..self.num_pieces).all(|i| !self.needs(i))
+    }
+
+    /// Number of wanted pieces still missing.
+    pub fn pieces_left(&self) -> u32 {
+        (0..self.num_pieces).filter(|&i| self.needs(i)).count() as u32
+    }
+
+    pub fn in_endgame(&self) -> bool {
+        self.free_blocks == 0
+    }
+
+    /// A peer announced all its pieces (bitfield or have all).
+    pub fn add_peer(&mut self, has: &Bitfield) {
+        for i in has.iter_ones() {
+            self.availability[i as usize] += 1;
+        }
+    }
+
+    /// A peer left: forget its pieces.
+    pub fn remove_peer(&mut self, has: &Bitfield) {
+        for i in has.iter_ones() {
+            let a = &mut self.availability[i as usize];
+            *a = a.saturating_sub(1);
+        }
+    }
+
+    /// A peer announced one more piece (`have`).
+    pub fn add_have(&mut self, index: u32) {
+        if let Some(a) = self.availability.get_mut(index as usize) {
+            *a += 1;
+        }
+    }
+
+    /// Whether a peer with `has` has anything we still need.
+    pub fn is_interesting(&self, has: &Bitfield) -> bool {
+        has.iter_ones().any(|i| self.needs(i))
+    }
+
+    /// Whether piece `index` is one we still need (for `have` messages).
+    pub fn wants(&self, index: u32) -> bool {
+        index < self.num_pieces && self.needs(index)
+    }
+
+    /// Appends up to `max` blocks for a peer that has `has` to `out`. `mine` says whether this
+    /// peer already has a block outstanding (so endgame never asks one peer twice); `rotate`
+    /// spreads peers over equally rare pieces.
+    pub fn pick(
+        &mut self,
+        has: &Bitfield,
+        max: usize,
+        out: &mut Vec<BlockRef>,
+        mine: impl Fn(&BlockRef) -> bool,
+        rotate: u32,
+    ) {
+        let goal = out.len() + max;
+        // 1. pieces in progress
+        for ai in 0..self.active.len() {
+            if out.len() >= goal || self.free_blocks == 0 {
+                break;
+            }
+            let index = self.active[ai];
+            if has.get(index) {
+                self.take_free(index, goal, out);
+            }
+        }
+        // 2. new pieces, rarest first
+        while out.len() < goal && self.free_blocks > 0 {
+            let Some(index) = self.rarest_idle(has, rotate) else {
+                break;
+            };
+            let n = self.blocks_in(index) as usize;
+            self.pieces[index as usize] = PieceState::Active(vec![BlockState::Free; n]);
+            self.active.push(index);
+            self.take_free(index, goal, out);
+        }
+        // 3. endgame: duplicate outstanding blocks
+        if out.len() < goal && self.free_blocks == 0 {
+            for ai in 0..self.active.len() {
+                let index = self.active[ai];
+                if !has.get(index) {
+                    continue;
+                }
+                let n = self.blocks_in(index);
+                for b in 0..n {
+                    if out.len() >= goal {
+                        return;
+                    }
+                    let r = self.block_ref(index, b);
+                    if let PieceState::Active(blocks) = &mut self.pieces[index as usize] {
+                        if let BlockState::Requested(k) = blocks[b as usize] {
+                            if k < MAX_DUPLICATES && !mine(&r) {
+                                blocks[b as usize] = BlockState::Requested(k + 1);
+                                out.push(r);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn take_free(&mut self, index: u32, goal: usize, out: &mut Vec<BlockRef>) {
+        let n = self.blocks_in(index);
+        for b in 0..n {
+            if out.len() >= goal {
+                return;
+            }
+            let r = self.block_ref(index, b);
+            if let PieceState::Active(blocks) = &mut self.pieces[index as usize] {
+                if blocks[b as usize] == BlockState::Free {
+                    blocks[b as usize] = BlockState::Requested(1);
+                    self.free_blocks -= 1;
+                    out.push(r);
+                }
+            }
+        }
+    }
+
+    fn rarest_idle(&self, has: &Bitfield, rotate: u32) -> Option<u32> {
+        let n = self.num_pieces;
+        if n == 0 {
+            return None;
+        }
+        let mut best: Option<(u32, u32)> = None;
+        for k in 0..n {
+            let i = (k + rotate) % n;
+            if !has.get(i) || !self.needs(i) || !matches!(self.pieces[i as usize], PieceState::Idle)
+            {
+                continue;
+            }
+            let a = self.availability[i as usize];
+            if best.is_none_or(|(_, ba)| a < ba) {
+                best = Some((i, a));
+                if a <= 1 {
+                    break;
+                }
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    /// A requested block will not come (choke, reject, peer gone, timeout): make it free again
+    /// once nobody else has it outstanding.
+    pub fn release(&mut self, r: &BlockRef) {
+        if let Some(PieceState::Active(blocks)) = self.pieces.get_mut(r.index as usize) {
+            let b = (r.begin / BLOCK_LEN) as usize;
+            if let Some(BlockState::Requested(k)) = blocks.get(b).copied() {
+                if k <= 1 {
+                    blocks[b] = BlockState::Free;
+                    self.free_blocks += 1;
+                } else {
+                    blocks[b] = BlockState::Requested(k - 1);
+                }
+            }
+        }
+    }
+
+    /// A block arrived. The caller stores it only on `Stored`/`PieceComplete`.
+    pub fn received(&mut self, r: &BlockRef) -> Received {
+        if r.index >= self.num_pieces
+            || r.begin % BLOCK_LEN != 0
+            || r.begin >= self.piece_size(r.index)
+        {
+            return Received::Invalid;
+        }
+        let expect = self.block_ref(r.index, r.begin / BLOCK_LEN);
+        if expect.length != r.length {
+            return Received::Invalid;
+        }
+        let b = (r.begin / BLOCK_LEN) as usize;
+        let (state, complete) = match &mut self.pieces[r.index as usize] {
+            PieceState::Active(blocks) => {
+                let state = blocks[b];
+                if state != BlockState::Received {
+                    blocks[b] = BlockState::Received;
+                }
+                (state, blocks.iter().all(|s| *s == BlockState::Received))
+            }
+            _ => return Received::Duplicate,
+        };
+        let dups = match state {
+            BlockState::Received => return Received::Duplicate,
+            BlockState::Free => {
+                // arrived after we gave up on it: still good data
+                self.free_blocks -= 1;
+                0
+            }
+            BlockState::Requested(k) => k - 1,
+        };
+        if complete {
+            self.pieces[r.index as usize] = PieceState::Verifying;
+            self.active.retain(|&i| i != r.index);
+            Received::PieceComplete { dups }
+        } else {
+            Received::Stored { dups }
+        }
+    }
+
+    /// The piece's hash matched.
+    pub fn verified(&mut self, index: u32) {
+        self.pieces[index as usize] = PieceState::Done;
+        self.have.set(index);
+    }
+
+    /// The piece's hash did not match: download it again.
+    pub fn failed(&mut self, index: u32) {
+        if matches!(self.pieces[index as usize], PieceState::Verifying) {
+            self.pieces[index as usize] = PieceState::Idle;
+            self.free_blocks += u64::from(self.blocks_in(index));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn picker(pieces: u32, piece_len: u64, total: u64) -> Picker {
+        Picker::new(
+            piece_len,
+            total,
+            Bitfield::new(pieces),
+            Bitfield::full(pieces),
+        )
+    }
+
+    #[test]
+    fn short_last_piece_and_block() {
+        let p = picker(3, 40_000, 90_000);
+        assert_eq!(p.piece_size(2), 10_000);
+        assert_eq!(p.block_ref(0, 2).length, 40_000 - 32_768);
+        assert_eq!(p.free_blocks, 3 + 3 + 1);
+    }
+
+    #[test]
+    fn rarest_first_then_finish_started() {
+        let mut p = picker(4, 32_768, 4 * 32_768);
+        let all = Bitfield::full(4);
+        let mut only2 = Bitfield::new(4);
+        only2.set(2);
+        p.add_peer(&all);
+        p.add_peer(&all);
+        p.add_peer(&only2);
+        let mut out = vec![];
+        p.pick(&all, 1, &mut out, |_| false, 0);
+        // pieces 0,1,3 have availability 2, piece 2 has 3: rarest is 0
+        assert_eq!(out[0].index, 0);
+        p.pick(&all, 1, &mut out, |_| false, 0);
+        assert_eq!(
+            out[1],
+            BlockRef {
+                index: 0,
+                begin: 16384,
+                length: 16384
+            }
+        );
+    }
+
+    #[test]
+    fn full_cycle_with_failure_and_endgame() {
+        let mut p = picker(2, 32_768, 50_000);
+        let all = Bitfield::full(2);
+        p.add_peer(&all);
+        let mut out = vec![];
+        p.pick(&all, 100, &mut out, |_| false, 0);
+        assert_eq!(out.len(), 4);
+        assert!(p.in_endgame());
+        // another peer gets duplicates in endgame
+        let mut dup = vec![];
+        p.pick(&all, 100, &mut dup, |r| r.index == 1, 0);
+        assert_eq!(dup.len(), 2);
+        assert_eq!(p.received(&out[0]), Received::Stored { dups: 1 });
+        assert_eq!(p.received(&out[0]), Received::Duplicate);
+        assert_eq!(p.received(&out[1]), Received::PieceComplete { dups: 1 });
+        p.failed(0);
+        assert!(!p.in_endgame());
+        p.verified(1);
+        assert!(!p.is_complete());
+        let mut again = vec![];
+        p.pick(&all, 100, &mut again, |_| false, 0);
+        assert_eq!(again.len(), 2);
+        assert!(p.received(&again[0]) == Received::Stored { dups: 0 });
+        assert!(matches!(
+            p.received(&again[1]),
+            Received::PieceComplete { .. }
+        ));
+        p.verified(0);
+        assert!(p.is_complete());
+    }
+
+    #[test]
+    fn release_and_invalid() {
+        let mut p = picker(1, 32_768, 32_768);
+        let all = Bitfield::full(1);
+        let mut out = vec![];
+        p.pick(&all, 1, &mut out, |_| false, 0);
+        p.release(&out[0]);
+        assert_eq!(p.free_blocks, 2);
+        let bad = BlockRef {
+            index: 0,
+            begin: 1,
+            length: 16384,
+        };
+        assert_eq!(p.received(&bad), Received::Invalid);
+        let bad = BlockRef {
+            index: 5,
+            begin: 0,
+            length: 16384,
+        };
+        assert_eq!(p.received(&bad), Received::Invalid);
+        let short = BlockRef {
+            index: 0,
+            begin: 0,
+            length: 100,
+        };
+        assert_eq!(p.received(&short), Received::Invalid);
+    }
+
+    #[test]
+    fn wanted_subset_only() {
+        let mut wanted = Bitfield::new(3);
+        wanted.set(1);
+        let mut p = Picker::new(16_384, 3 * 16_384, Bitfield::new(3), wanted);
+        let all = Bitfield::full(3);
+        let mut out = vec![];
+        p.pick(&all, 10, &mut out, |_| false, 0);
+        assert_eq!(
+            out,
+            vec![BlockRef {
+                index: 1,
+                begin: 0,
+                length: 16384
+            }]
+        );
+        assert_eq!(p.pieces_left(), 1);
+    }
+}
