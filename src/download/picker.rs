@@ -186,7 +186,8 @@ impl Picker {
         mine: impl Fn(&BlockRef) -> bool,
         rotate: u32,
     ) {
-        let goal = out.len() + max;
+        let start = out.len();
+        let goal = start + max;
         // 1. pieces in progress
         for ai in 0..self.active.len() {
             if out.len() >= goal || self.free_blocks == 0 {
@@ -222,7 +223,7 @@ impl Picker {
                     let r = self.block_ref(index, b);
                     if let PieceState::Active(blocks) = &mut self.pieces[index as usize] {
                         if let BlockState::Requested(k) = blocks[b as usize] {
-                            if k < MAX_DUPLICATES && !mine(&r) {
+                            if k < MAX_DUPLICATES && !mine(&r) && !out[start..].contains(&r) {
                                 blocks[b as usize] = BlockState::Requested(k + 1);
                                 out.push(r);
                             }
