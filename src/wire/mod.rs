@@ -2,8 +2,8 @@
 //! recorder and the capture analyzer.
 //!
 //! What is covered:
-//! - BEP 3 (base protocol): the 68-byte [handshake](handshake) and the length-prefixed
-//!   [messages](message) `<len: u32 BE><id: u8><payload>`, where `len == 0` is a keep-alive.
+//! - BEP 3 (base protocol): the 68-byte [`handshake`] and the length-prefixed
+//!   [`message`]s `<len: u32 BE><id: u8><payload>`, where `len == 0` is a keep-alive.
 //! - BEP 6 (fast extension): suggest, have all, have none, reject request, allowed fast.
 //! - BEP 10 (extension protocol): message id 20, whose first payload byte is the extended id;
 //!   extended id 0 is the extended handshake (see [`extension`]).
