@@ -2,12 +2,12 @@
 //! recorder and the capture analyzer.
 //!
 //! What is covered:
-//! - BEP 3 (base protocol): the 68-byte [handshake](handshake) and the length-prefixed
-//!   [messages](message) `<len: u32 BE><id: u8><payload>`, where `len == 0` is a keep-alive.
+//! - BEP 3 (base protocol): the 68-byte [`handshake`] and the length-prefixed
+//!   [`message`]s `<len: u32 BE><id: u8><payload>`, where `len == 0` is a keep-alive.
 //! - BEP 6 (fast extension): suggest, have all, have none, reject request, allowed fast.
 //! - BEP 10 (extension protocol): message id 20, whose first payload byte is the extended id;
-//!   extended id 0 is the extended handshake (see `extension`).
-//! - BEP 9 (`ut_metadata`) and BEP 11 (`ut_pex`) payloads, in `extension`.
+//!   extended id 0 is the extended handshake (see [`extension`]).
+//! - BEP 9 (`ut_metadata`) and BEP 11 (`ut_pex`) payloads, in [`extension`].
 //! - A [`StreamDecoder`] that cuts a TCP byte stream (fed in whatever chunks TCP delivers) into a
 //!   handshake followed by messages, remembering the stream offset of each.
 //!
@@ -26,10 +26,12 @@
 //! is not a protocol error: the [`StreamDecoder`] treats it as "wait for more data" and only
 //! reports real errors.
 
+pub mod extension;
 pub mod handshake;
 pub mod message;
 pub mod stream;
 
+pub use extension::{ExtendedHandshake, ExtensionMessage, PexFlags, UtMetadata, UtPex};
 pub use handshake::{looks_like_handshake_prefix, Handshake, Reserved, HANDSHAKE_LEN};
 pub use message::{BlockRef, Message, MessageKind, OwnedMessage, MAX_MESSAGE_LEN};
 pub use stream::{Decoded, DecoderState, Item, StreamDecoder, StreamError};
