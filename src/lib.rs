@@ -2,3 +2,4 @@
 //!
 //! The library behind the `bt-trace` binary. See `docs/architecture.md` for the map.
 pub mod bencode;
+pub mod tracker;
