@@ -7,6 +7,7 @@ pub mod download;
 pub mod magnet;
 pub mod metainfo;
 pub mod peer;
+pub mod tracker;
 pub mod wire;
 
 /// A fresh peer id: `-bt0100-` (Azureus style: client code `bt`, version 0.1.0.0) and 12 random
