@@ -2,8 +2,9 @@
 //! CodeCrafters "Build your own BitTorrent" course (see /work/shared/design.md): snake_case
 //! names such as `magnet_parse`, and `download_piece -o PATH FILE INDEX`.
 
-use clap::{ArgAction, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -81,8 +82,65 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    // Add new commands here (see the list above). For the CodeCrafters ones the argument order
-    // is fixed, e.g.:
-    //   DownloadPiece { #[arg(short = 'o')] output: PathBuf, torrent: PathBuf, index: u32 },
-    //   Download { #[arg(short = 'o')] output: PathBuf, torrent: PathBuf },
+
+    /// Ask the torrent's tracker(s) for peers: one `ip:port` a line.
+    Peers {
+        /// The .torrent file.
+        torrent: PathBuf,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+
+    /// Connect to a peer and exchange handshakes: prints `Peer ID: <40 hex>`.
+    Handshake {
+        /// The .torrent file.
+        torrent: PathBuf,
+        /// The peer, e.g. 127.0.0.1:6881.
+        peer: SocketAddr,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+
+    /// Download one piece and write its bytes to PATH.
+    DownloadPiece {
+        /// Where to write the piece.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// The .torrent file.
+        torrent: PathBuf,
+        /// The piece index (0-based).
+        index: u32,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+
+    /// Download the whole torrent. For a single-file torrent PATH is the file; for a
+    /// multi-file torrent it is the directory the torrent's files go into. Running the same
+    /// command again after an interruption keeps every verified piece.
+    Download {
+        /// The output file (single-file torrent) or directory (multi-file torrent).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// The .torrent file.
+        torrent: PathBuf,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+}
+
+/// Options of the commands that talk to trackers and peers.
+#[derive(Args, Debug, Clone)]
+pub struct NetArgs {
+    /// Use this peer too (repeatable); with --peer, a torrent needs no working tracker.
+    #[arg(long = "peer", value_name = "IP:PORT")]
+    pub peers: Vec<SocketAddr>,
+    /// The TCP port we announce to trackers.
+    #[arg(long, default_value_t = bt_trace::client::DEFAULT_PORT)]
+    pub port: u16,
+    /// At most this many peer connections at once.
+    #[arg(long, default_value_t = 50)]
+    pub max_peers: usize,
+    /// No progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
 }

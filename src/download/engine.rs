@@ -85,12 +85,15 @@ pub struct SwarmState {
     pub banned: HashSet<SocketAddr>,
     contributors: HashMap<u32, Vec<SocketAddr>>,
     strikes: HashMap<SocketAddr, u32>,
+    /// Peers that sent us at least one useful block.
+    sources: HashSet<SocketAddr>,
     pub pieces_failed: u32,
 }
 
 impl SwarmState {
     /// Remembers that `addr` sent a block of piece `index` (to blame it if the hash fails).
     pub fn note_contributor(&mut self, index: u32, addr: SocketAddr) {
+        self.sources.insert(addr);
         let v = self.contributors.entry(index).or_default();
         if !v.contains(&addr) {
             v.push(addr);
@@ -269,7 +272,8 @@ pub struct Summary {
     pub pieces_total: u32,
     pub pieces_have: u32,
     pub pieces_failed: u32,
-    pub peers_connected: usize,
+    /// Peers that sent at least one useful block.
+    pub peers_used: usize,
     pub peers_banned: usize,
     pub elapsed: Duration,
 }
@@ -334,6 +338,7 @@ pub async fn download(
             banned: HashSet::new(),
             contributors: HashMap::new(),
             strikes: HashMap::new(),
+            sources: HashSet::new(),
             pieces_failed: 0,
         }),
         wake_tx,
@@ -352,7 +357,6 @@ pub async fn download(
     };
 
     let bar = progress_bar(opts.progress, &swarm);
-    let mut peers_connected = 0usize;
     let mut interrupted = false;
     if !swarm.is_finished() {
         let first = source
@@ -423,7 +427,7 @@ pub async fn download(
                     active.remove(&addr);
                     if let Some(rec) = records.get_mut(&addr) {
                         match result {
-                            Ok(_) => peers_connected += 1,
+                            Ok(_) => {}
                             Err(e) => {
                                 tracing::info!("peer {addr}: {e}");
                                 rec.failures += 1;
@@ -509,7 +513,7 @@ pub async fn download(
         pieces_total: num_pieces,
         pieces_have: s.picker.have().count(),
         pieces_failed: s.pieces_failed,
-        peers_connected,
+        peers_used: s.sources.len(),
         peers_banned: s.banned.len(),
         elapsed: started.elapsed(),
     })

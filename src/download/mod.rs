@@ -2,6 +2,7 @@
 
 pub mod engine;
 pub mod picker;
+pub mod source;
 pub mod storage;
 
 pub use engine::{

@@ -1,0 +1,214 @@
+//! The client commands as library functions: `peers`, `handshake`, `download_piece`,
+//! `download`. The CLI formats their results; tests and the demo call them directly.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::bitfield::Bitfield;
+use crate::download::engine::{self, Layout, Options, Summary};
+use crate::download::source::TrackerSource;
+use crate::metainfo::Torrent;
+use crate::peer::conn::{Conn, ConnObserver};
+use crate::tracker::{Event, Tiers, TrackerObserver};
+use crate::wire::{Handshake, Reserved};
+
+/// The port we announce when not told otherwise.
+pub const DEFAULT_PORT: u16 = 6881;
+
+/// Settings shared by the networked commands.
+#[derive(Clone)]
+pub struct ClientConfig {
+    pub peer_id: [u8; 20],
+    pub port: u16,
+    pub max_peers: usize,
+    /// Peers to use besides (or instead of) the tracker's.
+    pub extra_peers: Vec<SocketAddr>,
+    pub progress: bool,
+    pub conn_observer: Option<Arc<dyn ConnObserver>>,
+    pub tracker_observer: Option<Arc<std::sync::Mutex<dyn TrackerObserver>>>,
+    pub cancel: tokio_util::sync::CancellationToken,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            peer_id: crate::peer_id(),
+            port: DEFAULT_PORT,
+            max_peers: 50,
+            extra_peers: Vec::new(),
+            progress: false,
+            conn_observer: None,
+            tracker_observer: None,
+            cancel: Default::default(),
+        }
+    }
+}
+
+struct SharedObserver(Arc<std::sync::Mutex<dyn TrackerObserver>>);
+
+impl TrackerObserver for SharedObserver {
+    fn http_exchange(&mut self, ex: &crate::tracker::HttpExchange) {
+        if let Ok(mut o) = self.0.lock() {
+            o.http_exchange(ex)
+        }
+    }
+    fn udp_datagram(&mut self, d: &crate::tracker::UdpDatagram) {
+        if let Ok(mut o) = self.0.lock() {
+            o.udp_datagram(d)
+        }
+    }
+    fn tls_exchange(&mut self, ex: &crate::tracker::TlsExchange) {
+        if let Ok(mut o) = self.0.lock() {
+            o.tls_exchange(ex)
+        }
+    }
+}
+
+fn tracker_source(t: &Torrent, cfg: &ClientConfig) -> TrackerSource {
+    let mut src = TrackerSource::new(
+        Tiers::new(t.announce.as_deref(), &t.tiers()),
+        t.info_hash,
+        cfg.peer_id,
+        cfg.port,
+    );
+    if let Some(o) = &cfg.tracker_observer {
+        src.observer = Box::new(SharedObserver(o.clone()));
+    }
+    src.extra_peers = cfg.extra_peers.clone();
+    src
+}
+
+/// Asks the torrent's trackers for peers (`bt-trace peers`).
+pub async fn peers(t: &Torrent, cfg: &ClientConfig) -> Result<Vec<SocketAddr>> {
+    let mut src = tracker_source(t, cfg);
+    if src.tiers.tiers().is_empty() {
+        bail!("the torrent names no tracker");
+    }
+    let (_, resp) = src
+        .announce_once(Event::Started, 0, 0, t.info.total_length.max(1))
+        .await?;
+    Ok(resp.peers)
+}
+
+/// Connects to a peer and exchanges handshakes (`bt-trace handshake`). `reserved` is what we
+/// advertise: the course's peers accept all zeros or [`Reserved::EXTENSION_ONLY`].
+pub async fn handshake(
+    addr: SocketAddr,
+    info_hash: [u8; 20],
+    reserved: Reserved,
+    cfg: &ClientConfig,
+) -> Result<Handshake> {
+    let mut conn = Conn::connect(addr, Duration::from_secs(5), 0, cfg.conn_observer.clone())
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    let ours = Handshake::new(reserved, info_hash, cfg.peer_id);
+    let theirs = conn
+        .handshake(&ours, Duration::from_secs(10))
+        .await
+        .with_context(|| format!("handshake with {addr}"))?;
+    conn.shutdown().await;
+    Ok(theirs)
+}
+
+/// Where each file of `t` goes: for a single-file torrent `out` is the file itself; for a
+/// multi-file torrent `out` is the directory the torrent's files go into.
+pub fn file_layout(t: &Torrent, out: &Path) -> Vec<(PathBuf, u64)> {
+    if t.info.multi_file {
+        t.info
+            .files
+            .iter()
+            .map(|f| (out.join(f.relative_path()), f.length))
+            .collect()
+    } else {
+        vec![(out.to_path_buf(), t.info.total_length)]
+    }
+}
+
+fn layout(t: &Torrent, files: Vec<(PathBuf, u64)>) -> Layout {
+    Layout {
+        info_hash: t.info_hash,
+        piece_len: t.info.piece_length,
+        hashes: t.info.pieces.clone(),
+        files,
+        info_bytes: Some(t.info.raw_bytes().to_vec()),
+    }
+}
+
+fn options(cfg: &ClientConfig, wanted: Option<Bitfield>) -> Options {
+    Options {
+        peer_id: cfg.peer_id,
+        max_peers: cfg.max_peers,
+        listen_port: Some(cfg.port),
+        wanted,
+        progress: cfg.progress,
+        observer: cfg.conn_observer.clone(),
+        cancel: cfg.cancel.clone(),
+        ..Options::default()
+    }
+}
+
+/// Downloads the whole torrent into `out` (`bt-trace download`), resuming from what is there.
+pub async fn download(t: &Torrent, out: &Path, cfg: &ClientConfig) -> Result<Summary> {
+    let source = tracker_source(t, cfg);
+    if source.tiers.tiers().is_empty() && source.extra_peers.is_empty() {
+        bail!("the torrent names no tracker; give peers with --peer IP:PORT");
+    }
+    let summary = engine::download(
+        layout(t, file_layout(t, out)),
+        Box::new(source),
+        options(cfg, None),
+    )
+    .await?;
+    Ok(summary)
+}
+
+/// Downloads one piece and writes its bytes to `out` (`bt-trace download_piece`). The
+/// torrent's files are staged sparsely in a hidden directory beside `out`, removed afterwards.
+pub async fn download_piece(
+    t: &Torrent,
+    index: u32,
+    out: &Path,
+    cfg: &ClientConfig,
+) -> Result<Summary> {
+    let n = t.info.num_pieces() as u32;
+    if index >= n {
+        bail!(
+            "piece index {index} is out of range: the torrent has {n} pieces (0..={})",
+            n - 1
+        );
+    }
+    let source = tracker_source(t, cfg);
+    if source.tiers.tiers().is_empty() && source.extra_peers.is_empty() {
+        bail!("the torrent names no tracker; give peers with --peer IP:PORT");
+    }
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let stage = tempfile::Builder::new()
+        .prefix(".bt-trace-piece-")
+        .tempdir_in(parent)
+        .with_context(|| format!("creating a staging directory in {}", parent.display()))?;
+    let files = file_layout(t, &stage.path().join("data"));
+    let mut wanted = Bitfield::new(n);
+    wanted.set(index);
+    let summary = engine::download(
+        layout(t, files.clone()),
+        Box::new(source),
+        options(cfg, Some(wanted)),
+    )
+    .await?;
+    if summary.complete {
+        let storage = crate::download::storage::Storage::open(&files, t.info.piece_length)?;
+        let (start, len) = storage.piece_range(index);
+        let mut buf = vec![0; len];
+        storage.read_at(start, &mut buf)?;
+        std::fs::write(out, &buf).with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(summary)
+}
