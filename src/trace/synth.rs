@@ -1147,7 +1147,29 @@ mod tests {
     }
 
     #[test]
+    fn stream_offsets_across_writes() {
+        let (c, s) = v4();
+        let mut conv = TcpConversation::new(c, s, 0, 0, 10).unwrap();
+        conv.open(|_| Ok(())).unwrap();
+        // A 25-byte message written in two parts (15 + 10 bytes): it completes in the
+        // second write's only data frame.
+        let mut done = Vec::new();
+        for part in [&[0u8; 15][..], &[0u8; 10][..]] {
+            conv.data(true, part, |f| {
+                if f.kind == FrameKind::Data {
+                    done.push((f.stream_offset, f.carries_stream_end(25)));
+                }
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert_eq!(done, [(0, false), (10, false), (15, true)]);
+    }
+
+    #[test]
     fn isns() {
+        assert_eq!(usable_isn(u32::MAX), u32::MAX - 1);
+        assert_eq!(usable_isn(0), 0);
         let (c, s) = v4();
         assert_eq!(deterministic_isn(c, s, 3), deterministic_isn(c, s, 3));
         assert_ne!(deterministic_isn(c, s, 3), deterministic_isn(s, c, 3));
@@ -1246,6 +1268,35 @@ mod tests {
             writes in proptest::collection::vec((any::<bool>(), 0usize..40_000), 0..12),
         ) {
             check_conversation(isn_c, isn_s, mss, &writes);
+        }
+
+        #[test]
+        fn any_endpoints_work_or_fail_cleanly(
+            a in any::<[u8; 16]>(), b in any::<[u8; 16]>(),
+            pa in any::<u16>(), pb in any::<u16>(),
+            a6 in any::<bool>(), b6 in any::<bool>(),
+            mss in any::<u16>(), len in 0usize..5000,
+        ) {
+            let ip = |bytes: [u8; 16], v6: bool| -> IpAddr {
+                if v6 {
+                    std::net::Ipv6Addr::from(bytes).into()
+                } else {
+                    std::net::Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).into()
+                }
+            };
+            let c = SocketAddr::new(ip(a, a6), pa);
+            let s = SocketAddr::new(ip(b, b6), pb);
+            match TcpConversation::new(c, s, pa.into(), pb.into(), mss) {
+                Ok(mut conv) => {
+                    let mut out = Vec::new();
+                    conv.open(collect(&mut out)).unwrap();
+                    conv.data(pa % 2 == 0, &vec![1u8; len], collect(&mut out)).unwrap();
+                    conv.reset(false, collect(&mut out)).unwrap();
+                }
+                Err(SynthError::InvalidMss(m)) => prop_assert!(m == 0 || m > MAX_MSS),
+                Err(SynthError::MixedFamilies { .. }) => {}
+                Err(e) => prop_assert!(false, "unexpected {e}"),
+            }
         }
 
         #[test]
