@@ -30,7 +30,7 @@ use crate::download::picker::Picker;
 use crate::download::storage::Storage;
 use crate::peer::conn::ConnObserver;
 use crate::peer::session::{self, Timeouts};
-use crate::wire::BlockRef;
+use crate::wire::{BlockRef, Reserved};
 
 /// The shape of a torrent's data, as the engine needs it.
 #[derive(Debug, Clone)]
@@ -54,6 +54,8 @@ impl Layout {
 pub struct Swarm {
     pub info_hash: [u8; 20],
     pub peer_id: [u8; 20],
+    /// The reserved bits of our handshake.
+    pub reserved: Reserved,
     pub num_pieces: u32,
     pub piece_len: u64,
     pub total_len: u64,
@@ -228,6 +230,8 @@ impl PeerSource for StaticPeers {
 #[derive(Clone)]
 pub struct Options {
     pub peer_id: [u8; 20],
+    /// Handshake reserved bits; default fast extension + extension protocol.
+    pub reserved: Reserved,
     pub max_peers: usize,
     pub timeouts: Timeouts,
     /// The port we announce (and listen on, when seeding).
@@ -247,6 +251,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             peer_id: crate::peer_id(),
+            reserved: session::OUR_RESERVED,
             max_peers: 50,
             timeouts: Timeouts::default(),
             listen_port: None,
@@ -318,6 +323,7 @@ pub async fn download(
     let swarm = Arc::new(Swarm {
         info_hash: layout.info_hash,
         peer_id: opts.peer_id,
+        reserved: opts.reserved,
         num_pieces,
         piece_len: layout.piece_len,
         total_len,

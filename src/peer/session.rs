@@ -112,7 +112,7 @@ pub async fn run_on(
     mut conn: Conn,
     their_handshake: Option<Handshake>,
 ) -> Result<SessionEnd, PeerError> {
-    let ours = Handshake::new(OUR_RESERVED, swarm.info_hash, swarm.peer_id);
+    let ours = Handshake::new(swarm.reserved, swarm.info_hash, swarm.peer_id);
     let theirs = match their_handshake {
         Some(h) => {
             conn.out().extend_from_slice(&ours.emit());
@@ -121,10 +121,13 @@ pub async fn run_on(
         }
         None => conn.handshake(&ours, swarm.timeouts.handshake).await?,
     };
+    if theirs.peer_id == swarm.peer_id {
+        return Err(PeerError::Protocol("connected to ourselves".into()));
+    }
     let mut st = PeerState {
         addr: conn.remote,
         has: Bitfield::new(swarm.num_pieces),
-        fast: theirs.reserved.fast() && OUR_RESERVED.fast(),
+        fast: theirs.reserved.fast() && swarm.reserved.fast(),
         extended: theirs.reserved.extended(),
         am_choked: true,
         am_interested: false,
@@ -174,7 +177,7 @@ async fn session_loop(
     st: &mut PeerState,
 ) -> Result<SessionEnd, PeerError> {
     // Extension handshake first (BEP 10), then what we have.
-    if st.extended {
+    if st.extended && swarm.reserved.extended() {
         let mut m = Vec::new();
         if swarm.metadata_size().is_some() {
             m.push(("ut_metadata", Value::Int(1)));
