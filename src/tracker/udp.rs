@@ -607,6 +607,19 @@ impl<'a> Client<'a> {
                         );
                         ignored += 1
                     }
+                    // Our transaction id and action, but a broken body: the tracker did
+                    // answer (a random 32-bit id is not guessed by accident), so say what
+                    // was wrong now instead of timing out.
+                    Err(e) if u32_at(bytes, 4) == tid && u32_at(bytes, 0) == want => {
+                        let mut why = format!("reply of {len} bytes to our request: {e}");
+                        if want == action::ANNOUNCE && len == 8 {
+                            why.push_str(
+                                " (opentracker answers like this for a torrent that is not \
+                                 on its whitelist)",
+                            );
+                        }
+                        return Err(TrackerError::Malformed(why));
+                    }
                     Err(e) => {
                         tracing::debug!("UDP tracker {}: ignoring datagram: {e}", self.remote);
                         ignored += 1
@@ -1206,6 +1219,28 @@ mod tests {
             matches!(&e, TrackerError::Failure(m) if m == "go away"),
             "{e}"
         );
+        // Our id and action with a truncated body (what opentracker sends for a torrent
+        // that is not whitelisted): malformed at once, no waiting.
+        let addr = fake_tracker(vec![
+            Box::new(|tid| {
+                vec![Response::Connect {
+                    transaction_id: tid,
+                    connection_id: 3,
+                }
+                .emit()]
+            }),
+            Box::new(|tid| {
+                let mut r = action::ANNOUNCE.to_be_bytes().to_vec();
+                r.extend_from_slice(&tid.to_be_bytes());
+                vec![r]
+            }),
+        ])
+        .await;
+        let e = announce(&format!("udp://{addr}"), &req(), &fast(), &mut NoopObserver)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("reply of 8 bytes"), "{e}");
+        assert!(e.to_string().contains("whitelist"), "{e}");
         let e = announce(
             "udp://127.0.0.1/announce",
             &req(),
