@@ -684,12 +684,12 @@ impl<'a> Client<'a> {
         want: u32,
         build: impl Fn(u64, u32) -> Request,
     ) -> Result<Response, TrackerError> {
-        loop {
+        for attempt in 0.. {
             let (cid, cached) = self.connection_id().await?;
             let tid = rand::random::<u32>();
             let packet = build(cid, tid).emit();
             match self.transact(&packet, tid, want).await {
-                Err(e) if cached => {
+                Err(e) if cached && attempt == 0 => {
                     tracing::debug!(
                         "UDP tracker {}: {e}; retrying with a new connection id",
                         self.remote
@@ -699,6 +699,7 @@ impl<'a> Client<'a> {
                 other => return other,
             }
         }
+        unreachable!("the loop above returns")
     }
 }
 
@@ -1035,7 +1036,11 @@ mod tests {
     /// A fake UDP tracker answering each received datagram with the scripted replies
     /// (built from the request's transaction id). Returns its address.
     async fn fake_tracker(script: Vec<Reply>) -> SocketAddr {
-        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        fake_tracker_on("127.0.0.1:0", script).await
+    }
+
+    async fn fake_tracker_on(bind: &str, script: Vec<Reply>) -> SocketAddr {
+        let s = UdpSocket::bind(bind).await.unwrap();
         let addr = s.local_addr().unwrap();
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];
@@ -1145,6 +1150,47 @@ mod tests {
         assert_eq!((p.connection_id, p.num_want, p.port), (42, 10, 6881));
         assert_eq!(d.remote, addr);
         assert!(d.local.ip().is_loopback());
+    }
+
+    #[tokio::test]
+    async fn ipv6_tracker_gives_18_byte_peers() {
+        let addr = fake_tracker_on(
+            "[::1]:0",
+            vec![
+                Box::new(|tid| {
+                    vec![Response::Connect {
+                        transaction_id: tid,
+                        connection_id: 9,
+                    }
+                    .emit()]
+                }),
+                Box::new(|tid| {
+                    vec![Response::Announce {
+                        transaction_id: tid,
+                        interval: 30,
+                        leechers: 0,
+                        seeders: 1,
+                        peers: vec!["[::1]:6881".parse().unwrap()],
+                    }
+                    .emit()]
+                }),
+            ],
+        )
+        .await;
+        let mut seen: Vec<TrackerWire> = Vec::new();
+        let r = announce(
+            &format!("udp://{addr}/announce"),
+            &req(),
+            &fast(),
+            &mut seen,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.peers, vec!["[::1]:6881".parse().unwrap()]);
+        let TrackerWire::Udp(d) = &seen[0] else {
+            panic!()
+        };
+        assert!(d.local.is_ipv6() && d.remote.is_ipv6());
     }
 
     #[tokio::test]
