@@ -670,7 +670,7 @@ pub async fn announce(
 ) -> Result<AnnounceResponse, TrackerError> {
     let resp = get(&announce_url(url, req), config, observer).await?;
     check_status(&resp)?;
-    parse_announce_response(&resp.body)
+    parse_announce_response(&resp.body).map_err(|e| explain_encoding(&resp, e))
 }
 
 /// Scrapes over HTTP(S) (BEP 48), all hashes in one request.
@@ -687,7 +687,20 @@ pub async fn scrape(
         .collect();
     let resp = get(&append_query(&base, &q.join("&")), config, observer).await?;
     check_status(&resp)?;
-    parse_scrape_response(&resp.body)
+    parse_scrape_response(&resp.body).map_err(|e| explain_encoding(&resp, e))
+}
+
+/// We ask for `Accept-Encoding: identity`; a tracker that compresses anyway gets named.
+fn explain_encoding(resp: &HttpResponse, e: TrackerError) -> TrackerError {
+    match (resp.header("content-encoding"), e) {
+        (Some(enc), TrackerError::Malformed(m)) if !enc.eq_ignore_ascii_case("identity") => {
+            malformed(format!(
+                "body is `Content-Encoding: {enc}` although we asked for identity \
+                 (bt-trace does not decompress): {m}"
+            ))
+        }
+        (_, e) => e,
+    }
 }
 
 /// A non-200 status is an error, unless the body carries a `failure reason` (then that).
@@ -870,15 +883,30 @@ async fn exchange(
     let io = |e: std::io::Error| HttpError::Malformed(format!("network error: {e}"));
     stream.write_all(request).await.map_err(io)?;
     let mut chunk = vec![0u8; 64 * 1024];
+    // Framing overhead (chunk lines, trailers) is bounded too, not only the body.
+    let raw_cap = max_body.saturating_mul(2).saturating_add(MAX_HEAD);
+    // Where the final response starts, after any `1xx` interim responses.
+    let mut start = 0;
     loop {
-        match parse_http_response(buf, false, max_body) {
+        let at_eof = buf.len() > raw_cap; // parse as final once over the cap
+        match parse_http_response(&buf[start..], false, max_body) {
+            Ok((resp, used)) if resp.status / 100 == 1 && resp.status != 101 => {
+                start += used;
+                continue;
+            }
             Ok((resp, _)) => return Ok(resp),
+            Err(HttpError::Incomplete) if at_eof => {
+                return Err(HttpError::TooLarge {
+                    limit: max_body,
+                    claimed: None,
+                })
+            }
             Err(HttpError::Incomplete) => {}
             Err(e) => return Err(e),
         }
         let n = stream.read(&mut chunk).await.map_err(io)?;
         if n == 0 {
-            return parse_http_response(buf, true, max_body).map(|(r, _)| r);
+            return parse_http_response(&buf[start..], true, max_body).map(|(r, _)| r);
         }
         buf.extend_from_slice(&chunk[..n]);
     }
@@ -1453,6 +1481,76 @@ mod tests {
         assert_eq!(seen.len(), 2);
         let requests = h.await.unwrap();
         assert!(requests[1].starts_with(b"GET /real/announce?x=1 HTTP/1.1\r\n"));
+    }
+
+    #[tokio::test]
+    async fn fake_interim_response_and_gzip() {
+        let body = b"d8:intervali5e5:peers0:e";
+        let mut reply = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n".to_vec();
+        reply.extend_from_slice(body);
+        let (base, _h) = fake_server(vec![Some(reply)]).await;
+        let r = announce(&format!("{base}/a"), &req(), &cfg(), &mut NoopObserver)
+            .await
+            .unwrap();
+        assert_eq!(r.interval, 5);
+
+        let gz =
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\n\x1f\x8b\x08";
+        let (base, _h) = fake_server(vec![Some(gz.to_vec())]).await;
+        let e = announce(&format!("{base}/a"), &req(), &cfg(), &mut NoopObserver)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("Content-Encoding: gzip"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn ipv6_tracker_and_peers6() {
+        let l = TcpListener::bind("[::1]:0").await.unwrap();
+        let url = format!("http://{}/announce", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut req = Vec::new();
+            let mut b = [0u8; 4096];
+            while head_end(&req).is_none() {
+                let n = s.read(&mut b).await.unwrap();
+                req.extend_from_slice(&b[..n]);
+            }
+            assert!(String::from_utf8_lossy(&req).contains("\r\nHost: [::1]:"));
+            let mut body = b"d8:intervali9e5:peers0:6:peers618:".to_vec();
+            body.extend_from_slice(&[0; 15]);
+            body.extend_from_slice(&[1, 0x1a, 0xe1, b'e']);
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            s.write_all(head.as_bytes()).await.unwrap();
+            s.write_all(&body).await.unwrap();
+        });
+        let mut seen: Vec<TrackerWire> = Vec::new();
+        let r = announce(&url, &req(), &cfg(), &mut seen).await.unwrap();
+        assert_eq!(r.peers, vec!["[::1]:6881".parse().unwrap()]);
+        let [TrackerWire::Http(ex)] = &seen[..] else {
+            panic!()
+        };
+        assert!(ex.local.is_ipv6() && ex.remote.is_ipv6());
+    }
+
+    #[tokio::test]
+    async fn https_failure_is_reported() {
+        // A plain-text server where TLS is expected: the handshake fails, clearly.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}/announce", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut b = [0u8; 1024];
+            let _ = s.read(&mut b).await; // the ClientHello
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        });
+        let mut seen: Vec<TrackerWire> = Vec::new();
+        let e = announce(&url, &req(), &cfg(), &mut seen).await.unwrap_err();
+        assert!(matches!(e, TrackerError::Https { .. }), "{e}");
+        let [TrackerWire::Tls(t)] = &seen[..] else {
+            panic!("{seen:?}")
+        };
+        assert_eq!(t.status, None);
+        assert!(t.url.starts_with("https://127.0.0.1:"));
     }
 
     #[tokio::test]

@@ -607,6 +607,19 @@ impl<'a> Client<'a> {
                         );
                         ignored += 1
                     }
+                    // Our transaction id and action, but a broken body: the tracker did
+                    // answer (a random 32-bit id is not guessed by accident), so say what
+                    // was wrong now instead of timing out.
+                    Err(e) if u32_at(bytes, 4) == tid && u32_at(bytes, 0) == want => {
+                        let mut why = format!("reply of {len} bytes to our request: {e}");
+                        if want == action::ANNOUNCE && len == 8 {
+                            why.push_str(
+                                " (opentracker answers like this for a torrent that is not \
+                                 on its whitelist)",
+                            );
+                        }
+                        return Err(TrackerError::Malformed(why));
+                    }
                     Err(e) => {
                         tracing::debug!("UDP tracker {}: ignoring datagram: {e}", self.remote);
                         ignored += 1
@@ -671,12 +684,12 @@ impl<'a> Client<'a> {
         want: u32,
         build: impl Fn(u64, u32) -> Request,
     ) -> Result<Response, TrackerError> {
-        loop {
+        for attempt in 0.. {
             let (cid, cached) = self.connection_id().await?;
             let tid = rand::random::<u32>();
             let packet = build(cid, tid).emit();
             match self.transact(&packet, tid, want).await {
-                Err(e) if cached => {
+                Err(e) if cached && attempt == 0 => {
                     tracing::debug!(
                         "UDP tracker {}: {e}; retrying with a new connection id",
                         self.remote
@@ -686,6 +699,7 @@ impl<'a> Client<'a> {
                 other => return other,
             }
         }
+        unreachable!("the loop above returns")
     }
 }
 
@@ -1022,7 +1036,11 @@ mod tests {
     /// A fake UDP tracker answering each received datagram with the scripted replies
     /// (built from the request's transaction id). Returns its address.
     async fn fake_tracker(script: Vec<Reply>) -> SocketAddr {
-        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        fake_tracker_on("127.0.0.1:0", script).await
+    }
+
+    async fn fake_tracker_on(bind: &str, script: Vec<Reply>) -> SocketAddr {
+        let s = UdpSocket::bind(bind).await.unwrap();
         let addr = s.local_addr().unwrap();
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];
@@ -1135,6 +1153,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn ipv6_tracker_gives_18_byte_peers() {
+        let addr = fake_tracker_on(
+            "[::1]:0",
+            vec![
+                Box::new(|tid| {
+                    vec![Response::Connect {
+                        transaction_id: tid,
+                        connection_id: 9,
+                    }
+                    .emit()]
+                }),
+                Box::new(|tid| {
+                    vec![Response::Announce {
+                        transaction_id: tid,
+                        interval: 30,
+                        leechers: 0,
+                        seeders: 1,
+                        peers: vec!["[::1]:6881".parse().unwrap()],
+                    }
+                    .emit()]
+                }),
+            ],
+        )
+        .await;
+        let mut seen: Vec<TrackerWire> = Vec::new();
+        let r = announce(
+            &format!("udp://{addr}/announce"),
+            &req(),
+            &fast(),
+            &mut seen,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.peers, vec!["[::1]:6881".parse().unwrap()]);
+        let TrackerWire::Udp(d) = &seen[0] else {
+            panic!()
+        };
+        assert!(d.local.is_ipv6() && d.remote.is_ipv6());
+    }
+
+    #[tokio::test]
     async fn retransmits_then_mismatch_or_timeout() {
         // Only wrong transaction ids: a mismatch error after `tries` sends.
         let wrong: Vec<Reply> = (0..3)
@@ -1206,6 +1265,28 @@ mod tests {
             matches!(&e, TrackerError::Failure(m) if m == "go away"),
             "{e}"
         );
+        // Our id and action with a truncated body (what opentracker sends for a torrent
+        // that is not whitelisted): malformed at once, no waiting.
+        let addr = fake_tracker(vec![
+            Box::new(|tid| {
+                vec![Response::Connect {
+                    transaction_id: tid,
+                    connection_id: 3,
+                }
+                .emit()]
+            }),
+            Box::new(|tid| {
+                let mut r = action::ANNOUNCE.to_be_bytes().to_vec();
+                r.extend_from_slice(&tid.to_be_bytes());
+                vec![r]
+            }),
+        ])
+        .await;
+        let e = announce(&format!("udp://{addr}"), &req(), &fast(), &mut NoopObserver)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("reply of 8 bytes"), "{e}");
+        assert!(e.to_string().contains("whitelist"), "{e}");
         let e = announce(
             "udp://127.0.0.1/announce",
             &req(),
