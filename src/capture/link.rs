@@ -459,3 +459,239 @@ fn transport<'a>(
         protocol => Err(Skipped::OtherProtocol { protocol }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{LinuxSllPacketType, PacketBuilder, TcpOptionElement, VlanId};
+
+    const A4: [u8; 4] = [10, 0, 0, 1];
+    const B4: [u8; 4] = [10, 0, 0, 2];
+
+    /// Raw IPv4 + TCP packet (with MSS and timestamp options) carrying `payload`.
+    fn ipv4_tcp(payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ipv4(A4, B4, 64)
+            .tcp(6881, 40000, 0xffff_fff0, 512)
+            .ack(77)
+            .options(&[
+                TcpOptionElement::MaximumSegmentSize(1460),
+                TcpOptionElement::Timestamp(1, 2),
+            ])
+            .unwrap();
+        let mut v = Vec::with_capacity(b.size(payload.len()));
+        b.write(&mut v, payload).unwrap();
+        v
+    }
+
+    fn ipv6_udp(payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ipv6([1; 16], [2; 16], 64).udp(6969, 1234);
+        let mut v = Vec::new();
+        b.write(&mut v, payload).unwrap();
+        v
+    }
+
+    fn tcp<'a>(d: &Dissected<'a>) -> TcpSegment<'a> {
+        match d.transport {
+            Transport::Tcp(s) => s,
+            Transport::Udp(_) => panic!("expected TCP"),
+        }
+    }
+
+    fn check_tcp(d: Dissected<'_>, payload: &[u8]) {
+        assert_eq!(d.src, IpAddr::from(A4));
+        assert_eq!(d.dst, IpAddr::from(B4));
+        let s = tcp(&d);
+        assert_eq!(
+            (s.src_port, s.dst_port, s.seq, s.ack, s.window),
+            (6881, 40000, 0xffff_fff0, 77, 512)
+        );
+        assert!(s.flags.ack() && !s.flags.syn());
+        assert_eq!(s.payload, payload);
+        assert!(!d.truncated);
+    }
+
+    #[test]
+    fn ethernet_plain_and_vlan_tagged() {
+        let payload = b"\x13BitTorrent protocol";
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4(A4, B4, 64)
+            .tcp(6881, 40000, 0xffff_fff0, 512)
+            .ack(77)
+            .write(&mut f, payload)
+            .unwrap();
+        check_tcp(dissect(LinkType::Ethernet, &f).unwrap(), payload);
+
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2([1; 6], [2; 6])
+            .double_vlan(VlanId::try_new(10).unwrap(), VlanId::try_new(20).unwrap())
+            .ipv4(A4, B4, 64)
+            .tcp(6881, 40000, 0xffff_fff0, 512)
+            .ack(77)
+            .write(&mut f, payload)
+            .unwrap();
+        assert_eq!(&f[12..14], &[0x88, 0xa8]);
+        check_tcp(dissect(LinkType::Ethernet, &f).unwrap(), payload);
+    }
+
+    #[test]
+    fn ethernet_padding_is_not_payload() {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4(A4, B4, 64)
+            .tcp(6881, 40000, 0xffff_fff0, 512)
+            .ack(77)
+            .write(&mut f, b"")
+            .unwrap();
+        f.resize(60, 0); // minimum Ethernet frame
+        check_tcp(dissect(LinkType::Ethernet, &f).unwrap(), b"");
+    }
+
+    #[test]
+    fn linux_cooked_v1_and_v2() {
+        let ip = ipv4_tcp(b"hello");
+        let mut f = Vec::new();
+        PacketBuilder::linux_sll(LinuxSllPacketType::HOST, 6, [0; 8])
+            .ipv4(A4, B4, 64)
+            .tcp(6881, 40000, 0xffff_fff0, 512)
+            .ack(77)
+            .write(&mut f, b"hello")
+            .unwrap();
+        check_tcp(dissect(LinkType::LinuxSll, &f).unwrap(), b"hello");
+
+        // SLL2: protocol, reserved, ifindex, ARPHRD, packet type, address length, address.
+        let mut f = vec![
+            0x08, 0x00, 0, 0, 0, 0, 0, 1, 0x03, 0x04, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        f.extend_from_slice(&ip);
+        let d = dissect(LinkType::LinuxSll2, &f).unwrap();
+        assert_eq!(tcp(&d).payload, b"hello");
+    }
+
+    #[test]
+    fn raw_null_and_loop() {
+        let ip = ipv4_tcp(b"x");
+        assert_eq!(tcp(&dissect(LinkType::Raw, &ip).unwrap()).payload, b"x");
+        assert_eq!(tcp(&dissect(LinkType::Ipv4, &ip).unwrap()).payload, b"x");
+        for hdr in [[2, 0, 0, 0], [0, 0, 0, 2]] {
+            let f = [&hdr[..], &ip].concat();
+            assert_eq!(
+                tcp(&dissect(LinkType::Null, &f).unwrap()).payload,
+                b"x",
+                "{hdr:?}"
+            );
+        }
+        let f = [&[0, 0, 0, 2][..], &ip].concat();
+        assert!(dissect(LinkType::Loop, &f).is_ok());
+        let v6 = ipv6_udp(b"udp");
+        for hdr in [[30, 0, 0, 0], [0, 0, 0, 24], [10, 0, 0, 0]] {
+            let f = [&hdr[..], &v6].concat();
+            assert!(
+                matches!(dissect(LinkType::Null, &f).unwrap().transport, Transport::Udp(u) if u.payload == b"udp")
+            );
+        }
+        assert_eq!(
+            dissect(LinkType::Null, &[7, 0, 0, 0, 1]),
+            Err(Skipped::NotIp { ethertype: 7 })
+        );
+        assert_eq!(
+            dissect(LinkType::Unknown(147), &ip),
+            Err(Skipped::UnknownLink(LinkType::Unknown(147)))
+        );
+    }
+
+    #[test]
+    fn ipv6_extension_headers_are_skipped() {
+        let inner = ipv6_udp(b"payload");
+        let udp = &inner[40..];
+        // hop-by-hop (8 bytes) -> destination options (16 bytes) -> atomic fragment (8 bytes) -> UDP
+        let mut ext = vec![60, 0, 1, 4, 0, 0, 0, 0];
+        ext.extend_from_slice(&[44, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        ext.extend_from_slice(&[17, 0, 0, 0, 0, 0, 0, 1]);
+        let mut p = inner[..40].to_vec();
+        p[6] = 0; // next header: hop-by-hop
+        let len = (ext.len() + udp.len()) as u16;
+        p[4..6].copy_from_slice(&len.to_be_bytes());
+        p.extend_from_slice(&ext);
+        p.extend_from_slice(udp);
+        let d = dissect(LinkType::Ipv6, &p).unwrap();
+        assert_eq!(d.src, IpAddr::from([1u8; 16]));
+        match d.transport {
+            Transport::Udp(u) => assert_eq!(
+                (u.src_port, u.dst_port, u.payload),
+                (6969, 1234, &b"payload"[..])
+            ),
+            Transport::Tcp(_) => panic!(),
+        }
+        // A real fragment (offset 0, more fragments) is skipped.
+        let last = 40 + 24 + 3;
+        p[last] = 1;
+        assert_eq!(dissect(LinkType::Ipv6, &p), Err(Skipped::Fragment));
+    }
+
+    #[test]
+    fn ipv4_fragments_other_protocols_and_non_ip() {
+        let mut ip = ipv4_tcp(b"data");
+        ip[6] = 0x20; // more fragments
+        assert_eq!(dissect(LinkType::Raw, &ip), Err(Skipped::Fragment));
+        let mut ip = ipv4_tcp(b"data");
+        ip[6] = 0x40; // don't fragment only: fine
+        assert!(dissect(LinkType::Raw, &ip).is_ok());
+        ip[9] = 1; // ICMP
+        assert_eq!(
+            dissect(LinkType::Raw, &ip),
+            Err(Skipped::OtherProtocol { protocol: 1 })
+        );
+        let mut arp = vec![0xff; 12];
+        arp.extend_from_slice(&[0x08, 0x06, 0, 1]);
+        assert_eq!(
+            dissect(LinkType::Ethernet, &arp),
+            Err(Skipped::NotIp { ethertype: 0x0806 })
+        );
+    }
+
+    #[test]
+    fn snaplen_cut_frames() {
+        let ip = ipv4_tcp(&[9u8; 100]);
+        let hdr = ip.len() - 100;
+        let d = dissect(LinkType::Raw, &ip[..hdr + 30]).unwrap();
+        assert!(d.truncated);
+        assert_eq!(tcp(&d).payload, &[9u8; 30]);
+        assert_eq!(
+            dissect(LinkType::Raw, &ip[..hdr - 1]),
+            Err(Skipped::Truncated { layer: "TCP" })
+        );
+        assert_eq!(
+            dissect(LinkType::Raw, &ip[..10]),
+            Err(Skipped::Truncated { layer: "IPv4" })
+        );
+        // TSO: total length 0 means "whatever was captured".
+        let mut tso = ip.clone();
+        tso[2] = 0;
+        tso[3] = 0;
+        let d = dissect(LinkType::Raw, &tso).unwrap();
+        assert_eq!((tcp(&d).payload.len(), d.truncated), (100, false));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_frames_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..200), code in 0u32..300) {
+            for lt in [LinkType::from_code(code), LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2, LinkType::Raw, LinkType::Null, LinkType::Loop, LinkType::Ipv6] {
+                let _ = dissect(lt, &data);
+            }
+        }
+
+        #[test]
+        fn mutated_ip_headers_never_panic(flips in proptest::collection::vec((0usize..64, proptest::num::u8::ANY), 1..6), cut in 0usize..80) {
+            for mut p in [ipv4_tcp(b"0123456789"), ipv6_udp(b"0123456789")] {
+                for (at, v) in &flips {
+                    let n = p.len();
+                    p[at % n] = *v;
+                }
+                let n = p.len();
+                let _ = dissect(LinkType::Raw, &p[..cut.min(n)]);
+                let _ = dissect(LinkType::Raw, &p);
+            }
+        }
+    }
+}

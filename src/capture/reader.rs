@@ -196,7 +196,7 @@ pub struct InterfaceInfo {
 enum TsUnit {
     /// Multiply by this (resolution 10^-n with n <= 9).
     Mul(u64),
-    /// Divide by this (resolution 10^-n with n > 9).
+    /// Divide by this (resolution 10^-n with n > 9); 0 when 10^(n-9) overflows (every value rounds to 0).
     Div(u64),
     /// Resolution 2^-n.
     Pow2(u8),
@@ -210,7 +210,7 @@ impl TsUnit {
         } else if n <= 9 {
             TsUnit::Mul(10u64.pow(9 - n))
         } else {
-            TsUnit::Div(10u64.checked_pow(n - 9).unwrap_or(u64::MAX))
+            TsUnit::Div(10u64.checked_pow(n - 9).unwrap_or(0))
         }
     }
 
@@ -218,7 +218,7 @@ impl TsUnit {
     fn to_ns(self, raw: u64, offset_ns: i64) -> i64 {
         let ns: i128 = match self {
             TsUnit::Mul(m) => i128::from(raw) * i128::from(m),
-            TsUnit::Div(d) => i128::from(raw / d.max(1)),
+            TsUnit::Div(d) => i128::from(raw.checked_div(d).unwrap_or(0)),
             TsUnit::Pow2(n) => ((u128::from(raw) * 1_000_000_000) >> n.min(127)) as i128,
         };
         (ns + i128::from(offset_ns)).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
@@ -822,5 +822,459 @@ impl<R: Read> CaptureReader<R> {
             orig_len,
             offset: self.pos,
         }))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Builds capture files in memory for tests.
+    pub(crate) struct Builder {
+        pub le: bool,
+        pub out: Vec<u8>,
+    }
+
+    impl Builder {
+        pub fn new(le: bool) -> Builder {
+            Builder {
+                le,
+                out: Vec::new(),
+            }
+        }
+        pub fn u16(&mut self, v: u16) -> &mut Self {
+            self.out.extend_from_slice(&if self.le {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            });
+            self
+        }
+        pub fn u32(&mut self, v: u32) -> &mut Self {
+            self.out.extend_from_slice(&if self.le {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            });
+            self
+        }
+        pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
+            self.out.extend_from_slice(b);
+            self
+        }
+        fn pad(&mut self) {
+            while self.out.len() % 4 != 0 {
+                self.out.push(0);
+            }
+        }
+        /// pcap global header.
+        pub fn pcap_header(&mut self, magic: u32, link: u32) -> &mut Self {
+            self.u32(magic)
+                .u16(2)
+                .u16(4)
+                .u32(0)
+                .u32(0)
+                .u32(65535)
+                .u32(link)
+        }
+        pub fn pcap_record(&mut self, sec: u32, frac: u32, data: &[u8], orig: u32) -> &mut Self {
+            self.u32(sec)
+                .u32(frac)
+                .u32(data.len() as u32)
+                .u32(orig)
+                .bytes(data)
+        }
+        /// One pcapng block: `body` is written by the closure, padding and lengths are added.
+        pub fn block(&mut self, btype: u32, body: impl FnOnce(&mut Self)) -> &mut Self {
+            let at = self.out.len();
+            self.u32(btype).u32(0);
+            body(self);
+            self.pad();
+            let len = (self.out.len() - at + 4) as u32;
+            self.u32(len);
+            let lb = if self.le {
+                len.to_le_bytes()
+            } else {
+                len.to_be_bytes()
+            };
+            self.out[at + 4..at + 8].copy_from_slice(&lb);
+            self
+        }
+        pub fn shb(&mut self) -> &mut Self {
+            self.block(PCAPNG_SHB, |b| {
+                b.u32(PCAPNG_BYTE_ORDER_MAGIC)
+                    .u16(1)
+                    .u16(0)
+                    .u32(u32::MAX)
+                    .u32(u32::MAX);
+            })
+        }
+        /// IDB with optional if_tsresol and if_tsoffset options.
+        pub fn idb(&mut self, link: u16, tsresol: Option<u8>, tsoffset: Option<i64>) -> &mut Self {
+            let le = self.le;
+            self.block(PCAPNG_IDB, |b| {
+                b.u16(link).u16(0).u32(0);
+                b.u16(2).u16(3).bytes(b"lo\0\0");
+                if let Some(r) = tsresol {
+                    b.u16(9).u16(1).bytes(&[r, 0, 0, 0]);
+                }
+                if let Some(o) = tsoffset {
+                    b.u16(14)
+                        .u16(8)
+                        .bytes(&if le { o.to_le_bytes() } else { o.to_be_bytes() });
+                }
+                b.u16(0).u16(0);
+            })
+        }
+        pub fn epb(&mut self, iface: u32, ts: u64, data: &[u8], orig: u32) -> &mut Self {
+            self.block(PCAPNG_EPB, |b| {
+                b.u32(iface)
+                    .u32((ts >> 32) as u32)
+                    .u32(ts as u32)
+                    .u32(data.len() as u32)
+                    .u32(orig)
+                    .bytes(data);
+                b.pad();
+                b.u16(1).u16(4).u32(0).u16(0).u16(0); // epb_flags option, then end of options
+            })
+        }
+        pub fn spb(&mut self, data: &[u8]) -> &mut Self {
+            self.block(PCAPNG_SPB, |b| {
+                b.u32(data.len() as u32).bytes(data);
+            })
+        }
+        pub fn opb(&mut self, iface: u16, ts: u64, data: &[u8]) -> &mut Self {
+            self.block(PCAPNG_OPB, |b| {
+                b.u16(iface)
+                    .u16(0)
+                    .u32((ts >> 32) as u32)
+                    .u32(ts as u32)
+                    .u32(data.len() as u32);
+                b.u32(data.len() as u32).bytes(data);
+            })
+        }
+    }
+
+    #[derive(Debug, PartialEq)]
+    struct Owned {
+        frame_no: u64,
+        ts_ns: i64,
+        link: LinkType,
+        iface: u32,
+        data: Vec<u8>,
+        orig_len: u32,
+    }
+
+    fn read_all_from<R: Read>(r: R) -> (Vec<Owned>, Option<CaptureError>) {
+        let mut rd = match CaptureReader::with_buffer_len(r, 64) {
+            Ok(r) => r,
+            Err(e) => return (Vec::new(), Some(e)),
+        };
+        let mut out = Vec::new();
+        loop {
+            match rd.next_packet() {
+                Ok(Some(p)) => out.push(Owned {
+                    frame_no: p.frame_no,
+                    ts_ns: p.ts_ns,
+                    link: p.link_type,
+                    iface: p.interface,
+                    data: p.data.to_vec(),
+                    orig_len: p.orig_len,
+                }),
+                Ok(None) => return (out, None),
+                Err(e) => {
+                    assert!(
+                        matches!(rd.next_packet(), Ok(None)),
+                        "after an error the reader stops"
+                    );
+                    return (out, Some(e));
+                }
+            }
+        }
+    }
+
+    fn read_all(bytes: &[u8]) -> (Vec<Owned>, Option<CaptureError>) {
+        read_all_from(bytes)
+    }
+
+    /// Hands out one byte per `read` call, like a slow pipe.
+    struct Trickle<'a>(&'a [u8]);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match (self.0.split_first(), buf.first_mut()) {
+                (Some((b, rest)), Some(d)) => {
+                    *d = *b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn pcap_both_byte_orders_and_resolutions() {
+        for (le, magic, nanos) in [
+            (true, PCAP_MAGIC_US, false),
+            (false, PCAP_MAGIC_NS, true),
+            (false, PCAP_MAGIC_US, false),
+        ] {
+            let mut b = Builder::new(le);
+            b.pcap_header(magic, 113)
+                .pcap_record(10, 5, b"abc", 3)
+                .pcap_record(11, 0, b"", 60);
+            let mut rd = CaptureReader::new(&b.out[..]).unwrap();
+            let endian = if le { Endian::Little } else { Endian::Big };
+            assert_eq!(
+                rd.format(),
+                CaptureFormat::Pcap {
+                    endian,
+                    nanos,
+                    modified: false
+                }
+            );
+            assert_eq!(rd.link_type(), Some(LinkType::LinuxSll));
+            let (pkts, err) = read_all(&b.out);
+            assert!(err.is_none());
+            assert_eq!(pkts.len(), 2);
+            let frac = if nanos { 5 } else { 5000 };
+            assert_eq!(
+                pkts[0],
+                Owned {
+                    frame_no: 1,
+                    ts_ns: 10_000_000_000 + frac,
+                    link: LinkType::LinuxSll,
+                    iface: 0,
+                    data: b"abc".to_vec(),
+                    orig_len: 3
+                }
+            );
+            assert_eq!(
+                (pkts[1].frame_no, pkts[1].orig_len, pkts[1].data.len()),
+                (2, 60, 0)
+            );
+            assert!(rd.next_packet().unwrap().is_some());
+        }
+    }
+
+    #[test]
+    fn pcap_modified_records() {
+        let mut b = Builder::new(true);
+        b.pcap_header(PCAP_MAGIC_MODIFIED, 1);
+        b.u32(1).u32(2).u32(2).u32(2).u32(7).u32(0).bytes(b"hi");
+        let (pkts, err) = read_all(&b.out);
+        assert!(err.is_none());
+        assert_eq!(pkts[0].data, b"hi");
+        assert_eq!(pkts[0].ts_ns, 1_000_002_000);
+    }
+
+    #[test]
+    fn pcapng_interfaces_resolutions_and_block_kinds() {
+        let mut b = Builder::new(true);
+        b.shb()
+            .idb(1, None, None) // microseconds
+            .idb(113, Some(9), Some(-2)) // nanoseconds, 2 s earlier
+            .idb(101, Some(0x80 | 10), None) // 2^-10 s
+            .block(0x0bad, |b| {
+                b.bytes(b"an unknown block");
+            })
+            .epb(0, 1_500_000, b"eth", 100)
+            .epb(1, 5_000_000_123, b"sll", 3)
+            .epb(2, 3 * 1024 + 512, b"raw", 3)
+            .spb(b"simple")
+            .opb(1, 7, b"old");
+        let (pkts, err) = read_all(&b.out);
+        assert!(err.is_none(), "{err:?}");
+        let got: Vec<_> = pkts
+            .iter()
+            .map(|p| (p.frame_no, p.ts_ns, p.link, p.iface, p.data.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, 1_500_000_000, LinkType::Ethernet, 0, &b"eth"[..]),
+                (2, 3_000_000_123, LinkType::LinuxSll, 1, &b"sll"[..]),
+                (3, 3_500_000_000, LinkType::Raw, 2, &b"raw"[..]),
+                (4, 3_500_000_000, LinkType::Ethernet, 0, &b"simple"[..]),
+                (5, -1_999_999_993, LinkType::LinuxSll, 1, &b"old"[..]),
+            ]
+        );
+        assert_eq!(pkts[0].orig_len, 100);
+    }
+
+    #[test]
+    fn pcapng_sections_with_different_byte_orders() {
+        let mut b = Builder::new(true);
+        b.shb().idb(1, None, None).epb(0, 1, b"first", 5);
+        let mut be = Builder::new(false);
+        be.shb().idb(276, Some(3), None).epb(0, 2, b"second", 6);
+        b.out.extend_from_slice(&be.out);
+        let mut rd = CaptureReader::new(&b.out[..]).unwrap();
+        assert_eq!(
+            rd.format(),
+            CaptureFormat::PcapNg {
+                endian: Endian::Little
+            }
+        );
+        assert_eq!(rd.next_packet().unwrap().unwrap().data, b"first");
+        let p = rd.next_packet().unwrap().unwrap();
+        assert_eq!(
+            (p.frame_no, p.link_type, p.ts_ns, p.data),
+            (2, LinkType::LinuxSll2, 2_000_000, &b"second"[..])
+        );
+        assert_eq!(
+            rd.format(),
+            CaptureFormat::PcapNg {
+                endian: Endian::Big
+            }
+        );
+        assert!(rd.next_packet().unwrap().is_none());
+    }
+
+    #[test]
+    fn packet_on_undescribed_interface_warns() {
+        let mut b = Builder::new(true);
+        b.shb().idb(1, None, None).epb(3, 0, b"x", 1);
+        let mut rd = CaptureReader::new(&b.out[..]).unwrap();
+        let p = rd.next_packet().unwrap().unwrap();
+        assert!(matches!(p.link_type, LinkType::Unknown(_)));
+        let (w, _) = rd.take_warnings();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].message.contains("interface 3"), "{}", w[0].message);
+    }
+
+    fn sample_pcapng() -> (Vec<u8>, Vec<usize>, [usize; 2]) {
+        let mut b = Builder::new(true);
+        b.shb();
+        let header_ends = [b.out.len(), b.idb(1, None, None).out.len()];
+        let mut ends = Vec::new();
+        for i in 0..5u8 {
+            b.epb(0, u64::from(i), &vec![i; 10 + usize::from(i)], 100);
+            ends.push(b.out.len());
+        }
+        (b.out, ends, header_ends)
+    }
+
+    #[test]
+    fn truncated_input_returns_packets_then_error_with_offset() {
+        let (full, ends, header_ends) = sample_pcapng();
+        for cut in 0..full.len() {
+            let (pkts, err) = read_all(&full[..cut]);
+            let complete = ends.iter().filter(|&&e| e <= cut).count();
+            assert_eq!(pkts.len(), complete, "cut at {cut}");
+            let at_boundary = ends.contains(&cut) || header_ends.contains(&cut);
+            if !at_boundary {
+                let e = err.unwrap_or_else(|| panic!("cut at {cut} must be an error"));
+                assert!(e.offset().is_some());
+            }
+        }
+        let mut b = Builder::new(false);
+        b.pcap_header(PCAP_MAGIC_US, 1)
+            .pcap_record(1, 1, b"abcdef", 6);
+        let (pkts, err) = read_all(&b.out[..b.out.len() - 2]);
+        assert!(pkts.is_empty());
+        match err {
+            Some(CaptureError::Truncated {
+                offset: 24,
+                needed: 22,
+                available: 20,
+                ..
+            }) => {}
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn huge_or_inconsistent_lengths_are_rejected() {
+        let (mut full, ends, _) = sample_pcapng();
+        // A block claiming 1 GiB: refused before any allocation.
+        full[ends[1] + 4..ends[1] + 8].copy_from_slice(&(1u32 << 30).to_le_bytes());
+        let (pkts, err) = read_all(&full);
+        assert_eq!(pkts.len(), 2);
+        assert!(
+            matches!(err, Some(CaptureError::TooLarge { offset, .. }) if offset == ends[1] as u64),
+            "{err:?}"
+        );
+
+        let (mut full, ends, _) = sample_pcapng();
+        let t = ends[2] - 4;
+        full[t] ^= 0x10; // trailing length differs
+        let (pkts, err) = read_all(&full);
+        assert_eq!(pkts.len(), 2);
+        assert!(matches!(err, Some(CaptureError::Corrupt { .. })), "{err:?}");
+
+        let mut b = Builder::new(true);
+        b.pcap_header(PCAP_MAGIC_US, 1)
+            .u32(0)
+            .u32(0)
+            .u32(u32::MAX)
+            .u32(0);
+        let (_, err) = read_all(&b.out);
+        assert!(
+            matches!(err, Some(CaptureError::TooLarge { offset: 24, .. })),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_formats() {
+        assert!(matches!(
+            read_all(b"").1,
+            Some(CaptureError::UnknownFormat { .. })
+        ));
+        assert!(matches!(
+            read_all(b"GET / HTTP/1.1").1,
+            Some(CaptureError::UnknownFormat { .. })
+        ));
+        assert!(matches!(
+            read_all(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0]).1,
+            Some(CaptureError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn slow_reader_and_big_blocks() {
+        let mut b = Builder::new(true);
+        let big = vec![7u8; 200_000]; // larger than the initial buffer: it grows
+        b.shb()
+            .idb(1, None, None)
+            .epb(0, 0, b"a", 1)
+            .epb(0, 0, &big, 200_000)
+            .epb(0, 0, b"b", 1);
+        let (fast, e1) = read_all(&b.out);
+        let (slow, e2) = read_all_from(Trickle(&b.out));
+        assert!(e1.is_none() && e2.is_none());
+        assert_eq!(fast, slow);
+        assert_eq!(fast[1].data, big);
+    }
+
+    #[test]
+    fn tsresol_units() {
+        assert_eq!(TsUnit::from_tsresol(6).to_ns(1, 0), 1000);
+        assert_eq!(TsUnit::from_tsresol(12).to_ns(5000, 0), 5);
+        assert_eq!(TsUnit::from_tsresol(0x80).to_ns(3, 0), 3_000_000_000);
+        assert_eq!(
+            TsUnit::from_tsresol(0x80 | 30).to_ns(1 << 30, 7),
+            1_000_000_007
+        );
+        assert_eq!(TsUnit::from_tsresol(0x7f).to_ns(u64::MAX, 0), 0);
+        assert_eq!(TsUnit::from_tsresol(0).to_ns(u64::MAX, i64::MAX), i64::MAX);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let _ = read_all(&data);
+        }
+
+        #[test]
+        fn mutated_pcapng_never_panics(flips in proptest::collection::vec((0usize..400, proptest::num::u8::ANY), 1..8)) {
+            let (mut full, _, _) = sample_pcapng();
+            for (at, v) in flips {
+                let n = full.len();
+                full[at % n] = v;
+            }
+            let _ = read_all(&full);
+        }
     }
 }

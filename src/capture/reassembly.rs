@@ -4,8 +4,9 @@
 //! in order of first appearance, like Wireshark's `tcp.stream`. Its two directions are reassembled separately:
 //! in-order bytes are handed to a [`StreamSink`] straight from the captured frame (zero-copy; every chunk comes
 //! from exactly one frame); out-of-order segments are copied into a bounded buffer until the hole before them is
-//! filled. Retransmitted and overlapping bytes are dropped (the first copy wins); when buffered copies disagree the
-//! sink hears of the conflict. A hole that never fills — the buffer limit is hit, or the flow ends — becomes a
+//! filled. Retransmitted and overlapping bytes are dropped (the first copy wins, except that the segment that
+//! fills a hole is delivered whole); when two copies disagree while one is still buffered, the sink hears of the
+//! conflict. A hole that never fills — the buffer limit is hit, or the flow ends — becomes a
 //! [`Gap`] (missing byte range and the frames around it); the stream then resynchronizes after it.
 //!
 //! Lifecycle: SYN sets a direction's start; without one (capture started mid-connection) the first segment
@@ -948,6 +949,548 @@ impl Reassembler {
                 &mut self.total_buffered,
                 sink,
             );
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::capture::link::TcpFlags;
+    use std::net::Ipv4Addr;
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(crate) enum Ev {
+        Open(ConnInfo),
+        Data {
+            conn: u64,
+            dir: Direction,
+            offset: u64,
+            data: Vec<u8>,
+            frame: u64,
+        },
+        Gap {
+            conn: u64,
+            dir: Direction,
+            gap: Gap,
+        },
+        Conflict {
+            conn: u64,
+            dir: Direction,
+            c: Conflict,
+        },
+        Close {
+            conn: u64,
+            reason: CloseReason,
+        },
+    }
+
+    /// Records every callback and checks that data offsets follow each other.
+    #[derive(Default)]
+    pub(crate) struct Rec {
+        pub ev: Vec<Ev>,
+        next: HashMap<(u64, usize), u64>,
+    }
+
+    impl Rec {
+        pub fn stream(&self, conn: u64, dir: Direction) -> Vec<u8> {
+            let mut v = Vec::new();
+            for e in &self.ev {
+                if let Ev::Data {
+                    conn: c,
+                    dir: d,
+                    data,
+                    ..
+                } = e
+                {
+                    if *c == conn && *d == dir {
+                        v.extend_from_slice(data);
+                    }
+                }
+            }
+            v
+        }
+        pub fn gaps(&self) -> Vec<Gap> {
+            self.ev
+                .iter()
+                .filter_map(|e| {
+                    if let Ev::Gap { gap, .. } = e {
+                        Some(*gap)
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        }
+        pub fn closes(&self) -> Vec<(u64, CloseReason)> {
+            self.ev
+                .iter()
+                .filter_map(|e| {
+                    if let Ev::Close { conn, reason } = e {
+                        Some((*conn, *reason))
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        }
+        pub fn conflicts(&self) -> Vec<Conflict> {
+            self.ev
+                .iter()
+                .filter_map(|e| {
+                    if let Ev::Conflict { c, .. } = e {
+                        Some(*c)
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        }
+    }
+
+    impl StreamSink for Rec {
+        fn on_open(&mut self, info: &ConnInfo) {
+            self.ev.push(Ev::Open(*info));
+        }
+        fn on_data(
+            &mut self,
+            conn: ConnId,
+            dir: Direction,
+            offset: u64,
+            data: &[u8],
+            frame_no: u64,
+            _ts: i64,
+        ) {
+            assert!(!data.is_empty());
+            let next = self.next.entry((conn.0, dir.index())).or_insert(0);
+            assert_eq!(offset, *next, "data must continue where the stream stopped");
+            *next += data.len() as u64;
+            self.ev.push(Ev::Data {
+                conn: conn.0,
+                dir,
+                offset,
+                data: data.to_vec(),
+                frame: frame_no,
+            });
+        }
+        fn on_gap(&mut self, conn: ConnId, dir: Direction, gap: &Gap) {
+            let next = self.next.entry((conn.0, dir.index())).or_insert(0);
+            assert_eq!(gap.offset, *next);
+            *next += gap.len;
+            self.ev.push(Ev::Gap {
+                conn: conn.0,
+                dir,
+                gap: *gap,
+            });
+        }
+        fn on_conflict(&mut self, conn: ConnId, dir: Direction, c: &Conflict) {
+            self.ev.push(Ev::Conflict {
+                conn: conn.0,
+                dir,
+                c: *c,
+            });
+        }
+        fn on_close(&mut self, conn: ConnId, reason: CloseReason, _ts: i64) {
+            self.ev.push(Ev::Close {
+                conn: conn.0,
+                reason,
+            });
+        }
+    }
+
+    const A: (Ipv4Addr, u16) = (Ipv4Addr::new(127, 0, 0, 1), 40000);
+    const B: (Ipv4Addr, u16) = (Ipv4Addr::new(127, 0, 0, 1), 6881);
+    const SYN: u16 = TcpFlags::SYN;
+    const ACK: u16 = TcpFlags::ACK;
+    const FIN: u16 = TcpFlags::FIN | TcpFlags::ACK;
+    const RST: u16 = TcpFlags::RST;
+
+    /// Drives a reassembler; frame numbers count from 1.
+    pub(crate) struct T {
+        pub r: Reassembler,
+        pub rec: Rec,
+        frame: u64,
+        pub ts: i64,
+    }
+
+    impl T {
+        pub fn new() -> T {
+            T::with(ReassemblyConfig::default())
+        }
+        pub fn with(cfg: ReassemblyConfig) -> T {
+            T {
+                r: Reassembler::new(cfg),
+                rec: Rec::default(),
+                frame: 0,
+                ts: 0,
+            }
+        }
+        /// A segment from `from` to `to`.
+        pub fn seg_between(
+            &mut self,
+            from: (Ipv4Addr, u16),
+            to: (Ipv4Addr, u16),
+            seq: u32,
+            flags: u16,
+            data: &[u8],
+        ) {
+            self.frame += 1;
+            let s = TcpSegment {
+                src_port: from.1,
+                dst_port: to.1,
+                seq,
+                ack: 0,
+                flags: TcpFlags(flags),
+                window: 1000,
+                payload: data,
+            };
+            self.r.segment(
+                from.0.into(),
+                to.0.into(),
+                &s,
+                self.frame,
+                self.ts,
+                &mut self.rec,
+            );
+        }
+        pub fn ab(&mut self, seq: u32, flags: u16, data: &[u8]) {
+            self.seg_between(A, B, seq, flags, data);
+        }
+        pub fn ba(&mut self, seq: u32, flags: u16, data: &[u8]) {
+            self.seg_between(B, A, seq, flags, data);
+        }
+        pub fn finish(&mut self) {
+            self.r.finish(&mut self.rec);
+        }
+    }
+
+    #[test]
+    fn seq_numbers_wrap() {
+        let a = SeqNumber(u32::MAX - 10);
+        let b = a.wrapping_add(20);
+        assert_eq!(b.0, 9);
+        assert!(a < b);
+        assert!(b > a);
+        assert!(SeqNumber(u32::MAX) < SeqNumber(0));
+        assert_eq!(b.diff(a), 20);
+        assert_eq!(a.diff(b), -20);
+    }
+
+    #[test]
+    fn handshake_data_both_ways_and_fin_close() {
+        let mut t = T::new();
+        t.ab(1000, SYN, b"");
+        t.ba(5000, SYN | ACK, b"");
+        t.ab(1001, ACK, b"");
+        t.ab(1001, ACK, b"hello ");
+        t.ba(5001, ACK, b"hi");
+        t.ab(1007, ACK, b"world");
+        t.ab(1012, FIN, b"");
+        t.ba(5003, FIN, b"!");
+        t.ab(1013, ACK, b""); // last ACK: absorbed by the closed connection
+        assert_eq!(t.rec.stream(0, Direction::AtoB), b"hello world");
+        assert_eq!(t.rec.stream(0, Direction::BtoA), b"hi!");
+        assert_eq!(t.rec.closes(), vec![(0, CloseReason::Fin)]);
+        match &t.rec.ev[0] {
+            Ev::Open(i) => assert!(i.syn_seen && i.a.port() == 40000 && i.b.port() == 6881),
+            e => panic!("{e:?}"),
+        }
+        assert_eq!(t.r.stats().after_close_segments, 1);
+        assert_eq!(t.r.tracked_connections(), 1);
+        t.finish();
+        assert_eq!(
+            t.rec.closes().len(),
+            1,
+            "a closed connection is not closed twice"
+        );
+        assert!(t.rec.gaps().is_empty());
+    }
+
+    #[test]
+    fn out_of_order_segments_are_buffered_and_released() {
+        let mut t = T::new();
+        t.ab(0, SYN, b"");
+        t.ab(7, ACK, b"789");
+        t.ab(4, ACK, b"456");
+        assert_eq!(t.rec.stream(0, Direction::AtoB), b"");
+        assert_eq!(t.r.buffered_bytes(), 6);
+        t.ab(1, ACK, b"123");
+        assert_eq!(t.rec.stream(0, Direction::AtoB), b"123456789");
+        assert_eq!(t.r.buffered_bytes(), 0);
+        let frames: Vec<u64> = t
+            .rec
+            .ev
+            .iter()
+            .filter_map(|e| {
+                if let Ev::Data { frame, .. } = e {
+                    Some(*frame)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(frames, vec![4, 3, 2], "each chunk keeps its own frame");
+        assert_eq!(t.r.stats().out_of_order_segments, 2);
+    }
+
+    #[test]
+    fn retransmissions_and_overlaps_are_deduplicated() {
+        let mut t = T::new();
+        t.ab(100, ACK, b"abcd"); // mid-stream start: this sets the stream start
+        t.ab(100, ACK, b"abcd"); // retransmission
+        t.ab(102, ACK, b"cdef"); // overlaps 2 delivered bytes
+        t.ab(98, ACK, b"xxab"); // before the start and delivered
+        assert_eq!(t.rec.stream(0, Direction::AtoB), b"abcdef");
+        assert_eq!(t.r.stats().duplicate_bytes, 4 + 2 + 4);
+        assert!(t.rec.conflicts().is_empty());
+        match &t.rec.ev[0] {
+            Ev::Open(i) => assert!(!i.syn_seen),
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn conflicting_overlaps_are_reported_first_copy_wins() {
+        let mut t = T::new();
+        t.ab(0, SYN, b"");
+        t.ab(5, ACK, b"EFGH"); // buffered, stream offsets 4..8
+        t.ab(3, ACK, b"CDEXGHI"); // offsets 2..9: 'X' disagrees with 'F'
+        t.ab(1, ACK, b"ABZ"); // offsets 0..3, 'Z' disagrees with buffered 'C' at offset 2
+        assert_eq!(t.rec.stream(0, Direction::AtoB), b"ABZDEFGHI");
+        let c = t.rec.conflicts();
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert_eq!(
+            (
+                c[0].offset,
+                c[0].len,
+                c[0].differing,
+                c[0].kept_frame,
+                c[0].dropped_frame
+            ),
+            (4, 4, 1, 2, 3)
+        );
+        assert_eq!(
+            (
+                c[1].offset,
+                c[1].differing,
+                c[1].kept_frame,
+                c[1].dropped_frame
+            ),
+            (2, 1, 4, 3)
+        );
+        assert_eq!(t.r.stats().conflicts, 2);
+    }
+
+    #[test]
+    fn wrap_around_2_pow_32() {
+        let mut t = T::new();
+        let isn = u32::MAX - 5;
+        t.ab(isn, SYN, b"");
+        t.ab(isn.wrapping_add(1), ACK, b"01234");
+        t.ab(isn.wrapping_add(10), ACK, b"9abc"); // past the wrap, out of order
+        t.ab(isn.wrapping_add(6), ACK, b"5678"); // crosses 2^32
+        t.ab(isn.wrapping_add(14), FIN, b"");
+        t.ba(1, SYN | ACK, b"");
+        t.ba(2, FIN, b"");
+        assert_eq!(t.rec.stream(0, Direction::AtoB), b"0123456789abc");
+        assert_eq!(t.rec.closes(), vec![(0, CloseReason::Fin)]);
+    }
+
+    #[test]
+    fn gap_when_buffer_limit_is_hit_then_resync() {
+        let mut t = T::with(ReassemblyConfig {
+            max_buffered_per_direction: 8,
+            ..Default::default()
+        });
+        t.ab(0, SYN, b"");
+        t.ab(1, ACK, b"aaaa"); // frame 2, offsets 0..4
+                               // offsets 4..8 are lost
+        t.ab(9, ACK, b"cccc"); // frame 3, buffered
+        t.ab(13, ACK, b"dddd"); // frame 4, buffered (8 bytes: full)
+        t.ab(17, ACK, b"eeee"); // frame 5: no room: give up on the hole
+        assert_eq!(t.rec.stream(0, Direction::AtoB), b"aaaaccccddddeeee");
+        let g = t.rec.gaps();
+        assert_eq!(
+            g,
+            vec![Gap {
+                offset: 4,
+                len: 4,
+                frame_before: Some(2),
+                frame_after: Some(3),
+                reason: GapReason::BufferLimit
+            }]
+        );
+        t.ab(5, ACK, b"bbbb"); // the lost bytes, too late: dropped as old
+        t.ab(21, ACK, b"ff");
+        assert!(t.rec.stream(0, Direction::AtoB).ends_with(b"eeeeff"));
+    }
+
+    #[test]
+    fn a_segment_larger_than_the_buffer_is_delivered_after_a_gap() {
+        let mut t = T::with(ReassemblyConfig {
+            max_buffered_per_direction: 4,
+            ..Default::default()
+        });
+        t.ab(0, ACK, b"ab");
+        t.ab(10, ACK, b"0123456789");
+        assert_eq!(t.rec.stream(0, Direction::AtoB), b"ab0123456789");
+        assert_eq!(t.rec.gaps()[0].len, 8);
+    }
+
+    #[test]
+    fn hole_at_end_and_missing_tail_before_fin() {
+        let mut t = T::new();
+        t.ab(0, SYN, b"");
+        t.ab(1, ACK, b"abc");
+        t.ab(7, ACK, b"ghi"); // offsets 6..9, hole 3..6
+        t.ab(13, FIN, b""); // FIN at offset 12: 9..12 missing too
+        t.finish();
+        assert_eq!(t.rec.stream(0, Direction::AtoB), b"abcghi");
+        let g = t.rec.gaps();
+        assert_eq!(g.len(), 2);
+        assert_eq!(
+            (
+                g[0].offset,
+                g[0].len,
+                g[0].frame_before,
+                g[0].frame_after,
+                g[0].reason
+            ),
+            (3, 3, Some(2), Some(3), GapReason::Closed)
+        );
+        assert_eq!((g[1].offset, g[1].len, g[1].frame_after), (9, 3, Some(4)));
+        assert_eq!(t.rec.closes(), vec![(0, CloseReason::EndOfCapture)]);
+    }
+
+    #[test]
+    fn rst_closes_and_new_syn_reuses_the_tuple() {
+        let mut t = T::new();
+        t.ab(0, SYN, b"");
+        t.ab(1, ACK, b"one");
+        t.ba(50, RST, b"");
+        t.ab(4, ACK, b"late"); // after close: ignored
+        t.ab(900, SYN, b""); // new connection, same 4-tuple
+        t.ab(901, ACK, b"two");
+        t.finish();
+        assert_eq!(t.rec.stream(0, Direction::AtoB), b"one");
+        assert_eq!(t.rec.stream(1, Direction::AtoB), b"two");
+        assert_eq!(
+            t.rec.closes(),
+            vec![(0, CloseReason::Rst), (1, CloseReason::EndOfCapture)]
+        );
+        // A SYN with another ISN on an open connection also starts a new one.
+        t.ab(5000, SYN, b"");
+        assert_eq!(t.rec.closes().len(), 2);
+        t.ab(7000, SYN, b"");
+        t.finish();
+        assert_eq!(
+            t.rec.closes()[2..],
+            [(2, CloseReason::Reused), (3, CloseReason::EndOfCapture)]
+        );
+    }
+
+    #[test]
+    fn syn_ack_seen_first_makes_its_receiver_a() {
+        let mut t = T::new();
+        t.ba(10, SYN | ACK, b"");
+        t.ba(11, ACK, b"server");
+        t.ab(101, ACK, b"client");
+        match &t.rec.ev[0] {
+            Ev::Open(i) => assert_eq!((i.a.port(), i.b.port()), (40000, 6881)),
+            e => panic!("{e:?}"),
+        }
+        assert_eq!(t.rec.stream(0, Direction::BtoA), b"server");
+        assert_eq!(t.rec.stream(0, Direction::AtoB), b"client");
+    }
+
+    #[test]
+    fn idle_connections_expire_and_the_count_is_capped() {
+        let mut t = T::with(ReassemblyConfig {
+            idle_timeout_ns: 1000,
+            max_connections: 4,
+            ..Default::default()
+        });
+        t.ab(1, ACK, b"x");
+        t.ab(3, ACK, b"z"); // hole at offset 1
+        t.ts = 5000;
+        t.seg_between((Ipv4Addr::new(10, 0, 0, 1), 1), B, 1, ACK, b"new");
+        assert_eq!(t.rec.closes(), vec![(0, CloseReason::Idle)]);
+        assert_eq!(t.rec.stream(0, Direction::AtoB), b"xz");
+        assert_eq!(t.rec.gaps().len(), 1);
+        for p in 2..10u16 {
+            t.seg_between((Ipv4Addr::new(10, 0, 0, 1), p), B, 1, ACK, b"c");
+        }
+        assert!(t.r.tracked_connections() <= 4);
+        assert!(t.r.stats().evicted > 0);
+        assert!(t
+            .rec
+            .closes()
+            .iter()
+            .any(|(id, r)| *id == 1 && *r == CloseReason::Evicted));
+    }
+
+    #[test]
+    fn overall_buffer_limit_sheds_the_biggest_direction() {
+        let mut t = T::with(ReassemblyConfig {
+            max_buffered_total: 10,
+            ..Default::default()
+        });
+        t.ab(0, ACK, b"a");
+        t.ab(5, ACK, b"123456"); // 6 buffered
+        t.ba(0, ACK, b"b");
+        t.ba(3, ACK, b"xxxxxx"); // 12 buffered > 10: the biggest (B->A, equal size: lower conn/dir first) flushed
+        assert!(t.r.buffered_bytes() <= 10);
+        assert_eq!(t.rec.gaps().len(), 1);
+        assert!(t.r.stats().peak_buffered_bytes >= 12);
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any order, with duplicates and overlapping re-cuts, gives back the original stream.
+        #[test]
+        fn any_order_reassembles(isn in any::<u32>(), len in 1usize..300, cuts in proptest::collection::vec((0usize..300, 1usize..40), 1..40), order in any::<u64>()) {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let mut segs: Vec<(usize, usize)> = (0..len).step_by(25).map(|s| (s, (s + 25).min(len))).collect();
+            for (s, l) in cuts {
+                let s = s % len;
+                segs.push((s, (s + l).min(len)));
+            }
+            let mut rng = order;
+            for i in (1..segs.len()).rev() {
+                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                segs.swap(i, (rng >> 33) as usize % (i + 1));
+            }
+            let mut t = T::new();
+            t.ab(isn, SYN, b"");
+            for (s, e) in segs {
+                t.ab(isn.wrapping_add(1 + s as u32), ACK, &data[s..e]);
+            }
+            t.ab(isn.wrapping_add(1 + len as u32), FIN, b"");
+            t.ba(7, SYN | ACK, b"");
+            t.ba(8, FIN, b"");
+            prop_assert_eq!(t.rec.stream(0, Direction::AtoB), data);
+            prop_assert!(t.rec.gaps().is_empty());
+            prop_assert!(t.rec.conflicts().is_empty());
+            prop_assert_eq!(t.rec.closes(), vec![(0, CloseReason::Fin)]);
+            prop_assert_eq!(t.r.buffered_bytes(), 0);
+        }
+
+        /// Arbitrary segments never panic and respect the buffer limits.
+        #[test]
+        fn arbitrary_segments_stay_bounded(segs in proptest::collection::vec((any::<bool>(), any::<u32>(), 0u16..0x200, 0usize..64), 0..80), base in any::<u32>()) {
+            let cfg = ReassemblyConfig { max_buffered_per_direction: 256, max_buffered_total: 300, max_connections: 3, idle_timeout_ns: 50, };
+            let mut t = T::with(cfg);
+            let payload = [0x5au8; 64];
+            for (i, (dir, seq, flags, len)) in segs.into_iter().enumerate() {
+                t.ts = i as i64 * 10;
+                let seq = base.wrapping_add(seq % 2048);
+                let port = B.1 + (len % 3) as u16 * (seq % 2) as u16;
+                if dir { t.seg_between(A, (B.0, port), seq, flags, &payload[..len]) } else { t.seg_between((B.0, port), A, seq, flags, &payload[..len]) }
+                prop_assert!(t.r.buffered_bytes() <= 300 + 64);
+            }
+            t.finish();
+            prop_assert_eq!(t.r.buffered_bytes(), 0);
         }
     }
 }
