@@ -283,8 +283,11 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// tshark's reassembled bytes of each TCP stream: stream -> [(node address, bytes); 2].
-fn tshark_follow(path: &str, streams: u64) -> BTreeMap<u64, [(String, Vec<u8>); 2]> {
+/// Both directions of a followed stream: (node address, bytes sent by that node).
+type Nodes = [(String, Vec<u8>); 2];
+
+/// tshark's reassembled bytes of each TCP stream.
+fn tshark_follow(path: &str, streams: u64) -> BTreeMap<u64, Nodes> {
     let mut args = vec!["-n".to_string(), "-r".into(), path.into(), "-q".into()];
     for s in 0..streams {
         args.push("-z".into());
@@ -293,7 +296,7 @@ fn tshark_follow(path: &str, streams: u64) -> BTreeMap<u64, [(String, Vec<u8>); 
     let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     let out = tshark(&args).unwrap_or_default();
     let mut res = BTreeMap::new();
-    let mut cur: Option<(u64, [(String, Vec<u8>); 2])> = None;
+    let mut cur: Option<(u64, Nodes)> = None;
     for line in out.lines() {
         if let Some(n) = line.strip_prefix("Filter: tcp.stream eq ") {
             if let Some((k, v)) = cur.take() {

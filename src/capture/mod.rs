@@ -241,3 +241,131 @@ pub fn add_reassembly_stats(a: &mut ReassemblyStats, b: &ReassemblyStats) {
     a.after_close_segments += b.after_close_segments;
     a.peak_buffered_bytes = a.peak_buffered_bytes.max(b.peak_buffered_bytes);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::reader::tests::Builder;
+    use super::reassembly::tests::Rec;
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    fn eth_tcp(sport: u16, dport: u16, seq: u32, syn: bool, payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([1; 6], [2; 6]).ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64);
+        let b = if syn {
+            b.tcp(sport, dport, seq, 100).syn()
+        } else {
+            b.tcp(sport, dport, seq, 100).ack(1)
+        };
+        let mut v = Vec::new();
+        b.write(&mut v, payload).unwrap();
+        v
+    }
+
+    fn eth_udp(payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([127, 0, 0, 1], [127, 0, 0, 2], 64)
+            .udp(5000, 6969)
+            .write(&mut v, payload)
+            .unwrap();
+        v
+    }
+
+    #[test]
+    fn driver_counts_and_delivers() {
+        let mut b = Builder::new(true);
+        b.shb().idb(1, Some(9), None).idb(0x4242, None, None);
+        b.epb(0, 1, &eth_tcp(40000, 6881, 10, true, b""), 54);
+        b.epb(0, 2, &eth_tcp(40000, 6881, 11, false, b"hello"), 59);
+        let cut = eth_tcp(40000, 6881, 16, false, b"world!!!");
+        b.epb(0, 3, &cut[..cut.len() - 3], cut.len() as u32); // snaplen cut: 3 bytes lost
+        b.epb(0, 4, &eth_udp(b"\x00\x00\x04\x17\x27\x10\x19\x80"), 50);
+        b.epb(1, 5, b"frame of an unknown link type", 29);
+        let mut arp = vec![0xffu8; 12];
+        arp.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4]);
+        b.epb(0, 6, &arp, 20);
+        b.epb(0, 7, &eth_tcp(40000, 6881, 24, false, b"again"), 59);
+        let mut reader = CaptureReader::new(&b.out[..]).unwrap();
+        let mut rec = Rec::default();
+        let mut stats = Stats::default();
+        process(&mut reader, &mut rec, &mut stats).unwrap();
+        assert_eq!(stats.frames, 7);
+        assert_eq!((stats.first_ts_ns, stats.last_ts_ns), (Some(1), Some(7)));
+        assert_eq!(
+            stats.link_types,
+            vec![(LinkType::Ethernet, 6), (LinkType::Unknown(0x4242), 1)]
+        );
+        assert_eq!((stats.unknown_link_frames, stats.non_ip_frames), (1, 1));
+        assert_eq!((stats.snaplen_cut_frames, stats.truncated_payloads), (1, 1));
+        assert_eq!(
+            (stats.tcp_segments, stats.tcp_payload_bytes),
+            (4, 5 + 5 + 5)
+        );
+        assert_eq!((stats.udp_datagrams, stats.udp_payload_bytes), (1, 8));
+        assert_eq!(rec.stream(0, Direction::AtoB), b"helloworldagain");
+        let g = rec.gaps();
+        assert_eq!(
+            (
+                g.len(),
+                g[0].offset,
+                g[0].len,
+                g[0].frame_before,
+                g[0].frame_after
+            ),
+            (1, 10, 3, Some(3), Some(7))
+        );
+        assert_eq!(rec.closes(), vec![(0, CloseReason::EndOfCapture)]);
+        assert_eq!(stats.reassembly.gaps, 1);
+        assert!(stats.warnings.is_empty(), "{:?}", stats.warnings);
+    }
+
+    #[test]
+    fn driver_reports_damage_after_delivering_what_came_before() {
+        let mut b = Builder::new(false);
+        b.shb().idb(1, None, None);
+        b.epb(0, 1, &eth_tcp(40000, 6881, 10, true, b""), 54);
+        b.epb(0, 2, &eth_tcp(40000, 6881, 11, false, b"complete"), 62);
+        b.epb(
+            0,
+            3,
+            &eth_tcp(40000, 6881, 19, false, b"lost in the cut"),
+            69,
+        );
+        let cut = b.out.len() - 10;
+        let mut reader = CaptureReader::new(&b.out[..cut]).unwrap();
+        let mut rec = Rec::default();
+        let mut stats = Stats::default();
+        let err = process(&mut reader, &mut rec, &mut stats).unwrap_err();
+        assert!(matches!(err, CaptureError::Truncated { .. }));
+        assert_eq!(rec.stream(0, Direction::AtoB), b"complete");
+        assert_eq!(rec.closes(), vec![(0, CloseReason::EndOfCapture)]);
+        assert_eq!(stats.warnings.len(), 1);
+        assert!(
+            stats.warnings[0].message.contains("cut short"),
+            "{}",
+            stats.warnings[0].message
+        );
+    }
+
+    proptest::proptest! {
+        /// Random frames (valid headers around random bytes, or pure noise) through the whole layer: no panic.
+        #[test]
+        fn whole_layer_never_panics(frames in proptest::collection::vec((0u8..4, proptest::num::u32::ANY, proptest::collection::vec(proptest::num::u8::ANY, 0..80)), 0..40)) {
+            let mut b = Builder::new(true);
+            b.shb().idb(1, None, None).idb(113, None, None).idb(101, None, None);
+            for (kind, seq, bytes) in &frames {
+                let f = match kind {
+                    0 => eth_tcp(40000 + (*seq % 3) as u16, 6881, *seq % 4096, seq % 7 == 0, bytes),
+                    1 => eth_udp(bytes),
+                    _ => bytes.clone(),
+                };
+                b.epb(u32::from(*kind % 3), u64::from(*seq), &f, f.len() as u32);
+            }
+            let mut reader = CaptureReader::new(&b.out[..]).unwrap();
+            let mut rec = Rec::default();
+            let mut stats = Stats::default();
+            process(&mut reader, &mut rec, &mut stats).unwrap();
+            proptest::prop_assert_eq!(stats.frames, frames.len() as u64);
+        }
+    }
+}
