@@ -132,10 +132,8 @@ wait "$LEECH"
 stop_capture; kill "$SEED"; wait "$SEED" || true
 cp "$WORK/4.pcapng" "$HERE/lo_middownload.pcapng"
 
-# ---- derived files (from 4) -------------------------------------------------------------------------------------------
-fi
+# ---- files derived from 4 --------------------------------------------------------------------------------------
 cd "$HERE"
-if want 4; then
 # 5. cut in the middle of a block
 SIZE=$(stat -c %s lo_middownload.pcapng)
 head -c $((SIZE * 2 / 3 + 1)) lo_middownload.pcapng > lo_middownload_truncated.pcapng
