@@ -707,7 +707,7 @@ fn download_resumes_after_kill_9() {
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or_else(|| panic!("no resume count in stderr:\n{}", run.stderr));
         assert!(
-            resumed as usize >= before as usize,
+            resumed as usize >= before,
             "only {resumed} pieces resumed, but {before} were verified on disk before the kill"
         );
     }
