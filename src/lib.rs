@@ -6,6 +6,7 @@ pub mod bitfield;
 pub mod client;
 pub mod download;
 pub mod magnet;
+pub mod metadata;
 pub mod metainfo;
 pub mod peer;
 pub mod trace;
