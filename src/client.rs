@@ -282,7 +282,9 @@ pub async fn magnet_peers(m: &Magnet, cfg: &ClientConfig) -> Result<Vec<SocketAd
 fn local(cfg: &ClientConfig) -> metadata::Local {
     metadata::Local {
         peer_id: cfg.peer_id,
-        port: Some(cfg.port),
+        // nothing listens while we fetch metadata: announcing a port would be a lie (and libtorrent
+        // drops a second connection that claims the same ip:port)
+        port: None,
         observer: cfg.conn_observer.clone(),
         timeouts: metadata::Timeouts::default(),
     }

@@ -519,6 +519,23 @@ mod tests {
         assert!(Assembler::new(MAX_METADATA_SIZE + 1).is_err());
     }
 
+    proptest::proptest! {
+        /// Whatever sizes, indexes and lengths a peer sends, the assembler answers without
+        /// panicking, and never holds more than the cap.
+        #[test]
+        fn assembler_never_panics(
+            size in 0u64..(3 * METADATA_PIECE_LEN as u64),
+            msgs in proptest::collection::vec((0u32..5, 0u64..70000, 0usize..20000), 0..8),
+        ) {
+            if let Ok(mut a) = Assembler::new(size) {
+                for (piece, total, len) in msgs {
+                    let _ = a.add(piece, total, &vec![0; len]);
+                }
+                let _ = a.finish(&[0; 20]);
+            }
+        }
+    }
+
     #[test]
     fn assembler_builds_the_info() {
         let raw = sample_info(1000);
