@@ -81,16 +81,22 @@ impl TrackerObserver for SharedObserver {
     }
 }
 
-fn tracker_source(t: &Torrent, cfg: &ClientConfig) -> TrackerSource {
+fn tracker_source(t: &Torrent, cfg: &ClientConfig, port: u16) -> TrackerSource {
     tracker_source_for(
         Tiers::new(t.announce.as_deref(), &t.tiers()),
         t.info_hash,
         cfg,
+        port,
     )
 }
 
-fn tracker_source_for(tiers: Tiers, info_hash: [u8; 20], cfg: &ClientConfig) -> TrackerSource {
-    let mut src = TrackerSource::new(tiers, info_hash, cfg.peer_id, cfg.port);
+fn tracker_source_for(
+    tiers: Tiers,
+    info_hash: [u8; 20],
+    cfg: &ClientConfig,
+    port: u16,
+) -> TrackerSource {
+    let mut src = TrackerSource::new(tiers, info_hash, cfg.peer_id, port);
     if let Some(o) = &cfg.tracker_observer {
         src.observer = Box::new(SharedObserver(o.clone()));
     }
@@ -100,7 +106,7 @@ fn tracker_source_for(tiers: Tiers, info_hash: [u8; 20], cfg: &ClientConfig) -> 
 
 /// Asks the torrent's trackers for peers (`bt-trace peers`).
 pub async fn peers(t: &Torrent, cfg: &ClientConfig) -> Result<Vec<SocketAddr>> {
-    let mut src = tracker_source(t, cfg);
+    let mut src = tracker_source(t, cfg, cfg.port);
     if src.tiers.tiers().is_empty() {
         bail!("the torrent names no tracker");
     }
@@ -159,11 +165,27 @@ fn layout(t: &Torrent, files: Vec<(PathBuf, u64)>) -> Layout {
     }
 }
 
+/// Binds our listening socket: the asked port, or any free one when it is taken (two
+/// `download_piece` runs at once). Returns the socket and the port to announce.
+fn listen(port: u16) -> (Option<Arc<std::net::TcpListener>>, u16) {
+    let bound = std::net::TcpListener::bind(("0.0.0.0", port))
+        .or_else(|_| std::net::TcpListener::bind(("0.0.0.0", 0)));
+    match bound.and_then(|l| Ok((l.local_addr()?.port(), l))) {
+        Ok((p, l)) => (Some(Arc::new(l)), p),
+        Err(e) => {
+            tracing::warn!("cannot listen for incoming peers: {e}");
+            (None, port)
+        }
+    }
+}
+
 fn options(cfg: &ClientConfig, wanted: Option<Bitfield>) -> Options {
+    let (listener, port) = listen(cfg.port);
     let mut o = Options {
         peer_id: cfg.peer_id,
         max_peers: cfg.max_peers,
-        listen_port: Some(cfg.port),
+        listen_port: Some(port),
+        listener,
         wanted,
         progress: cfg.progress,
         observer: cfg.conn_observer.clone(),
@@ -178,16 +200,12 @@ fn options(cfg: &ClientConfig, wanted: Option<Bitfield>) -> Options {
 
 /// Downloads the whole torrent into `out` (`bt-trace download`), resuming from what is there.
 pub async fn download(t: &Torrent, out: &Path, cfg: &ClientConfig) -> Result<Summary> {
-    let source = tracker_source(t, cfg);
+    let opts = options(cfg, None);
+    let source = tracker_source(t, cfg, opts.listen_port.unwrap_or(cfg.port));
     if source.tiers.tiers().is_empty() && source.extra_peers.is_empty() {
         bail!("the torrent names no tracker; give peers with --peer IP:PORT");
     }
-    let summary = engine::download(
-        layout(t, file_layout(t, out)),
-        Box::new(source),
-        options(cfg, None),
-    )
-    .await?;
+    let summary = engine::download(layout(t, file_layout(t, out)), Box::new(source), opts).await?;
     Ok(summary)
 }
 
@@ -206,7 +224,10 @@ pub async fn download_piece(
             n - 1
         );
     }
-    let source = tracker_source(t, cfg);
+    let mut wanted = Bitfield::new(n);
+    wanted.set(index);
+    let opts = options(cfg, Some(wanted));
+    let source = tracker_source(t, cfg, opts.listen_port.unwrap_or(cfg.port));
     if source.tiers.tiers().is_empty() && source.extra_peers.is_empty() {
         bail!("the torrent names no tracker; give peers with --peer IP:PORT");
     }
@@ -220,14 +241,7 @@ pub async fn download_piece(
         .tempdir_in(parent)
         .with_context(|| format!("creating a staging directory in {}", parent.display()))?;
     let files = file_layout(t, &stage.path().join("data"));
-    let mut wanted = Bitfield::new(n);
-    wanted.set(index);
-    let summary = engine::download(
-        layout(t, files.clone()),
-        Box::new(source),
-        options(cfg, Some(wanted)),
-    )
-    .await?;
+    let summary = engine::download(layout(t, files.clone()), Box::new(source), opts).await?;
     if summary.complete {
         let storage = crate::download::storage::Storage::open(&files, t.info.piece_length)?;
         let (start, len) = storage.piece_range(index);
@@ -260,7 +274,7 @@ pub async fn magnet_peers(m: &Magnet, cfg: &ClientConfig) -> Result<Vec<SocketAd
         }
         return Ok(peers);
     }
-    let mut src = tracker_source_for(Tiers::new(None, &m.tiers()), m.info_hash, cfg);
+    let mut src = tracker_source_for(Tiers::new(None, &m.tiers()), m.info_hash, cfg, cfg.port);
     let left = m.exact_length.unwrap_or(1).max(1);
     match src.announce_once(Event::Started, 0, 0, left).await {
         Ok((_, resp)) => {
