@@ -225,7 +225,6 @@ fn check_info(t: &Torrent) {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace info` exists"]
 fn info_single_file_matches_transmission_show() {
     let f = fixture();
     check_info(&f.single.http);
@@ -233,7 +232,6 @@ fn info_single_file_matches_transmission_show() {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace info` exists"]
 fn info_short_last_piece() {
     let t = &fixture().short.http;
     assert_ne!(t.total_length % t.piece_length, 0);
@@ -241,7 +239,6 @@ fn info_short_last_piece() {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace info` exists"]
 fn info_multi_file_total_length() {
     let t = &fixture().multi.http;
     assert_eq!(t.total_length, 700_000 + 1 + (1 << 20) + 333_333 + 262_144);
@@ -249,13 +246,11 @@ fn info_multi_file_total_length() {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace info` exists"]
 fn info_udp_announce_url() {
     check_info(&fixture().multi.udp);
 }
 
 #[test]
-#[ignore = "enable when `bt-trace info` exists"]
 fn info_bad_input_fails_cleanly() {
     let dir = temp_dir("info-bad");
     let missing = dir.path().join("missing.torrent");
@@ -300,7 +295,6 @@ fn assert_has_seeders(got: &BTreeSet<String>, case: &Case) {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace peers` exists"]
 fn peers_http_tracker_lists_every_seeder() {
     let f = fixture();
     for case in [&f.single, &f.multi, f.solo(Client::Transmission)] {
@@ -309,7 +303,6 @@ fn peers_http_tracker_lists_every_seeder() {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace peers` exists"]
 fn peers_udp_tracker_lists_every_seeder() {
     let f = fixture();
     for case in [&f.single, &f.short, f.solo(Client::Libtorrent)] {
@@ -318,7 +311,6 @@ fn peers_udp_tracker_lists_every_seeder() {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace peers` exists"]
 fn peers_announce_list_falls_back_to_the_next_tier() {
     let f = fixture();
     let dead = format!("http://127.0.0.1:{}/announce", free_port()); // nothing listens there
@@ -335,7 +327,6 @@ fn peers_announce_list_falls_back_to_the_next_tier() {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace peers` exists"]
 fn peers_unreachable_tracker_fails_cleanly() {
     let f = fixture();
     let dir = temp_dir("peers-dead");
@@ -350,7 +341,6 @@ fn peers_unreachable_tracker_fails_cleanly() {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace peers` exists"]
 fn peers_tracker_failure_reason_fails_cleanly() {
     // A torrent opentracker was never told about: it answers with a `failure reason`.
     let f = fixture();
@@ -405,25 +395,21 @@ fn check_handshake(client: Client) {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace handshake` exists"]
 fn handshake_aria2() {
     check_handshake(Client::Aria2);
 }
 
 #[test]
-#[ignore = "enable when `bt-trace handshake` exists"]
 fn handshake_transmission() {
     check_handshake(Client::Transmission);
 }
 
 #[test]
-#[ignore = "enable when `bt-trace handshake` exists"]
 fn handshake_libtorrent() {
     check_handshake(Client::Libtorrent);
 }
 
 #[test]
-#[ignore = "enable when `bt-trace handshake` exists"]
 fn handshake_closed_port_fails_cleanly() {
     let f = fixture();
     let port = free_port(); // nothing listens there
@@ -466,7 +452,6 @@ fn check_piece(case: &Case, t: &Torrent, index: usize) {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace download_piece` exists"]
 fn download_piece_from_each_seeder_alone() {
     let f = fixture();
     for client in Client::ALL {
@@ -477,7 +462,6 @@ fn download_piece_from_each_seeder_alone() {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace download_piece` exists"]
 fn download_piece_short_last_piece_over_udp() {
     let case = &fixture().short;
     let last = case.udp.piece_count() - 1;
@@ -487,7 +471,6 @@ fn download_piece_short_last_piece_over_udp() {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace download_piece` exists"]
 fn download_piece_spanning_files() {
     let case = &fixture().multi;
     let t = &case.http;
@@ -512,7 +495,6 @@ fn download_piece_spanning_files() {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace download_piece` exists"]
 fn download_piece_two_runs_at_once() {
     // The course runs two download_piece commands at the same time.
     let case = &fixture().single;
@@ -525,7 +507,6 @@ fn download_piece_two_runs_at_once() {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace download_piece` exists"]
 fn download_piece_out_of_range_fails_cleanly() {
     let t = &fixture().single.http;
     let dir = temp_dir("piece-bad");
@@ -586,21 +567,18 @@ fn check_download(case: &Case, t: &Torrent) {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace download` exists"]
 fn download_from_aria2_alone_http() {
     let c = fixture().solo(Client::Aria2);
     check_download(c, &c.http);
 }
 
 #[test]
-#[ignore = "enable when `bt-trace download` exists"]
 fn download_from_aria2_alone_udp() {
     let c = fixture().solo(Client::Aria2);
     check_download(c, &c.udp);
 }
 
 #[test]
-#[ignore = "enable when `bt-trace download` exists"]
 fn download_from_transmission_alone_http() {
     let c = fixture().solo(Client::Transmission);
     let _guard = solo_guard(Client::Transmission);
@@ -608,7 +586,6 @@ fn download_from_transmission_alone_http() {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace download` exists"]
 fn download_from_transmission_alone_udp() {
     let c = fixture().solo(Client::Transmission);
     let _guard = solo_guard(Client::Transmission);
@@ -616,21 +593,18 @@ fn download_from_transmission_alone_udp() {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace download` exists"]
 fn download_from_libtorrent_alone_http() {
     let c = fixture().solo(Client::Libtorrent);
     check_download(c, &c.http);
 }
 
 #[test]
-#[ignore = "enable when `bt-trace download` exists"]
 fn download_from_libtorrent_alone_udp() {
     let c = fixture().solo(Client::Libtorrent);
     check_download(c, &c.udp);
 }
 
 #[test]
-#[ignore = "enable when `bt-trace download` exists"]
 fn download_single_file_from_all_three_http_and_udp() {
     let c = &fixture().single;
     check_download(c, &c.http);
@@ -638,7 +612,6 @@ fn download_single_file_from_all_three_http_and_udp() {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace download` exists"]
 fn download_short_last_piece_from_all_three_http_and_udp() {
     let c = &fixture().short;
     check_download(c, &c.http);
@@ -646,7 +619,6 @@ fn download_short_last_piece_from_all_three_http_and_udp() {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace download` exists"]
 fn download_multi_file_from_all_three_http_and_udp() {
     let c = &fixture().multi;
     check_download(c, &c.http);
@@ -668,7 +640,6 @@ fn verified_pieces(t: &Torrent, file: &Path) -> usize {
 }
 
 #[test]
-#[ignore = "enable when `bt-trace download` exists"]
 fn download_resumes_after_kill_9() {
     // A 64 MiB torrent from one rate-limited aria2c (~4 s for the whole file), so there is time to
     // kill bt-trace partway. Whether the kill lands midway only changes what is exercised, never
@@ -725,5 +696,20 @@ fn download_resumes_after_kill_9() {
     let run = bt_trace(args, DOWNLOAD);
     run.assert_ok();
     assert_same_files(&t, src.path(), &DownloadedAt::File(out.clone()));
+    // The second run must have kept what the first verified: its summary line on stderr says
+    // "N of M pieces verified (K resumed from disk)".
+    if let Some(before) = killed_at {
+        let resumed: u32 = run
+            .stderr
+            .split(" resumed from disk")
+            .next()
+            .and_then(|s| s.rsplit('(').next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no resume count in stderr:\n{}", run.stderr));
+        assert!(
+            resumed as usize >= before as usize,
+            "only {resumed} pieces resumed, but {before} were verified on disk before the kill"
+        );
+    }
     seeder.child.assert_running();
 }
