@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use sha1::{Digest, Sha1};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -84,21 +85,25 @@ pub struct SwarmState {
     pub cancel_log: Vec<BlockRef>,
     /// Peers that sent bad data.
     pub banned: HashSet<SocketAddr>,
-    contributors: HashMap<u32, Vec<SocketAddr>>,
-    strikes: HashMap<SocketAddr, u32>,
+    /// Who sent each block of the pieces in progress: `(begin, peer)`.
+    block_senders: HashMap<u32, Vec<(u32, SocketAddr)>>,
+    /// Blocks of pieces that failed verification: `(begin, peer, SHA-1 of what it sent)`.
+    /// Compared with the good data once the piece verifies ("smart ban").
+    suspects: HashMap<u32, Vec<(u32, SocketAddr, [u8; 20])>>,
     /// Peers that sent us at least one useful block.
     sources: HashSet<SocketAddr>,
     pub pieces_failed: u32,
 }
 
 impl SwarmState {
-    /// Remembers that `addr` sent a block of piece `index` (to blame it if the hash fails).
-    pub fn note_contributor(&mut self, index: u32, addr: SocketAddr) {
+    /// Remembers that `addr` sent the block at `begin` of piece `index` (to find the culprit
+    /// if the piece fails verification).
+    pub fn note_contributor(&mut self, index: u32, begin: u32, addr: SocketAddr) {
         self.sources.insert(addr);
-        let v = self.contributors.entry(index).or_default();
-        if !v.contains(&addr) {
-            v.push(addr);
-        }
+        self.block_senders
+            .entry(index)
+            .or_default()
+            .push((begin, addr));
     }
 }
 
@@ -148,9 +153,19 @@ impl Swarm {
                 false
             }
         };
+        let block = |begin: u32| {
+            let b = begin as usize;
+            &buf[b.min(buf.len())..(b + crate::download::picker::BLOCK_LEN as usize).min(buf.len())]
+        };
         let mut s = self.lock();
-        let contributors = s.contributors.remove(&index).unwrap_or_default();
+        let senders = s.block_senders.remove(&index).unwrap_or_default();
         if ok {
+            // Peers whose blocks of an earlier, failed attempt differ from the good data lied.
+            for (begin, addr, h) in s.suspects.remove(&index).unwrap_or_default() {
+                if <[u8; 20]>::from(Sha1::digest(block(begin))) != h && s.banned.insert(addr) {
+                    tracing::warn!("{addr} sent bad data for piece {index} begin {begin}: dropped");
+                }
+            }
             s.picker.verified(index);
             s.have_log.push(index);
             if s.picker.is_complete() {
@@ -160,16 +175,20 @@ impl Swarm {
         } else {
             s.picker.failed(index);
             s.pieces_failed += 1;
+            let peers: HashSet<SocketAddr> = senders.iter().map(|(_, a)| *a).collect();
             tracing::warn!(
-                "piece {index} failed SHA-1 verification (blocks from {contributors:?}); fetching it again"
+                "piece {index} failed SHA-1 verification (blocks from {peers:?}); fetching it again"
             );
-            // A lone contributor is certainly guilty; among several, ban on a second strike.
-            for addr in &contributors {
-                let strikes = s.strikes.entry(*addr).or_insert(0);
-                *strikes += 1;
-                if contributors.len() == 1 || *strikes >= 2 {
-                    s.banned.insert(*addr);
-                }
+            if peers.len() == 1 {
+                // a lone sender is certainly the culprit
+                s.banned.extend(peers);
+            } else {
+                // several senders: remember what each sent, judge when the piece verifies
+                let sus: Vec<_> = senders
+                    .iter()
+                    .map(|&(begin, addr)| (begin, addr, Sha1::digest(block(begin)).into()))
+                    .collect();
+                s.suspects.entry(index).or_default().extend(sus);
             }
         }
         drop(s);
@@ -345,8 +364,8 @@ pub async fn download(
             have_log: Vec::new(),
             cancel_log: Vec::new(),
             banned: HashSet::new(),
-            contributors: HashMap::new(),
-            strikes: HashMap::new(),
+            block_senders: HashMap::new(),
+            suspects: HashMap::new(),
             sources: HashSet::new(),
             pieces_failed: 0,
         }),

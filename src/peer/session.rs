@@ -459,7 +459,7 @@ fn on_block(
             swarm
                 .downloaded
                 .fetch_add(data.len() as u64, Ordering::Relaxed);
-            s.note_contributor(r.index, st.addr);
+            s.note_contributor(r.index, r.begin, st.addr);
             if dups > 0 {
                 s.cancel_log.push(r);
             }
