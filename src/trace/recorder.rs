@@ -532,9 +532,7 @@ impl Out {
             let end = start + f.payload.len() as u64;
             comment.clear();
             while let Some(item) = items.get(next_item) {
-                // The frame carrying the item's last byte (a zero-length error: its first).
-                let anchor = item.end().max(item.offset + 1).max(base + 1);
-                if anchor > end {
+                if anchor(item, base) > end {
                     break;
                 }
                 if !comment.is_empty() {
@@ -591,6 +589,12 @@ impl Out {
         }
         Ok(())
     }
+}
+
+/// One past the stream offset of the byte whose frame gets an item's comment: its last byte
+/// (for a zero-length error, its first), and never before `base`, the first byte at hand.
+fn anchor(item: &Decoded, base: u64) -> u64 {
+    item.end().max(item.offset + 1).max(base + 1)
 }
 
 /// How many payload bytes of a frame covering stream bytes `start..end` to keep under snap
@@ -899,17 +903,42 @@ impl Writer {
         if self.out.snaplen.is_some() {
             pc.framers[d].scan(bytes, &mut self.pieces);
         }
-        self.out
-            .data(
-                &mut pc.conv,
-                dir,
-                bytes,
-                at,
-                &self.items,
-                &self.pieces,
-                &mut pc.carried[d],
-            )
-            .map_err(synth_io)?;
+        // With a snap length, every piece message starts a new segment and its data ends
+        // one, so that each message begins a frame: Wireshark cannot reassemble across cut
+        // segments, but it dissects a message that starts a frame.
+        let base = pc.conv.stream_len(dir.from_client());
+        let stop = base + bytes.len() as u64;
+        let mut splits = vec![base];
+        for &(s, e) in &self.pieces {
+            splits.push(s.saturating_sub(PIECE_HEADER_LEN as u64));
+            splits.push(e);
+        }
+        splits.push(stop);
+        splits.retain(|&x| x >= base && x <= stop);
+        splits.sort_unstable();
+        splits.dedup();
+        let mut first_item = 0;
+        for w in splits.windows(2) {
+            let (g0, g1) = (w[0], w[1]);
+            let n = self.items[first_item..]
+                .iter()
+                .take_while(|d| anchor(d, base) <= g1)
+                .count();
+            let group = &self.items[first_item..first_item + n];
+            first_item += n;
+            let slice = &bytes[(g0 - base) as usize..(g1 - base) as usize];
+            self.out
+                .data(
+                    &mut pc.conv,
+                    dir,
+                    slice,
+                    at,
+                    group,
+                    &self.pieces,
+                    &mut pc.carried[d],
+                )
+                .map_err(synth_io)?;
+        }
         let ends = pc.endpoints(dir);
         self.out
             .item_events(pc.stream, ends, dir, &mut self.items, &pc.carried[d])?;
@@ -1293,12 +1322,47 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let full = record(dir.path(), "full", None, true);
         let cut = record(dir.path(), "cut", Some(96), true);
-        assert_eq!(full.frames, cut.frames);
         assert!(cut.pcapng_bytes * 3 < full.pcapng_bytes);
-        // Same events (the frames are the same, only their stored length differs).
-        let a = std::fs::read(&full.jsonl).unwrap();
-        let b = std::fs::read(&cut.jsonl).unwrap();
-        assert_eq!(a, b);
+        // The same events; only frames differ (each piece message starts a segment).
+        let read = |p: &Path| {
+            let mut v = read_events(std::io::BufReader::new(File::open(p).unwrap())).unwrap();
+            for e in &mut v {
+                e.frames.clear();
+                e.ts = 0;
+            }
+            v
+        };
+        assert_eq!(read(&full.jsonl), read(&cut.jsonl));
+        // Every piece event's first frame starts with the piece's length prefix.
+        let events = read_events(std::io::BufReader::new(File::open(&cut.jsonl).unwrap())).unwrap();
+        let mut starts = Vec::new();
+        for e in &events {
+            if let EventKind::Message {
+                msg: Msg::Piece { .. },
+                offset,
+                ..
+            } = e.kind
+            {
+                starts.push((e.frames[0], offset));
+            }
+        }
+        assert_eq!(starts.len(), 3);
+        let bytes = std::fs::read(&cut.pcapng).unwrap();
+        let mut r = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).unwrap();
+        let mut n = 0;
+        let mut seen = 0;
+        while let Some(b) = r.next_block() {
+            if let pcap_file::pcapng::Block::EnhancedPacket(p) = b.unwrap() {
+                n += 1;
+                if let Some(&(_, _)) = starts.iter().find(|(f, _)| *f == n) {
+                    // Ethernet 14 + IPv4 20 + TCP 20, then `<len = 16393 or 7241><7>`.
+                    assert_eq!(p.data[54 + 4], 7, "frame {n}");
+                    assert!(p.data.len() <= 96);
+                    seen += 1;
+                }
+            }
+        }
+        assert_eq!(seen, 3);
     }
 
     #[test]
