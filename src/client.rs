@@ -68,12 +68,12 @@ impl TrackerObserver for SharedObserver {
     }
 }
 
-fn tracker_source(t: &Torrent, cfg: &ClientConfig) -> TrackerSource {
+fn tracker_source(t: &Torrent, cfg: &ClientConfig, port: u16) -> TrackerSource {
     let mut src = TrackerSource::new(
         Tiers::new(t.announce.as_deref(), &t.tiers()),
         t.info_hash,
         cfg.peer_id,
-        cfg.port,
+        port,
     );
     if let Some(o) = &cfg.tracker_observer {
         src.observer = Box::new(SharedObserver(o.clone()));
@@ -84,7 +84,7 @@ fn tracker_source(t: &Torrent, cfg: &ClientConfig) -> TrackerSource {
 
 /// Asks the torrent's trackers for peers (`bt-trace peers`).
 pub async fn peers(t: &Torrent, cfg: &ClientConfig) -> Result<Vec<SocketAddr>> {
-    let mut src = tracker_source(t, cfg);
+    let mut src = tracker_source(t, cfg, cfg.port);
     if src.tiers.tiers().is_empty() {
         bail!("the torrent names no tracker");
     }
@@ -138,11 +138,27 @@ fn layout(t: &Torrent, files: Vec<(PathBuf, u64)>) -> Layout {
     }
 }
 
+/// Binds our listening socket: the asked port, or any free one when it is taken (two
+/// `download_piece` runs at once). Returns the socket and the port to announce.
+fn listen(port: u16) -> (Option<Arc<std::net::TcpListener>>, u16) {
+    let bound = std::net::TcpListener::bind(("0.0.0.0", port))
+        .or_else(|_| std::net::TcpListener::bind(("0.0.0.0", 0)));
+    match bound.and_then(|l| Ok((l.local_addr()?.port(), l))) {
+        Ok((p, l)) => (Some(Arc::new(l)), p),
+        Err(e) => {
+            tracing::warn!("cannot listen for incoming peers: {e}");
+            (None, port)
+        }
+    }
+}
+
 fn options(cfg: &ClientConfig, wanted: Option<Bitfield>) -> Options {
+    let (listener, port) = listen(cfg.port);
     Options {
         peer_id: cfg.peer_id,
         max_peers: cfg.max_peers,
-        listen_port: Some(cfg.port),
+        listen_port: Some(port),
+        listener,
         wanted,
         progress: cfg.progress,
         observer: cfg.conn_observer.clone(),
@@ -153,16 +169,12 @@ fn options(cfg: &ClientConfig, wanted: Option<Bitfield>) -> Options {
 
 /// Downloads the whole torrent into `out` (`bt-trace download`), resuming from what is there.
 pub async fn download(t: &Torrent, out: &Path, cfg: &ClientConfig) -> Result<Summary> {
-    let source = tracker_source(t, cfg);
+    let opts = options(cfg, None);
+    let source = tracker_source(t, cfg, opts.listen_port.unwrap_or(cfg.port));
     if source.tiers.tiers().is_empty() && source.extra_peers.is_empty() {
         bail!("the torrent names no tracker; give peers with --peer IP:PORT");
     }
-    let summary = engine::download(
-        layout(t, file_layout(t, out)),
-        Box::new(source),
-        options(cfg, None),
-    )
-    .await?;
+    let summary = engine::download(layout(t, file_layout(t, out)), Box::new(source), opts).await?;
     Ok(summary)
 }
 
@@ -181,7 +193,10 @@ pub async fn download_piece(
             n - 1
         );
     }
-    let source = tracker_source(t, cfg);
+    let mut wanted = Bitfield::new(n);
+    wanted.set(index);
+    let opts = options(cfg, Some(wanted));
+    let source = tracker_source(t, cfg, opts.listen_port.unwrap_or(cfg.port));
     if source.tiers.tiers().is_empty() && source.extra_peers.is_empty() {
         bail!("the torrent names no tracker; give peers with --peer IP:PORT");
     }
@@ -195,14 +210,7 @@ pub async fn download_piece(
         .tempdir_in(parent)
         .with_context(|| format!("creating a staging directory in {}", parent.display()))?;
     let files = file_layout(t, &stage.path().join("data"));
-    let mut wanted = Bitfield::new(n);
-    wanted.set(index);
-    let summary = engine::download(
-        layout(t, files.clone()),
-        Box::new(source),
-        options(cfg, Some(wanted)),
-    )
-    .await?;
+    let summary = engine::download(layout(t, files.clone()), Box::new(source), opts).await?;
     if summary.complete {
         let storage = crate::download::storage::Storage::open(&files, t.info.piece_length)?;
         let (start, len) = storage.piece_range(index);

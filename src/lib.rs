@@ -3,6 +3,7 @@
 //! The library behind the `bt-trace` binary. See `docs/architecture.md` for the map.
 pub mod bencode;
 pub mod bitfield;
+pub mod capture;
 pub mod client;
 pub mod download;
 pub mod magnet;

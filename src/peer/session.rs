@@ -121,6 +121,12 @@ pub async fn run_on(
         }
         None => conn.handshake(&ours, swarm.timeouts.handshake).await?,
     };
+    tracing::debug!(
+        "{}: handshake ok, peer id {}, reserved {}",
+        conn.remote,
+        String::from_utf8_lossy(&theirs.peer_id),
+        theirs.reserved
+    );
     if theirs.peer_id == swarm.peer_id {
         return Err(PeerError::Protocol("connected to ourselves".into()));
     }
@@ -261,6 +267,7 @@ fn handle(
     msg: Message<'_>,
 ) -> Result<Option<Vec<u8>>, PeerError> {
     let n = swarm.num_pieces;
+    tracing::trace!("{}: received {msg}", st.addr);
     match msg {
         Message::KeepAlive => {}
         Message::Choke => {
@@ -474,6 +481,12 @@ fn sync(swarm: &Arc<Swarm>, st: &mut PeerState, conn: &mut Conn) -> Result<(), P
                 |r| outstanding.contains(r),
                 st.rotate,
             );
+            tracing::trace!(
+                "{}: requesting {} blocks ({} outstanding, depth {want})",
+                st.addr,
+                st.scratch.len(),
+                st.outstanding.len()
+            );
             for r in st.scratch.drain(..) {
                 st.outstanding.insert(r);
                 Message::emit_request(conn.out(), r);
@@ -525,7 +538,9 @@ fn housekeeping(t: &Timeouts, st: &mut PeerState, conn: &mut Conn) -> Result<(),
     st.blocks_this_second = 0;
     st.rate_mark = now;
     // about half a second of blocks in flight
-    st.depth = ((rate / 2.0) as usize).clamp(MIN_DEPTH, MAX_DEPTH);
+    // about three seconds of blocks in flight (as libtorrent does): seeders that serve in
+    // pulses (Transmission) send per pulse what is outstanding, so depth must grow with rate
+    st.depth = ((rate * 3.0) as usize).clamp(MIN_DEPTH, MAX_DEPTH);
     if !st.outstanding.is_empty() && now.duration_since(st.last_block) > t.snub {
         return Err(PeerError::Timeout(
             "no block while requests were pending (snubbed)",
