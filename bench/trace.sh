@@ -36,17 +36,28 @@ for _ in $(seq 1 600); do
 done
 sleep 2
 
-# run NAME [extra args...] -> prints seconds
+# run NAME [extra args...] -> prints "wall_seconds cpu_seconds" (cpu: user + system of
+# bt-trace alone, which matters on a machine shared with other jobs)
 run() {
   local out="$WORK/out-$1.bin"; shift
   rm -f "$out"; rm -rf "$WORK/traces"
-  local t0 t1
+  local t0 t1 cpu
   t0=$(date +%s.%N)
-  "$BIN" download -q --port "$OURPORT" -o "$out" "$WORK/data.torrent" --peer "127.0.0.1:$PORT" "$@" >/dev/null 2>&1
+  "$BIN" download -q --port "$OURPORT" -o "$out" "$WORK/data.torrent" --peer "127.0.0.1:$PORT" "$@" >/dev/null 2>&1 &
+  local pid=$!
+  wait "$pid"
   t1=$(date +%s.%N)
   cmp -s "$out" "$WORK/seed/data.bin" || { echo "download $out differs" >&2; exit 1; }
   rm -f "$out"
   echo "$t1 - $t0" | bc -l
+}
+
+# CPU seconds (user + system) of one download, measured with bash's `times` in a subshell.
+cpu_of() {
+  ( "$BIN" download -q --port "$OURPORT" -o "$WORK/out-cpu.bin" "$WORK/data.torrent" \
+      --peer "127.0.0.1:$PORT" "$@" >/dev/null 2>&1; times ) | tail -1 |
+    awk '{ split($1,u,"m"); split($2,s,"m"); sub("s","",u[2]); sub("s","",s[2]); print u[1]*60+u[2]+s[1]*60+s[2] }'
+  rm -f "$WORK/out-cpu.bin"; rm -rf "$WORK/traces"
 }
 
 declare -a PLAIN FULL CUT
@@ -60,6 +71,8 @@ for r in $(seq 1 "$ROUNDS"); do
   printf 'round %d: plain %.2f s, --trace %.2f s, --trace-snaplen 96 %.2f s\n' \
     "$r" "${PLAIN[-1]}" "${FULL[-1]}" "${CUT[-1]}"
 done
+printf '\nCPU (user+sys) of one download: plain %.2f s, --trace %.2f s, --trace-snaplen 96 %.2f s\n' \
+  "$(cpu_of)" "$(cpu_of --trace "$WORK/traces")" "$(cpu_of --trace "$WORK/traces" --trace-snaplen 96)"
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 P=$(median "${PLAIN[@]}"); F=$(median "${FULL[@]}"); C=$(median "${CUT[@]}")
 printf '\n%d MiB, median of %d: plain %.2f s (%.0f MiB/s)\n' "$SIZE_MIB" "$ROUNDS" "$P" "$(echo "$SIZE_MIB / $P" | bc -l)"
