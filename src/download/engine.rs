@@ -73,7 +73,6 @@ pub struct Swarm {
     cancel: CancellationToken,
     finished: AtomicBool,
     done: tokio::sync::Notify,
-    conn_ids: AtomicU64,
 }
 
 /// The part of the swarm behind the lock.
@@ -126,8 +125,9 @@ impl Swarm {
         self.finished.load(Ordering::Acquire)
     }
 
+    /// A fresh connection id, unique in the process ([`crate::peer::conn::next_conn_id`]).
     pub fn next_conn_id(&self) -> u64 {
-        self.conn_ids.fetch_add(1, Ordering::Relaxed)
+        crate::peer::conn::next_conn_id()
     }
 
     pub fn metadata_size(&self) -> Option<usize> {
@@ -353,7 +353,6 @@ pub async fn download(
         wake_tx,
         cancel: opts.cancel.child_token(),
         done: tokio::sync::Notify::new(),
-        conn_ids: AtomicU64::new(0),
     });
 
     let left = |sw: &Swarm| -> u64 {
