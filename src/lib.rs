@@ -10,6 +10,7 @@ pub mod magnet;
 pub mod metadata;
 pub mod metainfo;
 pub mod peer;
+pub mod peer_id;
 pub mod trace;
 pub mod tracker;
 pub mod wire;
