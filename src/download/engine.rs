@@ -395,10 +395,14 @@ pub async fn download(
         let mut records: HashMap<SocketAddr, PeerRecord> = HashMap::new();
         let mut candidates: VecDeque<SocketAddr> = VecDeque::new();
         let mut retry: Vec<(Instant, SocketAddr)> = Vec::new();
+        // the tracker lists us too: skip our own listening address
+        let ourselves = |a: &SocketAddr| {
+            Some(a.port()) == opts.listen_port && (a.ip().is_loopback() || a.ip().is_unspecified())
+        };
         let add_peers = |list: &[SocketAddr],
                          records: &mut HashMap<SocketAddr, PeerRecord>,
                          candidates: &mut VecDeque<SocketAddr>| {
-            for a in list {
+            for a in list.iter().filter(|a| !ourselves(a)) {
                 if let std::collections::hash_map::Entry::Vacant(e) = records.entry(*a) {
                     e.insert(PeerRecord {
                         failures: 0,

@@ -151,10 +151,8 @@ impl Conn {
         self.stream.write_all(head).await?;
         self.stream.write_all(body).await?;
         if let Some(o) = &self.observer {
-            let mut all = Vec::with_capacity(head.len() + body.len());
-            all.extend_from_slice(head);
-            all.extend_from_slice(body);
-            o.sent(self.id, &all);
+            o.sent(self.id, head);
+            o.sent(self.id, body);
         }
         Ok(())
     }
