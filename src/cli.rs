@@ -143,4 +143,24 @@ pub struct NetArgs {
     /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+/// Tracing options (`--trace DIR` and its companions).
+#[derive(Args, Debug, Clone, Default)]
+pub struct TraceArgs {
+    /// Record every byte sent and received (peers and trackers) into DIR: a pcapng capture
+    /// for Wireshark and a JSON Lines event log, named <command>-<torrent name>.pcapng/.jsonl.
+    #[arg(long, value_name = "DIR")]
+    pub trace: Option<PathBuf>,
+    /// With --trace: store at most N bytes of each frame that carries piece data, like
+    /// tcpdump -s N (message headers and all other messages are always kept whole; the
+    /// original lengths are recorded). Default: whole frames.
+    #[arg(long, value_name = "N", requires = "trace")]
+    pub trace_snaplen: Option<u32>,
+    /// With --trace: timestamps from a logical clock and fixed TCP sequence numbers, so that
+    /// the same exchange gives byte-identical files.
+    #[arg(long, requires = "trace")]
+    pub trace_deterministic: bool,
 }

@@ -9,6 +9,7 @@ pub mod download;
 pub mod magnet;
 pub mod metainfo;
 pub mod peer;
+pub mod peer_id;
 pub mod trace;
 pub mod tracker;
 pub mod wire;

@@ -12,6 +12,7 @@ use bt_trace::bencode::{self, Value};
 use bt_trace::client;
 use bt_trace::magnet::Magnet;
 use bt_trace::metainfo::Torrent;
+use bt_trace::trace::{Recorder, RecorderOptions};
 use bt_trace::wire::Reserved;
 use clap::Parser;
 use cli::{Cli, Command};
@@ -78,22 +79,32 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Peers { torrent, net } => {
             let t = read_torrent(&torrent)?;
-            let cfg = client_config(&net);
-            let peers = runtime()?.block_on(client::peers(&t, &cfg))?;
+            let mut cfg = client_config(&net);
+            let trace = start_trace(&net, "peers", &t, &mut cfg)?;
+            let rt = runtime()?;
+            let result = rt.block_on(interruptible(client::peers(&t, &cfg)));
+            let traced = finish_trace(rt, trace);
+            let peers = result?;
+            traced?;
             for p in peers {
                 writeln!(out, "{p}")?;
             }
         }
         Command::Handshake { torrent, peer, net } => {
             let t = read_torrent(&torrent)?;
-            let cfg = client_config(&net);
+            let mut cfg = client_config(&net);
+            let trace = start_trace(&net, "handshake", &t, &mut cfg)?;
+            let rt = runtime()?;
             // the course's peers accept exactly these reserved bytes (design.md)
-            let h = runtime()?.block_on(client::handshake(
+            let result = rt.block_on(interruptible(client::handshake(
                 peer,
                 t.info_hash,
                 Reserved::EXTENSION_ONLY,
                 &cfg,
-            ))?;
+            )));
+            let traced = finish_trace(rt, trace);
+            let h = result?;
+            traced?;
             writeln!(out, "Peer ID: {}", hex::encode(h.peer_id))?;
         }
         Command::DownloadPiece {
@@ -103,13 +114,16 @@ fn run(cli: Cli) -> Result<()> {
             net,
         } => {
             let t = read_torrent(&torrent)?;
-            let cfg = client_config(&net);
+            let mut cfg = client_config(&net);
+            let trace = start_trace(&net, "download_piece", &t, &mut cfg)?;
             let rt = runtime()?;
-            let s = rt.block_on(with_ctrl_c(
+            let result = rt.block_on(with_ctrl_c(
                 &cfg,
                 client::download_piece(&t, index, &output, &cfg),
-            ))?;
-            finish(&s, &net)?;
+            ));
+            let traced = finish_trace(rt, trace);
+            finish(&result?, &net)?;
+            traced?;
             writeln!(out, "Piece {index} downloaded to {}.", output.display())?;
         }
         Command::Download {
@@ -118,10 +132,13 @@ fn run(cli: Cli) -> Result<()> {
             net,
         } => {
             let t = read_torrent(&torrent)?;
-            let cfg = client_config(&net);
+            let mut cfg = client_config(&net);
+            let trace = start_trace(&net, "download", &t, &mut cfg)?;
             let rt = runtime()?;
-            let s = rt.block_on(with_ctrl_c(&cfg, client::download(&t, &output, &cfg)))?;
-            finish(&s, &net)?;
+            let result = rt.block_on(with_ctrl_c(&cfg, client::download(&t, &output, &cfg)));
+            let traced = finish_trace(rt, trace);
+            finish(&result?, &net)?;
+            traced?;
             writeln!(
                 out,
                 "Downloaded {} to {}.",
@@ -163,6 +180,71 @@ async fn with_ctrl_c<T>(
         }
     });
     fut.await
+}
+
+/// Runs a command that has no cancellation of its own; Ctrl-C makes it fail with
+/// "interrupted" (so that the trace is still finished).
+async fn interruptible<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::select! {
+        r = fut => r,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+    }
+}
+
+/// With `--trace DIR`: starts the recorder on `DIR/<command>-<torrent name>.pcapng/.jsonl`
+/// and hooks it into the client's connections and tracker exchanges.
+fn start_trace(
+    net: &cli::NetArgs,
+    command: &str,
+    t: &Torrent,
+    cfg: &mut client::ClientConfig,
+) -> Result<Option<Recorder>> {
+    let Some(dir) = &net.trace.trace else {
+        return Ok(None);
+    };
+    let name: String = t
+        .info
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let stem = format!("{command}-{}", name.trim_start_matches('.'));
+    let opts = RecorderOptions {
+        snaplen: net.trace.trace_snaplen,
+        deterministic: net.trace.trace_deterministic,
+        listen_port: Some(net.port),
+        ..RecorderOptions::in_dir(dir, &stem)
+    };
+    let rec = Recorder::start(opts)
+        .with_context(|| format!("starting the trace in {}", dir.display()))?;
+    cfg.conn_observer = Some(std::sync::Arc::new(rec.clone()));
+    cfg.tracker_observer = Some(std::sync::Arc::new(std::sync::Mutex::new(rec.clone())));
+    Ok(Some(rec))
+}
+
+/// Shuts the runtime down (every connection still open reports its close), then flushes
+/// and closes the trace files and says where they are on stderr.
+fn finish_trace(rt: tokio::runtime::Runtime, trace: Option<Recorder>) -> Result<()> {
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    let Some(rec) = trace else {
+        return Ok(());
+    };
+    let s = rec.finish().context("writing the trace")?;
+    eprintln!(
+        "trace: {} ({} frames, {:.1} MiB) and {} ({} events)",
+        s.pcapng.display(),
+        s.frames,
+        s.pcapng_bytes as f64 / 1048576.0,
+        s.jsonl.display(),
+        s.events
+    );
+    Ok(())
 }
 
 /// Reports a download's outcome on stderr; an incomplete download is an error.
