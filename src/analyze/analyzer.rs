@@ -242,6 +242,9 @@ pub struct ConnReport {
     pub notes_dropped: u64,
     /// How it ended, in words.
     pub end: String,
+    /// It opened with an MSE/PE handshake (then stayed encrypted, unless a plaintext
+    /// BitTorrent handshake followed).
+    pub mse: bool,
 }
 
 /// Notes kept per connection; later ones are counted.
@@ -263,6 +266,7 @@ impl ConnReport {
             notes: Vec::new(),
             notes_dropped: 0,
             end: "still open at the end of the capture".into(),
+            mse: false,
         }
     }
 
@@ -776,13 +780,10 @@ impl<'o> Analyzer<'o> {
             (Verdict::MidStream, false) => self.report.other += 1,
             _ => {}
         }
+        let by = |client: bool| if client { c.r.client } else { c.r.server };
         c.r.end = match (reason, c.close.first) {
-            (CloseReason::Fin, Some((client, ..))) => {
-                format!("closed (FIN) by the {}", side_name(client))
-            }
-            (CloseReason::Rst, Some((client, ..))) => {
-                format!("reset (RST) by the {}", side_name(client))
-            }
+            (CloseReason::Fin, Some((client, ..))) => format!("closed (FIN) by {}", by(client)),
+            (CloseReason::Rst, Some((client, ..))) => format!("reset (RST) by {}", by(client)),
             (CloseReason::Fin, None) => "closed (FIN)".into(),
             (CloseReason::Rst, None) => "reset (RST)".into(),
             (CloseReason::Idle, _) => "no more packets (idle timeout)".into(),
@@ -949,7 +950,7 @@ impl<'o> Analyzer<'o> {
                     }
                 }
                 for (d, s) in starts.iter().enumerate() {
-                    if *s == Start::Hunt && (c.r.sides[d].bytes > 0 || start[d].is_some()) {
+                    if *s == Start::Hunt {
                         c.r.sides[d].mid_stream = true;
                     }
                 }
@@ -957,6 +958,7 @@ impl<'o> Analyzer<'o> {
             }
         };
         if verdict == Verdict::Encrypted {
+            c.r.mse = true;
             let first = c.speaker.unwrap_or(0);
             c.r.note(format!(
                 "encrypted (MSE/PE): the {} opened with {} bytes of random-looking data{}",
@@ -1109,8 +1111,10 @@ fn peer_item(
             handshake,
         } => {
             let who = r.dir_words(*dir);
-            let side = &r.sides[dir.index()];
-            let note = if *handshake && r.kind == ConnKind::Encrypted {
+            let side = &mut r.sides[dir.index()];
+            let note = if *handshake && r.mse {
+                // The "error" at offset 0 was the MSE/PE preamble.
+                side.protocol_errors = side.protocol_errors.saturating_sub(1);
                 r.kind = ConnKind::BitTorrent;
                 format!(
                     "{who}: the MSE/PE handshake ({} bytes) selected plaintext: BitTorrent \
