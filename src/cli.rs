@@ -28,15 +28,8 @@ pub struct Cli {
 /// The commands. The CodeCrafters ones keep the course's exact stdout format; richer output is
 /// behind flags (`--json`).
 ///
-/// Still to come, added by other parts of the project (argument shapes from design.md):
-/// - `peers FILE.torrent`                               → one `ip:port` a line
-/// - `handshake FILE.torrent IP:PORT`                   → `Peer ID: <40 hex>`
-/// - `download_piece -o PATH FILE.torrent INDEX`
-/// - `download -o PATH FILE.torrent`                    (multi-file: `-o` is a directory)
-/// - `magnet_handshake LINK`                            → `Peer ID:` + `Peer Metadata Extension ID:`
-/// - `magnet_info LINK`                                 → the `info` lines (reuse `write_info`)
-/// - `magnet_download_piece -o PATH LINK INDEX`, `magnet_download -o PATH LINK`
-/// - `seed ...`, `demo ...`
+/// Still to come, added by other parts of the project: `seed ...`,
+/// `demo ...`.
 #[derive(Subcommand, Debug)]
 #[command(rename_all = "snake_case")]
 pub enum Command {
@@ -123,6 +116,50 @@ pub enum Command {
         output: PathBuf,
         /// The .torrent file.
         torrent: PathBuf,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+
+    /// Connect to a magnet link's peers (its `tr` trackers, `x.pe` peers and --peer) until one
+    /// completes the handshake and the extension handshake; prints `Peer ID: <40 hex>` and
+    /// `Peer Metadata Extension ID: <n>` (the peer's id for ut_metadata).
+    MagnetHandshake {
+        /// The magnet link (quote it: it contains '&').
+        link: String,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+
+    /// Fetch a magnet link's info dictionary from its peers (BEP 9) and print the same lines as
+    /// `info` (`Tracker URL` is the link's first `tr`).
+    MagnetInfo {
+        /// The magnet link.
+        link: String,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+
+    /// Fetch a magnet link's metadata, then download one piece and write its bytes to PATH.
+    MagnetDownloadPiece {
+        /// Where to write the piece.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// The magnet link.
+        link: String,
+        /// The piece index (0-based).
+        index: u32,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+
+    /// Fetch a magnet link's metadata, then download the whole torrent (PATH as for
+    /// `download`).
+    MagnetDownload {
+        /// The output file (single-file torrent) or directory (multi-file torrent).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// The magnet link.
+        link: String,
         #[command(flatten)]
         net: NetArgs,
     },

@@ -1,5 +1,12 @@
 //! The client commands as library functions: `peers`, `handshake`, `download_piece`,
-//! `download`. The CLI formats their results; tests and the demo call them directly.
+//! `download`, and their magnet-link forms (`magnet_handshake`, `magnet_info`,
+//! `magnet_download_piece`, `magnet_download`). The CLI formats their results; tests and the
+//! demo call them directly.
+//!
+//! A magnet command first finds peers (the link's `tr` trackers, its `x.pe` peers and
+//! `--peer`), fetches the info dictionary from one of them ([`crate::metadata`]), and then runs
+//! exactly the same download code as a `.torrent` file, advertising only the extension
+//! protocol in the handshake ([`Reserved::EXTENSION_ONLY`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,8 +18,10 @@ use anyhow::{bail, Context, Result};
 use crate::bitfield::Bitfield;
 use crate::download::engine::{self, Layout, Options, Summary};
 use crate::download::source::TrackerSource;
+use crate::magnet::Magnet;
+use crate::metadata::{self, ExtendedPeer, MetadataError};
 use crate::metainfo::Torrent;
-use crate::peer::conn::{Conn, ConnObserver};
+use crate::peer::conn::{next_conn_id, Conn, ConnObserver};
 use crate::tracker::{Event, Tiers, TrackerObserver};
 use crate::wire::{Handshake, Reserved};
 
@@ -28,6 +37,9 @@ pub struct ClientConfig {
     /// Peers to use besides (or instead of) the tracker's.
     pub extra_peers: Vec<SocketAddr>,
     pub progress: bool,
+    /// Handshake reserved bits of downloads; `None` = the engine's default (fast extension and
+    /// extension protocol). The magnet commands use [`Reserved::EXTENSION_ONLY`].
+    pub reserved: Option<Reserved>,
     pub conn_observer: Option<Arc<dyn ConnObserver>>,
     pub tracker_observer: Option<Arc<std::sync::Mutex<dyn TrackerObserver>>>,
     pub cancel: tokio_util::sync::CancellationToken,
@@ -41,6 +53,7 @@ impl Default for ClientConfig {
             max_peers: 50,
             extra_peers: Vec::new(),
             progress: false,
+            reserved: None,
             conn_observer: None,
             tracker_observer: None,
             cancel: Default::default(),
@@ -68,13 +81,22 @@ impl TrackerObserver for SharedObserver {
     }
 }
 
-fn tracker_source(t: &Torrent, cfg: &ClientConfig) -> TrackerSource {
-    let mut src = TrackerSource::new(
+fn tracker_source(t: &Torrent, cfg: &ClientConfig, port: u16) -> TrackerSource {
+    tracker_source_for(
         Tiers::new(t.announce.as_deref(), &t.tiers()),
         t.info_hash,
-        cfg.peer_id,
-        cfg.port,
-    );
+        cfg,
+        port,
+    )
+}
+
+fn tracker_source_for(
+    tiers: Tiers,
+    info_hash: [u8; 20],
+    cfg: &ClientConfig,
+    port: u16,
+) -> TrackerSource {
+    let mut src = TrackerSource::new(tiers, info_hash, cfg.peer_id, port);
     if let Some(o) = &cfg.tracker_observer {
         src.observer = Box::new(SharedObserver(o.clone()));
     }
@@ -84,7 +106,7 @@ fn tracker_source(t: &Torrent, cfg: &ClientConfig) -> TrackerSource {
 
 /// Asks the torrent's trackers for peers (`bt-trace peers`).
 pub async fn peers(t: &Torrent, cfg: &ClientConfig) -> Result<Vec<SocketAddr>> {
-    let mut src = tracker_source(t, cfg);
+    let mut src = tracker_source(t, cfg, cfg.port);
     if src.tiers.tiers().is_empty() {
         bail!("the torrent names no tracker");
     }
@@ -102,9 +124,14 @@ pub async fn handshake(
     reserved: Reserved,
     cfg: &ClientConfig,
 ) -> Result<Handshake> {
-    let mut conn = Conn::connect(addr, Duration::from_secs(5), 0, cfg.conn_observer.clone())
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
+    let mut conn = Conn::connect(
+        addr,
+        Duration::from_secs(5),
+        next_conn_id(),
+        cfg.conn_observer.clone(),
+    )
+    .await
+    .with_context(|| format!("connecting to {addr}"))?;
     let ours = Handshake::new(reserved, info_hash, cfg.peer_id);
     let theirs = conn
         .handshake(&ours, Duration::from_secs(10))
@@ -138,31 +165,47 @@ fn layout(t: &Torrent, files: Vec<(PathBuf, u64)>) -> Layout {
     }
 }
 
+/// Binds our listening socket: the asked port, or any free one when it is taken (two
+/// `download_piece` runs at once). Returns the socket and the port to announce.
+fn listen(port: u16) -> (Option<Arc<std::net::TcpListener>>, u16) {
+    let bound = std::net::TcpListener::bind(("0.0.0.0", port))
+        .or_else(|_| std::net::TcpListener::bind(("0.0.0.0", 0)));
+    match bound.and_then(|l| Ok((l.local_addr()?.port(), l))) {
+        Ok((p, l)) => (Some(Arc::new(l)), p),
+        Err(e) => {
+            tracing::warn!("cannot listen for incoming peers: {e}");
+            (None, port)
+        }
+    }
+}
+
 fn options(cfg: &ClientConfig, wanted: Option<Bitfield>) -> Options {
-    Options {
+    let (listener, port) = listen(cfg.port);
+    let mut o = Options {
         peer_id: cfg.peer_id,
         max_peers: cfg.max_peers,
-        listen_port: Some(cfg.port),
+        listen_port: Some(port),
+        listener,
         wanted,
         progress: cfg.progress,
         observer: cfg.conn_observer.clone(),
         cancel: cfg.cancel.clone(),
         ..Options::default()
+    };
+    if let Some(r) = cfg.reserved {
+        o.reserved = r;
     }
+    o
 }
 
 /// Downloads the whole torrent into `out` (`bt-trace download`), resuming from what is there.
 pub async fn download(t: &Torrent, out: &Path, cfg: &ClientConfig) -> Result<Summary> {
-    let source = tracker_source(t, cfg);
+    let opts = options(cfg, None);
+    let source = tracker_source(t, cfg, opts.listen_port.unwrap_or(cfg.port));
     if source.tiers.tiers().is_empty() && source.extra_peers.is_empty() {
         bail!("the torrent names no tracker; give peers with --peer IP:PORT");
     }
-    let summary = engine::download(
-        layout(t, file_layout(t, out)),
-        Box::new(source),
-        options(cfg, None),
-    )
-    .await?;
+    let summary = engine::download(layout(t, file_layout(t, out)), Box::new(source), opts).await?;
     Ok(summary)
 }
 
@@ -181,7 +224,10 @@ pub async fn download_piece(
             n - 1
         );
     }
-    let source = tracker_source(t, cfg);
+    let mut wanted = Bitfield::new(n);
+    wanted.set(index);
+    let opts = options(cfg, Some(wanted));
+    let source = tracker_source(t, cfg, opts.listen_port.unwrap_or(cfg.port));
     if source.tiers.tiers().is_empty() && source.extra_peers.is_empty() {
         bail!("the torrent names no tracker; give peers with --peer IP:PORT");
     }
@@ -195,14 +241,7 @@ pub async fn download_piece(
         .tempdir_in(parent)
         .with_context(|| format!("creating a staging directory in {}", parent.display()))?;
     let files = file_layout(t, &stage.path().join("data"));
-    let mut wanted = Bitfield::new(n);
-    wanted.set(index);
-    let summary = engine::download(
-        layout(t, files.clone()),
-        Box::new(source),
-        options(cfg, Some(wanted)),
-    )
-    .await?;
+    let summary = engine::download(layout(t, files.clone()), Box::new(source), opts).await?;
     if summary.complete {
         let storage = crate::download::storage::Storage::open(&files, t.info.piece_length)?;
         let (start, len) = storage.piece_range(index);
@@ -211,4 +250,166 @@ pub async fn download_piece(
         std::fs::write(out, &buf).with_context(|| format!("writing {}", out.display()))?;
     }
     Ok(summary)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Magnet links
+
+/// How many peers we try at once when fetching metadata.
+const METADATA_PARALLEL: usize = 3;
+
+/// The peers of a magnet link: `--peer`, the link's `x.pe`, then what its trackers return
+/// (announcing `left` = the link's `xl`, or 1 since the length is not known yet). A failing
+/// tracker is only a warning when there are peers from elsewhere.
+pub async fn magnet_peers(m: &Magnet, cfg: &ClientConfig) -> Result<Vec<SocketAddr>> {
+    let mut peers = cfg.extra_peers.clone();
+    for p in m.peer_addrs() {
+        if !peers.contains(&p) {
+            peers.push(p);
+        }
+    }
+    if m.trackers.is_empty() {
+        if peers.is_empty() {
+            bail!("the magnet link names no tracker (`tr`) and no peer (`x.pe`); give peers with --peer IP:PORT");
+        }
+        return Ok(peers);
+    }
+    let mut src = tracker_source_for(Tiers::new(None, &m.tiers()), m.info_hash, cfg, cfg.port);
+    let left = m.exact_length.unwrap_or(1).max(1);
+    match src.announce_once(Event::Started, 0, 0, left).await {
+        Ok((_, resp)) => {
+            for p in resp.peers {
+                if !peers.contains(&p) {
+                    peers.push(p);
+                }
+            }
+        }
+        Err(e) if !peers.is_empty() => tracing::warn!("{e:#}"),
+        Err(e) => return Err(e),
+    }
+    if peers.is_empty() {
+        bail!("the tracker returned no peers for this magnet link");
+    }
+    Ok(peers)
+}
+
+fn local(cfg: &ClientConfig) -> metadata::Local {
+    metadata::Local {
+        peer_id: cfg.peer_id,
+        // nothing listens while we fetch metadata: announcing a port would be a lie (and libtorrent
+        // drops a second connection that claims the same ip:port)
+        port: None,
+        observer: cfg.conn_observer.clone(),
+        timeouts: metadata::Timeouts::default(),
+    }
+}
+
+/// Runs `attempt` on the peers, `METADATA_PARALLEL` at a time, and returns the first success.
+/// When all fail, the error lists each peer's reason.
+async fn first_success<T, F, Fut>(peers: &[SocketAddr], attempt: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: Fn(SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = Result<T, MetadataError>> + Send + 'static,
+{
+    let mut pending = peers.iter().copied();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut errors = Vec::new();
+    loop {
+        while tasks.len() < METADATA_PARALLEL {
+            let Some(addr) = pending.next() else { break };
+            let fut = attempt(addr);
+            tasks.spawn(async move { (addr, fut.await) });
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        match joined {
+            Ok((_, Ok(v))) => {
+                tasks.abort_all();
+                return Ok(v);
+            }
+            Ok((addr, Err(e))) => {
+                tracing::info!("peer {addr}: {e}");
+                errors.push(format!("{addr}: {e}"));
+            }
+            Err(e) => errors.push(format!("task failed: {e}")),
+        }
+    }
+    bail!("no peer could give us the metadata: {}", errors.join("; "))
+}
+
+/// Connects to the magnet link's peers until one completes the handshake and the extended
+/// handshake with `ut_metadata` (`bt-trace magnet_handshake`).
+pub async fn magnet_handshake(m: &Magnet, cfg: &ClientConfig) -> Result<ExtendedPeer> {
+    let peers = magnet_peers(m, cfg).await?;
+    let local = local(cfg);
+    let info_hash = m.info_hash;
+    first_success(&peers, move |addr| {
+        let local = local.clone();
+        async move {
+            let (mut conn, peer) = metadata::connect_extended(addr, info_hash, &local).await?;
+            conn.shutdown().await;
+            if peer.ut_metadata_id().is_none() {
+                return Err(MetadataError::NoUtMetadata(peer.extended.to_string()));
+            }
+            Ok(peer)
+        }
+    })
+    .await
+}
+
+/// Fetches the info dictionary of a magnet link from its peers and builds the torrent, whose
+/// trackers are the link's `tr` (`bt-trace magnet_info`). Also returns the peer that gave it.
+pub async fn magnet_info(m: &Magnet, cfg: &ClientConfig) -> Result<(Torrent, SocketAddr)> {
+    let peers = magnet_peers(m, cfg).await?;
+    let local = local(cfg);
+    let info_hash = m.info_hash;
+    let (peer, info) = first_success(&peers, move |addr| {
+        let local = local.clone();
+        async move { metadata::fetch_from(addr, info_hash, &local).await }
+    })
+    .await?;
+    Ok((Torrent::from_info(info, m.tiers()), peer.addr))
+}
+
+/// The settings for the download after the metadata: extension protocol only in the
+/// handshake, and the link's peers (with the one that gave the metadata first) besides the
+/// trackers.
+fn magnet_download_config(m: &Magnet, cfg: &ClientConfig, from: SocketAddr) -> ClientConfig {
+    let mut cfg = cfg.clone();
+    cfg.reserved = Some(Reserved::EXTENSION_ONLY);
+    let mut peers = vec![from];
+    for p in cfg.extra_peers.iter().copied().chain(m.peer_addrs()) {
+        if !peers.contains(&p) {
+            peers.push(p);
+        }
+    }
+    cfg.extra_peers = peers;
+    cfg
+}
+
+/// Fetches the metadata, then downloads the whole torrent into `out`, as [`download`] does
+/// (`bt-trace magnet_download`).
+pub async fn magnet_download(
+    m: &Magnet,
+    out: &Path,
+    cfg: &ClientConfig,
+) -> Result<(Torrent, Summary)> {
+    let (t, from) = magnet_info(m, cfg).await?;
+    let summary = download(&t, out, &magnet_download_config(m, cfg, from)).await?;
+    Ok((t, summary))
+}
+
+/// Fetches the metadata, then downloads piece `index` into `out`, as [`download_piece`] does
+/// (`bt-trace magnet_download_piece`).
+pub async fn magnet_download_piece(
+    m: &Magnet,
+    index: u32,
+    out: &Path,
+    cfg: &ClientConfig,
+) -> Result<(Torrent, Summary)> {
+    let (t, from) = magnet_info(m, cfg).await?;
+    let summary = download_piece(&t, index, out, &magnet_download_config(m, cfg, from)).await?;
+    Ok((t, summary))
 }

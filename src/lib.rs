@@ -8,6 +8,7 @@ pub mod capture;
 pub mod client;
 pub mod download;
 pub mod magnet;
+pub mod metadata;
 pub mod metainfo;
 pub mod peer;
 pub mod peer_id;

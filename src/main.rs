@@ -62,7 +62,8 @@ fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "{:#}", info_json(&t))?;
             } else {
                 write_info(&mut out, &t)?;
-                write_info_extras(&mut out, &t)?;
+                write_files(&mut out, &t)?;
+                write_tiers(&mut out, &t)?;
             }
         }
         Command::MagnetParse { link, json } => {
@@ -147,10 +148,58 @@ fn run(cli: Cli) -> Result<()> {
                 output.display()
             )?;
         }
+        Command::MagnetHandshake { link, net } => {
+            let m = read_magnet(&link)?;
+            let cfg = client_config(&net);
+            let p = runtime()?.block_on(client::magnet_handshake(&m, &cfg))?;
+            writeln!(out, "Peer ID: {}", hex::encode(p.handshake.peer_id))?;
+            // magnet_handshake only returns peers that announced ut_metadata
+            let id = p.ut_metadata_id().unwrap_or(0);
+            writeln!(out, "Peer Metadata Extension ID: {id}")?;
+        }
+        Command::MagnetInfo { link, net } => {
+            let m = read_magnet(&link)?;
+            let cfg = client_config(&net);
+            let (t, _) = runtime()?.block_on(client::magnet_info(&m, &cfg))?;
+            // the `info` lines; the tracker tiers are the link's `tr`, not shown again
+            write_info(&mut out, &t)?;
+            write_files(&mut out, &t)?;
+        }
+        Command::MagnetDownloadPiece {
+            output,
+            link,
+            index,
+            net,
+        } => {
+            let m = read_magnet(&link)?;
+            let cfg = client_config(&net);
+            let rt = runtime()?;
+            let (_, s) = rt.block_on(with_ctrl_c(
+                &cfg,
+                client::magnet_download_piece(&m, index, &output, &cfg),
+            ))?;
+            finish(&s, &net)?;
+            writeln!(out, "Piece {index} downloaded to {}.", output.display())?;
+        }
+        Command::MagnetDownload { output, link, net } => {
+            let m = read_magnet(&link)?;
+            let cfg = client_config(&net);
+            let rt = runtime()?;
+            let (t, s) = rt.block_on(with_ctrl_c(
+                &cfg,
+                client::magnet_download(&m, &output, &cfg),
+            ))?;
+            finish(&s, &net)?;
+            writeln!(out, "Downloaded {} to {}.", t.info.name, output.display())?;
+        }
         Command::Analyze(args) => analyze_cmd::run(&args, &mut out)?,
     }
     out.flush()?;
     Ok(())
+}
+
+fn read_magnet(link: &str) -> Result<Magnet> {
+    Magnet::parse(link).context("parsing the magnet link")
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -308,9 +357,9 @@ fn write_info(out: &mut impl Write, t: &Torrent) -> std::io::Result<()> {
     Ok(())
 }
 
-/// What `info` shows after the CodeCrafters lines: the files of a multi-file torrent and the
-/// announce-list tiers.
-fn write_info_extras(out: &mut impl Write, t: &Torrent) -> std::io::Result<()> {
+/// What `info` (and `magnet_info`) shows after the CodeCrafters lines for a multi-file
+/// torrent: its files.
+fn write_files(out: &mut impl Write, t: &Torrent) -> std::io::Result<()> {
     if t.info.multi_file {
         writeln!(out, "Files:")?;
         for f in &t.info.files {
@@ -318,6 +367,11 @@ fn write_info_extras(out: &mut impl Write, t: &Torrent) -> std::io::Result<()> {
             writeln!(out, "  {}  {}{pad}", f.length, f.display_path())?;
         }
     }
+    Ok(())
+}
+
+/// What `info` shows last: the announce-list tiers, if any.
+fn write_tiers(out: &mut impl Write, t: &Torrent) -> std::io::Result<()> {
     if !t.announce_list.is_empty() {
         writeln!(out, "Announce List:")?;
         for (i, tier) in t.announce_list.iter().enumerate() {

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bitfield::Bitfield;
 use crate::download::picker::Picker;
 use crate::download::storage::Storage;
-use crate::peer::conn::ConnObserver;
+use crate::peer::conn::{Conn, ConnObserver};
 use crate::peer::session::{self, Timeouts};
 use crate::wire::{BlockRef, Reserved};
 
@@ -73,7 +73,6 @@ pub struct Swarm {
     cancel: CancellationToken,
     finished: AtomicBool,
     done: tokio::sync::Notify,
-    conn_ids: AtomicU64,
 }
 
 /// The part of the swarm behind the lock.
@@ -126,8 +125,9 @@ impl Swarm {
         self.finished.load(Ordering::Acquire)
     }
 
+    /// A fresh connection id, unique in the process ([`crate::peer::conn::next_conn_id`]).
     pub fn next_conn_id(&self) -> u64 {
-        self.conn_ids.fetch_add(1, Ordering::Relaxed)
+        crate::peer::conn::next_conn_id()
     }
 
     pub fn metadata_size(&self) -> Option<usize> {
@@ -234,8 +234,10 @@ pub struct Options {
     pub reserved: Reserved,
     pub max_peers: usize,
     pub timeouts: Timeouts,
-    /// The port we announce (and listen on, when seeding).
+    /// The port we announce (and listen on).
     pub listen_port: Option<u16>,
+    /// A bound listening socket: peers that connect to us join the swarm.
+    pub listener: Option<Arc<std::net::TcpListener>>,
     /// Pieces to fetch; `None` = all.
     pub wanted: Option<Bitfield>,
     /// Show a progress bar on stderr (only when it is a terminal).
@@ -255,6 +257,7 @@ impl Default for Options {
             max_peers: 50,
             timeouts: Timeouts::default(),
             listen_port: None,
+            listener: None,
             wanted: None,
             progress: false,
             observer: None,
@@ -350,7 +353,6 @@ pub async fn download(
         wake_tx,
         cancel: opts.cancel.child_token(),
         done: tokio::sync::Notify::new(),
-        conn_ids: AtomicU64::new(0),
     });
 
     let left = |sw: &Swarm| -> u64 {
@@ -395,6 +397,15 @@ pub async fn download(
         let mut quick_announces = 0u32;
         let mut tasks = tokio::task::JoinSet::new();
         let mut active: HashSet<SocketAddr> = HashSet::new();
+        let listener = match &opts.listener {
+            Some(l) => {
+                let l = l.try_clone()?;
+                l.set_nonblocking(true)?;
+                Some(tokio::net::TcpListener::from_std(l)?)
+            }
+            None => None,
+        };
+        let mut incoming = tokio::task::JoinSet::new();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             while active.len() < opts.max_peers {
@@ -428,6 +439,14 @@ pub async fn download(
                 next_announce = next_announce.min(Instant::now() + Duration::from_secs(2));
             }
             tokio::select! {
+                accepted = accept(listener.as_ref()) => {
+                    if let Ok((stream, addr)) = accepted {
+                        if incoming.len() < opts.max_peers {
+                            incoming.spawn(serve_incoming(swarm.clone(), stream, addr));
+                        }
+                    }
+                }
+                Some(_) = incoming.join_next() => {}
                 Some(joined) = tasks.join_next() => {
                     let Ok((addr, result)) = joined else { continue };
                     active.remove(&addr);
@@ -488,9 +507,13 @@ pub async fn download(
         }
         swarm.cancel.cancel();
         // let sessions finish their current step and release their state
-        let drain = async { while tasks.join_next().await.is_some() {} };
+        let drain = async {
+            while tasks.join_next().await.is_some() {}
+            while incoming.join_next().await.is_some() {}
+        };
         let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
         tasks.abort_all();
+        incoming.abort_all();
         let d = swarm.downloaded.load(Ordering::Relaxed);
         let u = swarm.uploaded.load(Ordering::Relaxed);
         let ev = if swarm.is_finished() {
@@ -523,6 +546,52 @@ pub async fn download(
         peers_banned: s.banned.len(),
         elapsed: started.elapsed(),
     })
+}
+
+/// Waits for the next incoming connection, forever when we do not listen.
+async fn accept(
+    l: Option<&tokio::net::TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A peer connected to us: read its handshake first. Anything but a plaintext BitTorrent
+/// handshake for our torrent (e.g. aria2's MSE/PE encrypted attempt, which it retries in
+/// plaintext) is closed right away.
+async fn serve_incoming(swarm: Arc<Swarm>, stream: tokio::net::TcpStream, addr: SocketAddr) {
+    let id = swarm.next_conn_id();
+    let mut conn = match Conn::from_stream(stream, id, swarm.observer.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!("incoming {addr}: {e}");
+            return;
+        }
+    };
+    let theirs = match tokio::time::timeout(swarm.timeouts.handshake, conn.read_handshake()).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            tracing::debug!(
+                "incoming {addr}: not a plaintext BitTorrent handshake ({e}); closing (we do not speak MSE/PE encryption)"
+            );
+            conn.report_closed(Some(&format!("not a plaintext BitTorrent handshake: {e}")));
+            return;
+        }
+        Err(_) => {
+            conn.report_closed(Some("no handshake in time"));
+            return;
+        }
+    };
+    if theirs.info_hash != swarm.info_hash {
+        tracing::debug!("incoming {addr}: wants another torrent; closing");
+        conn.report_closed(Some("handshake for another torrent"));
+        return;
+    }
+    if let Err(e) = session::run_on(swarm, conn, Some(theirs)).await {
+        tracing::info!("incoming peer {addr}: {e}");
+    }
 }
 
 fn progress_bar(enabled: bool, swarm: &Swarm) -> Option<indicatif::ProgressBar> {

@@ -57,6 +57,13 @@ pub enum PeerError {
     Protocol(String),
 }
 
+/// A connection id unique in this process (the engine, the metadata fetch and `handshake` all
+/// draw from it), so that a trace never shows two connections under one id.
+pub fn next_conn_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Read-buffer chunk: how much we ask the kernel for at once.
 const READ_CHUNK: usize = 256 * 1024;
 

@@ -95,6 +95,8 @@ struct PeerState {
     added_to_picker: bool,
     scratch: Vec<BlockRef>,
     serve_buf: Vec<u8>,
+    /// The id the peer wants `ut_metadata` messages under (from its extended handshake).
+    their_ut_metadata: Option<u8>,
 }
 
 /// Connects to `addr` and runs the session until the download is done, the swarm is cancelled,
@@ -154,6 +156,7 @@ pub async fn run_on(
         added_to_picker: false,
         scratch: Vec::new(),
         serve_buf: Vec::new(),
+        their_ut_metadata: None,
     };
     let result = session_loop(&swarm, &mut conn, &mut st).await;
     // give back everything this peer held
@@ -365,6 +368,16 @@ fn handle(
                         .max(1);
                 }
             }
+            if let Ok(hs) = crate::wire::ExtendedHandshake::parse(payload) {
+                st.their_ut_metadata = hs.extension_id(crate::wire::extension::UT_METADATA);
+            }
+        }
+        Message::Extended { ext_id, payload } if ext_id == OUR_UT_METADATA_ID => {
+            return Ok(metadata_reply(
+                swarm.info_bytes.as_deref(),
+                st.their_ut_metadata,
+                payload,
+            ));
         }
         Message::Port(_)
         | Message::Suggest(_)
@@ -373,6 +386,37 @@ fn handle(
         | Message::Unknown { .. } => {}
     }
     Ok(None)
+}
+
+/// The id we announce `ut_metadata` under in our extended handshake (the `1` above).
+const OUR_UT_METADATA_ID: u8 = crate::metadata::OUR_UT_METADATA_ID;
+
+/// Answers a BEP 9 `ut_metadata` message sent to us: a request for a piece of our info
+/// dictionary gets the piece (`data`, 16 KiB or the shorter last one) or, for a piece out of
+/// range, a `reject`. Nothing is sent when we have no metadata (we did not announce
+/// `ut_metadata` then), when the peer gave no id to answer under, or for other message types
+/// (a malformed payload is ignored, not fatal).
+fn metadata_reply(info: Option<&[u8]>, their_id: Option<u8>, payload: &[u8]) -> Option<Vec<u8>> {
+    use crate::wire::extension::{metadata_piece_count, METADATA_PIECE_LEN};
+    use crate::wire::UtMetadata;
+    let (info, their_id) = (info?, their_id?);
+    let UtMetadata::Request { piece } = UtMetadata::parse(payload).ok()? else {
+        return None;
+    };
+    let mut out = Vec::new();
+    let reply = if u64::from(piece) < metadata_piece_count(info.len() as u64) {
+        let start = piece as usize * METADATA_PIECE_LEN; // < info.len(): no overflow
+        let end = (start + METADATA_PIECE_LEN).min(info.len());
+        UtMetadata::Data {
+            piece,
+            total_size: info.len() as u64,
+            data: &info[start..end],
+        }
+    } else {
+        UtMetadata::Reject { piece }
+    };
+    reply.emit_message(their_id, &mut out);
+    Some(out)
 }
 
 fn reject(st: &PeerState, r: BlockRef) -> Option<Vec<u8>> {

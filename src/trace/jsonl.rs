@@ -114,4 +114,19 @@ mod tests {
         let err = read_events(&b"{\"v\":1}\n"[..]).unwrap_err();
         assert!(err.to_string().starts_with("line 1 is not a trace event"));
     }
+
+    /// Every example line of docs/trace-format.md is an event, and writes back the same.
+    #[test]
+    fn documented_examples_parse() {
+        let doc = include_str!("../../docs/trace-format.md");
+        let mut n = 0;
+        for line in doc.lines().filter(|l| l.starts_with("{\"v\":")) {
+            let e: Event = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert_eq!(serde_json::to_string(&e).unwrap(), line);
+            n += 1;
+        }
+        assert!(n >= 15, "{n} examples");
+        let err = read_events(&b"{\"v\":1}\n"[..]).unwrap_err();
+        assert!(err.to_string().starts_with("line 1 is not a trace event"));
+    }
 }

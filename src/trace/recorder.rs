@@ -618,6 +618,9 @@ struct Writer {
     deterministic: bool,
     listen_port: Option<u16>,
     conns: HashMap<u64, PeerConn>,
+    /// Connections that are the other end of a traced one (bt-trace connected to itself):
+    /// their bytes are already in the trace, so they are ignored.
+    mirrors: std::collections::HashSet<u64>,
     next_tcp_stream: u64,
     udp_streams: HashMap<(SocketAddr, SocketAddr), u64>,
     paths: (PathBuf, PathBuf),
@@ -646,6 +649,7 @@ impl Writer {
             deterministic: opts.deterministic,
             listen_port: opts.listen_port,
             conns: HashMap::new(),
+            mirrors: Default::default(),
             next_tcp_stream: 0,
             udp_streams: HashMap::new(),
             paths: (opts.pcapng, opts.jsonl),
@@ -677,9 +681,9 @@ impl Writer {
     }
 
     fn close(mut self) -> io::Result<TraceStats> {
-        let mut open: Vec<(u64, u64)> = self.conns.values().map(|c| (c.stream, 0)).collect();
-        open.sort();
-        for (stream, _) in open {
+        let mut open: Vec<u64> = self.conns.values().map(|c| c.stream).collect();
+        open.sort_unstable();
+        for stream in open {
             let mut e = Event::new(
                 self.out.clock.last,
                 EventKind::Note {
@@ -693,8 +697,10 @@ impl Writer {
         let pcapng_bytes = self.out.pcap.bytes_written();
         let events = self.out.jsonl.events();
         let jsonl_bytes = self.out.jsonl.bytes_written();
-        self.out.pcap.finish()?.sync_all()?;
-        self.out.jsonl.finish()?.sync_all()?;
+        // Flushed to the OS, not synced to the disk: an fsync of a big trace would make
+        // every traced command wait for the disk, for no benefit to the reader.
+        self.out.pcap.finish()?;
+        self.out.jsonl.finish()?;
         Ok(TraceStats {
             pcapng: self.paths.0,
             jsonl: self.paths.1,
@@ -852,12 +858,33 @@ impl Writer {
             let client = old.local_is_client;
             self.close_conv(old.stream, &mut old.conv, at, CloseHow::Rst, client, reason)?;
         }
+        self.mirrors.remove(&conn);
         let local_is_client = self.listen_port != Some(local.port());
         let (client, server) = if local_is_client {
             (local, remote)
         } else {
             (remote, local)
         };
+        // bt-trace connected to itself: both ends report the same TCP connection. Trace it
+        // once, from the end that reported first.
+        let twin = self
+            .conns
+            .values()
+            .find(|c| c.conv.client() == client && c.conv.server() == server)
+            .map(|c| c.stream);
+        if let Some(stream) = twin {
+            self.mirrors.insert(conn);
+            let mut e = Event::new(
+                at,
+                EventKind::Note {
+                    text: "bt-trace connected to itself: this connection is traced once, \
+                           from the end that opened first"
+                        .into(),
+                },
+            );
+            e.conn = Some(stream);
+            return self.out.event(&e);
+        }
         let (stream, mut conv) = match self.conversation(client, server) {
             Ok(x) => x,
             Err(err) => {
@@ -957,6 +984,9 @@ impl Writer {
 
     fn closed(&mut self, conn: u64, at: u64, error: Option<String>) -> io::Result<()> {
         let at = self.out.clock.command(at);
+        if self.mirrors.remove(&conn) {
+            return Ok(());
+        }
         let Some(mut pc) = self.conns.remove(&conn) else {
             return Ok(());
         };
@@ -1363,6 +1393,50 @@ mod tests {
             }
         }
         assert_eq!(seen, 3);
+    }
+
+    /// bt-trace dialing its own listener: both ends report the connection; it is traced once.
+    #[test]
+    fn a_connection_to_itself_is_traced_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RecorderOptions {
+            listen_port: Some(6881),
+            deterministic: true,
+            ..RecorderOptions::in_dir(dir.path(), "self")
+        };
+        let rec = Recorder::start(opts).unwrap();
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:40000".parse().unwrap(),
+            "127.0.0.1:6881".parse().unwrap(),
+        );
+        let ours = hs(b"-bt0100-aaaaaaaaaaaa");
+        rec.opened(1, a, b); // we dial
+        rec.opened(2, b, a); // we accept
+        rec.sent(1, &ours);
+        rec.received(2, &ours);
+        rec.sent(2, &ours);
+        rec.received(1, &ours);
+        rec.closed(2, Some("connected to ourselves"));
+        rec.closed(1, Some("connected to ourselves"));
+        let stats = rec.finish().unwrap();
+        assert_eq!(stats.connections, 1);
+        let events =
+            read_events(std::io::BufReader::new(File::open(&stats.jsonl).unwrap())).unwrap();
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|e| match e.kind {
+                EventKind::ConnOpened { .. } => "opened",
+                EventKind::Note { .. } => "note",
+                EventKind::Handshake { .. } => "handshake",
+                EventKind::ConnClosed { .. } => "closed",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["opened", "note", "handshake", "handshake", "closed"]
+        );
+        assert!(events.iter().all(|e| e.conn == Some(0)));
     }
 
     #[test]
