@@ -24,7 +24,7 @@ use crate::capture::{
     TcpFlags, Transport,
 };
 use crate::trace::decode::{decode_http_request, decode_http_response, decode_udp, Decoded};
-use crate::trace::event::{CloseHow, Dir, Event, EventKind};
+use crate::trace::event::{CloseHow, Dir, Event, EventKind, Msg};
 use crate::wire::{
     extension::EXTENDED_HANDSHAKE_ID, looks_like_handshake_prefix, ExtendedHandshake, Item,
     Message, MessageKind, Reserved,
@@ -209,6 +209,9 @@ pub struct SideReport {
     /// This direction's start was not in the capture.
     pub mid_stream: bool,
     pub protocol_errors: u64,
+    /// `piece` messages whose data is not in the capture (cut by a snap length, or lost in
+    /// a gap); counted in `blocks` and `piece_bytes` from their headers.
+    pub cut_blocks: u64,
     pub gaps: u64,
     pub gap_bytes: u64,
     pub http_messages: u64,
@@ -727,6 +730,19 @@ impl<'o> Analyzer<'o> {
     fn close_conn(&mut self, id: u64, reason: CloseReason, _ts: i64) {
         let Some(mut c) = self.conns.remove(&id) else {
             return;
+        };
+        // Both FINs (or a RST) were seen, but bytes before them never came (a snap length
+        // cut them, or they were lost): still a close.
+        let reason = match reason {
+            CloseReason::EndOfCapture | CloseReason::Idle if c.close.rst.is_some() => {
+                CloseReason::Rst
+            }
+            CloseReason::EndOfCapture | CloseReason::Idle
+                if c.close.fin.iter().all(Option::is_some) =>
+            {
+                CloseReason::Fin
+            }
+            r => r,
         };
         if c.open.synack.is_some() && c.open.ack.is_none() {
             self.awaiting_ack = self.awaiting_ack.saturating_sub(1);
@@ -1403,7 +1419,6 @@ impl StreamSink for Analyzer<'_> {
         };
         let dir = dir_of(dir);
         let d = dir.index();
-        c.carried[d].clear();
         if let Live::Undecided { pre, start } = &mut c.live {
             if pre[d].is_empty() && start[d].is_none() {
                 // The direction's first bytes are missing: it starts after the gap.
@@ -1423,8 +1438,20 @@ impl StreamSink for Analyzer<'_> {
             (Some(a), None) => format!("after frame {a}"),
             (None, None) => String::new(),
         };
+        let mut cut_piece = None;
         let effect = match &mut c.live {
             Live::Peer(dec) => match dec.gap(dir, gap.len, resume) {
+                GapEffect::LostMessage {
+                    message_at,
+                    next,
+                    piece: Some(b),
+                    again: false,
+                    ..
+                } => {
+                    cut_piece = Some((message_at, next, b));
+                    String::new()
+                }
+                GapEffect::LostMessage { again: true, .. } => String::new(),
                 GapEffect::LostMessage { message_at, id, .. } => format!(
                     "; the {} message at offset {message_at} is lost",
                     id.map_or("unknown", |i| MessageKind::from_id(i).name())
@@ -1438,7 +1465,41 @@ impl StreamSink for Analyzer<'_> {
             }
             _ => String::new(),
         };
-        if reportable {
+        if let Some((at, next, b)) = cut_piece {
+            // A piece whose data is not in the capture (a snap length, or lost): its header
+            // tells which block it was.
+            let side = &mut c.r.sides[d];
+            side.counts[kind_slot(MessageKind::Piece)] += 1;
+            side.blocks += 1;
+            side.cut_blocks += 1;
+            side.piece_bytes += u64::from(b.length);
+            side.pieces.insert(b.index);
+            if self.opts.events {
+                let kind = EventKind::Message {
+                    offset: at,
+                    len: next - at,
+                    msg: Msg::Piece {
+                        index: b.index,
+                        begin: b.begin,
+                        length: b.length,
+                        sha1: String::new(),
+                    },
+                };
+                let words = format!(
+                    "piece {} begin {} length {} (data not in the capture)",
+                    b.index, b.begin, b.length
+                );
+                let d = Decoded {
+                    dir,
+                    offset: at,
+                    len: next - at,
+                    kind,
+                    words,
+                };
+                let mut ctx = self.ctx();
+                ctx.item(&c.r, &c.carried[d.dir.index()], d);
+            }
+        } else if reportable && (!effect.is_empty() || c.r.sides[d].cut_blocks == 0) {
             c.r.note(format!(
                 "{}: gap of {} bytes at stream offset {} {frames}{effect}",
                 c.r.dir_words(dir),
@@ -1446,6 +1507,7 @@ impl StreamSink for Analyzer<'_> {
                 gap.offset
             ));
         }
+        c.carried[d].clear();
         self.conns.insert(conn.0, c);
     }
 

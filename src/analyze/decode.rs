@@ -27,8 +27,8 @@
 use crate::trace::decode::Decoded;
 use crate::trace::event::{Dir, EventKind, HandshakeFields, Msg};
 use crate::wire::{
-    self, extension::EXTENDED_HANDSHAKE_ID, DecoderState, ExtendedHandshake, ExtensionMessage,
-    Item, Message, StreamDecoder, StreamError, MAX_MESSAGE_LEN,
+    self, extension::EXTENDED_HANDSHAKE_ID, BlockRef, DecoderState, ExtendedHandshake,
+    ExtensionMessage, Item, Message, StreamDecoder, StreamError, MAX_MESSAGE_LEN,
 };
 
 /// How a direction starts.
@@ -139,11 +139,15 @@ pub enum GapEffect {
     Stopped,
     /// The gap fell inside the message starting at `message_at` (id `id`, when its fifth byte
     /// was seen), which is lost; decoding resumes at `next`, where the following message
-    /// starts.
+    /// starts. `piece`: the block of a `piece` message whose 13-byte header was seen
+    /// (a capture with a snap length keeps just that). `again`: an earlier gap already lost
+    /// this message.
     LostMessage {
         message_at: u64,
         id: Option<u8>,
         next: u64,
+        piece: Option<BlockRef>,
+        again: bool,
     },
     /// Where the next message starts is unknown: the direction hunts from `from`.
     Hunting { from: u64 },
@@ -167,6 +171,9 @@ struct Side {
     start: Start,
     /// Looking for a handshake after a start that was not one.
     scan: Option<Scan>,
+    /// A message lost in a gap, being skipped: where it starts, its id, where the next one
+    /// starts.
+    lost: Option<(u64, Option<u8>, u64)>,
 }
 
 /// A search for `0x13 "BitTorrent protocol"` across chunks.
@@ -210,6 +217,7 @@ impl Side {
             start_offset: 0,
             start,
             scan: None,
+            lost: None,
         };
         if start == Start::Hunt {
             s.hunt_from(0);
@@ -226,6 +234,14 @@ impl Side {
         self.dec.resync();
         self.shift = 1;
         self.hunt_from = Some(at);
+    }
+
+    /// Decodes messages from `next` on, dropping the bytes from `at` to there.
+    fn restart_skipping(&mut self, at: u64, next: u64) {
+        self.dec = StreamDecoder::messages_only().starting_at(at);
+        self.dec.skip(next - at);
+        self.shift = 0;
+        self.hunt_from = None;
     }
 
     /// Stream offset of the first byte not yet decoded.
@@ -344,6 +360,7 @@ impl PeerDecoder {
                 start_offset,
                 start,
                 scan,
+                lost: _,
             } = side;
             let mut new_ext = None;
             match dec.next_item() {
@@ -426,6 +443,24 @@ impl PeerDecoder {
             return GapEffect::Stopped;
         }
         let gap_start = resume_at.saturating_sub(lost);
+        // Still skipping a message lost in an earlier gap?
+        if let Some((message_at, id, next)) = side.lost.take() {
+            if side.offset() < next && side.offset() == gap_start {
+                if resume_at <= next {
+                    side.restart_skipping(resume_at, next);
+                    side.lost = Some((message_at, id, next));
+                    return GapEffect::LostMessage {
+                        message_at,
+                        id,
+                        next,
+                        piece: None,
+                        again: true,
+                    };
+                }
+                side.hunt_from(resume_at);
+                return GapEffect::Hunting { from: resume_at };
+            }
+        }
         let pending = side.dec.buffered();
         let msg_at = side.offset();
         // The length prefix of the unfinished message, if it was seen and is plausible.
@@ -438,14 +473,22 @@ impl PeerDecoder {
         match known_end {
             Some(next) if resume_at <= next && msg_at + pending.len() as u64 == gap_start => {
                 let id = pending.get(4).copied();
-                side.dec = StreamDecoder::messages_only().starting_at(resume_at);
-                side.dec.skip(next - resume_at);
-                side.shift = 0;
-                side.hunt_from = None;
+                let piece = match (id, pending.get(5..13)) {
+                    (Some(wire::message::id::PIECE), Some(h)) => Some(BlockRef::new(
+                        u32::from_be_bytes([h[0], h[1], h[2], h[3]]),
+                        u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+                        (next - msg_at - 13) as u32,
+                    )),
+                    _ => None,
+                };
+                side.restart_skipping(resume_at, next);
+                side.lost = Some((msg_at, id, next));
                 GapEffect::LostMessage {
                     message_at: msg_at,
                     id,
                     next,
+                    piece,
+                    again: false,
                 }
             }
             _ => {
@@ -471,7 +514,7 @@ mod tests {
     use super::*;
     use crate::trace::decode::ConnectionDecoder;
     use crate::wire::message::tests::any_owned_message;
-    use crate::wire::{BlockRef, Handshake, Reserved, WireError};
+    use crate::wire::{Handshake, Reserved, WireError};
     use proptest::prelude::*;
 
     fn hs(peer: &[u8; 20]) -> Vec<u8> {
@@ -682,11 +725,27 @@ mod tests {
             GapEffect::LostMessage {
                 message_at: piece_at,
                 id: Some(7),
-                next
+                next,
+                piece: Some(BlockRef::new(2, 0, 100)),
+                again: false,
+            }
+        );
+        // 10 bytes seen, then another gap inside the same message (a snap length cuts
+        // every frame of a piece).
+        let at = cut + 30;
+        assert!(items(&mut d, Dir::C2s, &s[at..at + 10]).is_empty());
+        assert_eq!(
+            d.gap(Dir::C2s, 20, at as u64 + 30),
+            GapEffect::LostMessage {
+                message_at: piece_at,
+                id: Some(7),
+                next,
+                piece: None,
+                again: true,
             }
         );
         assert_eq!(
-            items(&mut d, Dir::C2s, &s[cut + 30..]),
+            items(&mut d, Dir::C2s, &s[at + 30..]),
             [format!("{next} have 2")]
         );
     }

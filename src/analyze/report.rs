@@ -579,6 +579,9 @@ fn write_conn(out: &mut dyn Write, c: &ConnReport, capture_start: i64) -> io::Re
                 )
             });
         }
+        if c.sides.iter().any(|s| s.cut_blocks > 0) {
+            row("  blocks without data", &|s| s.cut_blocks.to_string());
+        }
         if c.sides.iter().any(|s| s.first_unchoke_ns.is_some()) {
             let start = c.first_ts_ns;
             let known = c.syn_seen;
