@@ -1559,3 +1559,290 @@ impl StreamSink for Analyzer<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::reader::tests::Builder;
+    use crate::wire::{BlockRef, Handshake};
+    use etherparse::PacketBuilder;
+    use proptest::prelude::*;
+
+    const A: ([u8; 4], u16) = ([127, 0, 0, 1], 40000);
+    const B: ([u8; 4], u16) = ([127, 0, 0, 2], 7001);
+
+    /// An Ethernet/IPv4/TCP frame.
+    fn tcp(
+        from: ([u8; 4], u16),
+        to: ([u8; 4], u16),
+        seq: u32,
+        flags: &str,
+        data: &[u8],
+    ) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([1; 6], [2; 6]).ipv4(from.0, to.0, 64);
+        let mut t = b.tcp(from.1, to.1, seq, 1000);
+        if flags.contains('S') {
+            t = t.syn();
+        }
+        if flags.contains('A') {
+            t = t.ack(1);
+        }
+        if flags.contains('F') {
+            t = t.fin();
+        }
+        if flags.contains('R') {
+            t = t.rst();
+        }
+        let mut v = Vec::new();
+        t.write(&mut v, data).unwrap();
+        v
+    }
+
+    fn pcapng(frames: &[Vec<u8>]) -> Vec<u8> {
+        let mut b = Builder::new(true);
+        b.shb().idb(1, Some(9), None);
+        for (i, f) in frames.iter().enumerate() {
+            b.epb(0, 1_000_000 * (i as u64 + 1), f, f.len() as u32);
+        }
+        b.out
+    }
+
+    #[derive(Default)]
+    struct Collect(Vec<(Event, String)>);
+    impl EventOut for Collect {
+        fn event(&mut self, e: &Event, words: &str, _: Option<&ConnReport>) -> io::Result<()> {
+            self.0.push((e.clone(), words.to_string()));
+            Ok(())
+        }
+    }
+
+    fn run(frames: &[Vec<u8>]) -> (CaptureReport, Vec<(Event, String)>) {
+        let bytes = pcapng(frames);
+        let mut r = CaptureReader::new(&bytes[..]).unwrap();
+        let mut out = Collect::default();
+        let opts = Options {
+            events: true,
+            ..Options::default()
+        };
+        let rep = analyze(&mut r, opts, &mut out, None).unwrap();
+        (rep, out.0)
+    }
+
+    fn msgs(ms: &[Message<'_>]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for m in ms {
+            m.emit(&mut v);
+        }
+        v
+    }
+
+    #[test]
+    fn handshake_on_an_unusual_port_opens_and_closes() {
+        let mut c2s = Handshake::new(
+            Reserved::new().with_fast(),
+            [3; 20],
+            *b"-qB4500-xxxxxxxxxxxx",
+        )
+        .emit()
+        .to_vec();
+        c2s.extend(msgs(&[Message::Interested]));
+        let s2c = msgs(&[Message::HaveAll, Message::Unchoke]);
+        let mut s2c_all = Handshake::new(Reserved::new(), [3; 20], *b"-UT3550-yyyyyyyyyyyy")
+            .emit()
+            .to_vec();
+        s2c_all.extend(&s2c);
+        let frames = vec![
+            tcp(A, B, 100, "S", b""),
+            tcp(B, A, 500, "SA", b""),
+            tcp(A, B, 101, "A", b""),
+            tcp(A, B, 101, "A", &c2s),
+            tcp(B, A, 501, "A", &s2c_all),
+            tcp(A, B, 101 + c2s.len() as u32, "FA", b""),
+            tcp(B, A, 501 + s2c_all.len() as u32, "FA", b""),
+            tcp(A, B, 102 + c2s.len() as u32, "A", b""),
+        ];
+        let (rep, ev) = run(&frames);
+        assert_eq!((rep.bittorrent, rep.conns.len()), (1, 1));
+        let c = &rep.conns[0];
+        assert_eq!(
+            c.sides[0].handshake.as_ref().unwrap().client,
+            "qBittorrent 4.5.0"
+        );
+        assert_eq!(c.sides[1].counts[kind_slot(MessageKind::HaveAll)], 1);
+        assert_eq!(c.end, "closed (FIN) by 127.0.0.1:40000");
+        assert!(c.sides[1].first_unchoke_ns.is_some());
+        let kinds: Vec<&str> = ev.iter().map(|(_, w)| w.as_str()).collect();
+        assert_eq!(
+            kinds.first(),
+            Some(&"connection opened (SYN, SYN-ACK, ACK)")
+        );
+        assert_eq!(kinds.last(), Some(&"connection closed (FIN)"));
+        assert_eq!(ev[0].0.frames, [1, 2, 3]);
+        assert_eq!(ev.last().unwrap().0.frames, [6, 7, 8]);
+        assert_eq!(ev.len(), 7, "{kinds:?}");
+    }
+
+    #[test]
+    fn mid_stream_with_a_gap() {
+        // The tail of a piece, then haves; a segment lost inside a request; more messages.
+        let mut s: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
+        s.extend(msgs(&[
+            Message::Have { index: 1 },
+            Message::Have { index: 2 },
+        ]));
+        let req = msgs(&[Message::Request(BlockRef::new(9, 0, 16384))]);
+        let after = msgs(&[Message::Have { index: 3 }, Message::Choke]);
+        let seq0 = 7_000_000u32;
+        let frames = vec![
+            tcp(A, B, seq0, "A", &s),
+            // first 10 bytes of the request, then 7 lost
+            tcp(A, B, seq0 + s.len() as u32, "A", &req[..10]),
+            tcp(A, B, seq0 + (s.len() + 17) as u32, "A", &after),
+        ];
+        let (rep, ev) = run(&frames);
+        assert_eq!((rep.bittorrent, rep.mid_stream), (1, 1));
+        let c = &rep.conns[0];
+        let side = &c.sides[0];
+        assert!(side.mid_stream);
+        assert_eq!(side.counts[kind_slot(MessageKind::Have)], 3);
+        assert_eq!(side.counts[kind_slot(MessageKind::Choke)], 1);
+        assert_eq!((side.gaps, side.gap_bytes), (1, 7));
+        assert!(
+            c.notes
+                .iter()
+                .any(|n| n.contains("the request message at offset 318 is lost")),
+            "{:?}",
+            c.notes
+        );
+        assert!(c
+            .notes
+            .iter()
+            .any(|n| n.contains("first message at stream offset 300")));
+        // No conn_opened: the start is not in the capture.
+        assert!(ev
+            .iter()
+            .all(|(e, _)| !matches!(e.kind, EventKind::ConnOpened { .. })));
+        assert_eq!(ev.len(), 4);
+    }
+
+    #[test]
+    fn random_bytes_mid_stream_are_not_bittorrent() {
+        let noise: Vec<u8> = (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let frames: Vec<Vec<u8>> = noise
+            .chunks(1400)
+            .enumerate()
+            .map(|(i, c)| tcp(A, B, 1 + 1400 * i as u32, "A", c))
+            .collect();
+        let bytes = pcapng(&frames);
+        let mut r = CaptureReader::new(&bytes[..]).unwrap();
+        let opts = Options {
+            max_hunt: 64 * 1024,
+            ..Options::default()
+        };
+        let rep = analyze(&mut r, opts, &mut NoEvents, None).unwrap();
+        assert_eq!((rep.bittorrent, rep.other), (0, 1));
+        assert!(rep.conns.is_empty());
+    }
+
+    #[test]
+    fn mse_then_rst() {
+        let mut x = 99u64;
+        let key: Vec<u8> = (0..300)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (x >> 56) as u8
+            })
+            .collect();
+        let frames = vec![
+            tcp(A, B, 100, "S", b""),
+            tcp(B, A, 500, "SA", b""),
+            tcp(A, B, 101, "A", b""),
+            tcp(A, B, 101, "A", &key),
+            tcp(B, A, 501, "RA", b""),
+        ];
+        let (rep, ev) = run(&frames);
+        assert_eq!((rep.encrypted, rep.bittorrent), (1, 0));
+        assert_eq!(rep.conns[0].kind, ConnKind::Encrypted);
+        assert_eq!(rep.conns[0].end, "reset (RST) by 127.0.0.2:7001");
+        let words: Vec<&str> = ev.iter().map(|(_, w)| w.as_str()).collect();
+        assert_eq!(words.len(), 3, "{words:?}");
+        assert!(words[1].starts_with("protocol error: not a BitTorrent handshake"));
+        assert_eq!(words[2], "connection reset (RST)");
+    }
+
+    #[test]
+    fn http_tracker_on_any_port() {
+        let req = b"GET /tr/announce?info_hash=%01%02%03%04%05%06%07%08%09%0a%0b%0c%0d%0e%0f%10%11%12%13%14&peer_id=-TR3000-abcdefghijkl&port=51413&uploaded=0&downloaded=0&left=5&event=started&compact=1 HTTP/1.0\r\nHost: x\r\n\r\n";
+        let body = b"d8:intervali900e5:peers0:e";
+        let mut resp =
+            format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        resp.extend_from_slice(body);
+        let frames = vec![
+            tcp(A, B, 100, "S", b""),
+            tcp(B, A, 500, "SA", b""),
+            tcp(A, B, 101, "A", b""),
+            tcp(A, B, 101, "A", &req[..30]),
+            tcp(A, B, 131, "A", &req[30..]),
+            tcp(B, A, 501, "A", &resp),
+        ];
+        let (rep, ev) = run(&frames);
+        assert_eq!(rep.tracker_http, 1);
+        let words: Vec<&str> = ev.iter().map(|(_, w)| w.as_str()).collect();
+        assert_eq!(
+            words,
+            [
+                "connection opened (SYN, SYN-ACK, ACK)",
+                "tracker announce event started left 5",
+                "tracker response: interval 900, 0 peers"
+            ]
+        );
+        assert_eq!(ev[1].0.frames, [4, 5]);
+        assert_eq!(rep.tracker_log.len(), 2);
+    }
+
+    proptest! {
+        /// Arbitrary segments (valid BitTorrent bytes, HTTP, noise) in any order, with any
+        /// flags, both ways, over a few connections: no panic, and a message event always
+        /// names its frames.
+        #[test]
+        fn arbitrary_segments_never_panic(
+            segs in proptest::collection::vec(
+                (0u8..3, any::<bool>(), 0u32..3000, 0u8..6, 0usize..3, 0usize..400, 1usize..200),
+                0..40),
+        ) {
+            let mut bt = Handshake::new(Reserved::new().with_extended(), [1; 20], [2; 20]).emit().to_vec();
+            bt.extend(msgs(&[
+                Message::Extended { ext_id: 0, payload: b"d1:md6:ut_pexi1eee" },
+                Message::Bitfield(&[0xf0]),
+                Message::Piece { index: 0, begin: 0, data: &[7; 300] },
+                Message::Extended { ext_id: 1, payload: b"d5:added6:\x7f\0\0\x01\x1a\xe1e" },
+            ]));
+            let http = b"GET /announce?info_hash=abc HTTP/1.1\r\n\r\nHTTP/1.1 200 OK\r\n\r\nd8:intervali5ee".to_vec();
+            let noise: Vec<u8> = (0..600u32).map(|i| (i.wrapping_mul(2654435761) >> 7) as u8).collect();
+            let sources = [bt, http, noise];
+            let flags = ["S", "SA", "A", "FA", "RA", "A"];
+            let frames: Vec<Vec<u8>> = segs
+                .iter()
+                .map(|&(conn, ab, seq, fl, src, from, len)| {
+                    let a = ([127, 0, 0, 1], 40000 + u16::from(conn));
+                    let b = ([127, 0, 0, 2], 6881);
+                    let s = &sources[src];
+                    let from = from.min(s.len());
+                    let to = (from + len).min(s.len());
+                    let (x, y) = if ab { (a, b) } else { (b, a) };
+                    tcp(x, y, seq, flags[fl as usize], &s[from..to])
+                })
+                .collect();
+            let (_, ev) = run(&frames);
+            for (e, _) in &ev {
+                if matches!(e.kind, EventKind::Message { .. } | EventKind::Handshake { .. }) {
+                    prop_assert!(!e.frames.is_empty());
+                }
+            }
+        }
+    }
+}
