@@ -135,7 +135,8 @@ pub fn message_words(m: &Message<'_>, receiver: Option<&ExtendedHandshake>) -> S
 /// What a gap did to a direction (see [`PeerDecoder::gap`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GapEffect {
-    /// The direction had stopped; nothing changes.
+    /// The direction had stopped (or is looking for a handshake after an MSE/PE preamble,
+    /// which goes on after the gap); nothing else changes.
     Stopped,
     /// The gap fell inside the message starting at `message_at` (id `id`, when its fifth byte
     /// was seen), which is lost; decoding resumes at `next`, where the following message
@@ -439,7 +440,13 @@ impl PeerDecoder {
     /// at `resume_at` (see [`GapEffect`]).
     pub fn gap(&mut self, dir: Dir, lost: u64, resume_at: u64) -> GapEffect {
         let side = &mut self.sides[dir.index()];
-        if side.stopped || side.scan.is_some() {
+        if let Some(scan) = &mut side.scan {
+            // Still looking for a handshake: go on looking after the gap.
+            scan.tail.clear();
+            scan.at = resume_at;
+            return GapEffect::Stopped;
+        }
+        if side.stopped {
             return GapEffect::Stopped;
         }
         let gap_start = resume_at.saturating_sub(lost);
