@@ -24,9 +24,17 @@ fn main() {
         ..RecorderOptions::in_dir(dir.path(), "bench")
     };
     let rec = Recorder::start(opts).unwrap();
-    let hs = Handshake::new(Reserved::new().with_extended(), [1; 20], *b"-bt0100-aaaaaaaaaaaa")
-        .emit();
-    rec.opened(0, "127.0.0.1:40000".parse().unwrap(), "127.0.0.1:6881".parse().unwrap());
+    let hs = Handshake::new(
+        Reserved::new().with_extended(),
+        [1; 20],
+        *b"-bt0100-aaaaaaaaaaaa",
+    )
+    .emit();
+    rec.opened(
+        0,
+        "127.0.0.1:40000".parse().unwrap(),
+        "127.0.0.1:6881".parse().unwrap(),
+    );
     rec.sent(0, &hs);
     rec.received(0, &hs);
     let block: Vec<u8> = (0..16384u32).map(|i| (i * 7) as u8).collect();

@@ -82,7 +82,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Peers { torrent, net } => {
             let t = read_torrent(&torrent)?;
             let mut cfg = client_config(&net);
-            let trace = start_trace(&net, "peers", &t, &mut cfg)?;
+            let trace = start_trace(&net, "peers", &t.info.name, &mut cfg)?;
             let rt = runtime()?;
             let result = rt.block_on(interruptible(client::peers(&t, &cfg)));
             let traced = finish_trace(rt, trace);
@@ -95,7 +95,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Handshake { torrent, peer, net } => {
             let t = read_torrent(&torrent)?;
             let mut cfg = client_config(&net);
-            let trace = start_trace(&net, "handshake", &t, &mut cfg)?;
+            let trace = start_trace(&net, "handshake", &t.info.name, &mut cfg)?;
             let rt = runtime()?;
             // the course's peers accept exactly these reserved bytes (design.md)
             let result = rt.block_on(interruptible(client::handshake(
@@ -117,7 +117,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let t = read_torrent(&torrent)?;
             let mut cfg = client_config(&net);
-            let trace = start_trace(&net, "download_piece", &t, &mut cfg)?;
+            let trace = start_trace(&net, "download_piece", &t.info.name, &mut cfg)?;
             let rt = runtime()?;
             let result = rt.block_on(with_ctrl_c(
                 &cfg,
@@ -135,7 +135,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let t = read_torrent(&torrent)?;
             let mut cfg = client_config(&net);
-            let trace = start_trace(&net, "download", &t, &mut cfg)?;
+            let trace = start_trace(&net, "download", &t.info.name, &mut cfg)?;
             let rt = runtime()?;
             let result = rt.block_on(with_ctrl_c(&cfg, client::download(&t, &output, &cfg)));
             let traced = finish_trace(rt, trace);
@@ -150,8 +150,13 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::MagnetHandshake { link, net } => {
             let m = read_magnet(&link)?;
-            let cfg = client_config(&net);
-            let p = runtime()?.block_on(client::magnet_handshake(&m, &cfg))?;
+            let mut cfg = client_config(&net);
+            let trace = start_trace(&net, "magnet_handshake", &magnet_name(&m), &mut cfg)?;
+            let rt = runtime()?;
+            let result = rt.block_on(interruptible(client::magnet_handshake(&m, &cfg)));
+            let traced = finish_trace(rt, trace);
+            let p = result?;
+            traced?;
             writeln!(out, "Peer ID: {}", hex::encode(p.handshake.peer_id))?;
             // magnet_handshake only returns peers that announced ut_metadata
             let id = p.ut_metadata_id().unwrap_or(0);
@@ -159,8 +164,13 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::MagnetInfo { link, net } => {
             let m = read_magnet(&link)?;
-            let cfg = client_config(&net);
-            let (t, _) = runtime()?.block_on(client::magnet_info(&m, &cfg))?;
+            let mut cfg = client_config(&net);
+            let trace = start_trace(&net, "magnet_info", &magnet_name(&m), &mut cfg)?;
+            let rt = runtime()?;
+            let result = rt.block_on(interruptible(client::magnet_info(&m, &cfg)));
+            let traced = finish_trace(rt, trace);
+            let (t, _) = result?;
+            traced?;
             // the `info` lines; the tracker tiers are the link's `tr`, not shown again
             write_info(&mut out, &t)?;
             write_files(&mut out, &t)?;
@@ -172,30 +182,43 @@ fn run(cli: Cli) -> Result<()> {
             net,
         } => {
             let m = read_magnet(&link)?;
-            let cfg = client_config(&net);
+            let mut cfg = client_config(&net);
+            let trace = start_trace(&net, "magnet_download_piece", &magnet_name(&m), &mut cfg)?;
             let rt = runtime()?;
-            let (_, s) = rt.block_on(with_ctrl_c(
+            let result = rt.block_on(with_ctrl_c(
                 &cfg,
                 client::magnet_download_piece(&m, index, &output, &cfg),
-            ))?;
+            ));
+            let traced = finish_trace(rt, trace);
+            let (_, s) = result?;
             finish(&s, &net)?;
+            traced?;
             writeln!(out, "Piece {index} downloaded to {}.", output.display())?;
         }
         Command::MagnetDownload { output, link, net } => {
             let m = read_magnet(&link)?;
-            let cfg = client_config(&net);
+            let mut cfg = client_config(&net);
+            let trace = start_trace(&net, "magnet_download", &magnet_name(&m), &mut cfg)?;
             let rt = runtime()?;
-            let (t, s) = rt.block_on(with_ctrl_c(
+            let result = rt.block_on(with_ctrl_c(
                 &cfg,
                 client::magnet_download(&m, &output, &cfg),
-            ))?;
+            ));
+            let traced = finish_trace(rt, trace);
+            let (t, s) = result?;
             finish(&s, &net)?;
+            traced?;
             writeln!(out, "Downloaded {} to {}.", t.info.name, output.display())?;
         }
         Command::Analyze(args) => analyze_cmd::run(&args, &mut out)?,
     }
     out.flush()?;
     Ok(())
+}
+
+/// A name for a magnet link's trace files: its display name, or its info hash.
+fn magnet_name(m: &Magnet) -> String {
+    m.display_name.clone().unwrap_or_else(|| m.info_hash_hex())
 }
 
 fn read_magnet(link: &str) -> Result<Magnet> {
@@ -242,20 +265,19 @@ async fn interruptible<T>(fut: impl std::future::Future<Output = Result<T>>) -> 
     }
 }
 
-/// With `--trace DIR`: starts the recorder on `DIR/<command>-<torrent name>.pcapng/.jsonl`
+/// With `--trace DIR`: starts the recorder on `DIR/<command>-<name>.pcapng/.jsonl` (the
+/// torrent's name; for a magnet link its display name, or its info hash)
 /// and hooks it into the client's connections and tracker exchanges.
 fn start_trace(
     net: &cli::NetArgs,
     command: &str,
-    t: &Torrent,
+    name: &str,
     cfg: &mut client::ClientConfig,
 ) -> Result<Option<Recorder>> {
     let Some(dir) = &net.trace.trace else {
         return Ok(None);
     };
-    let name: String = t
-        .info
-        .name
+    let name: String = name
         .chars()
         .map(|c| {
             if c.is_alphanumeric() || "-_.".contains(c) {
