@@ -1,6 +1,7 @@
 //! bt-trace: a BitTorrent client and protocol tracer.
 //!
 //! The library behind the `bt-trace` binary. See `docs/architecture.md` for the map.
+pub mod analyze;
 pub mod bencode;
 pub mod bitfield;
 pub mod capture;

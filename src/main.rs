@@ -5,6 +5,7 @@
 //! usage error. A closed stdout (`bt-trace info x.torrent | head -3`) is not an error: exit 0.
 //! Results go to stdout only; logs (tracing) go to stderr.
 
+mod analyze_cmd;
 mod cli;
 
 use anyhow::{Context, Result};
@@ -209,6 +210,7 @@ fn run(cli: Cli) -> Result<()> {
             traced?;
             writeln!(out, "Downloaded {} to {}.", t.info.name, output.display())?;
         }
+        Command::Analyze(args) => analyze_cmd::run(&args, &mut out)?,
     }
     out.flush()?;
     Ok(())

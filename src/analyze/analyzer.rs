@@ -1,0 +1,1848 @@
+//! The analyzer proper: a [`StreamSink`] behind the capture layer's TCP reassembly that
+//! finds BitTorrent connections and tracker exchanges ([`super::detect`]), decodes them
+//! ([`super::decode::PeerDecoder`], `trace::decode`'s HTTP and UDP tracker decoders), keeps a
+//! [`ConnReport`] per connection for the tables, hands [`Event`]s (the recorder's event
+//! model) to an [`EventOut`], and feeds piece data to the [`PieceChecker`].
+//!
+//! [`analyze`] drives one capture file: every packet goes through
+//! [`capture::handle_packet`]; around it, the TCP flags of the segment are looked at to know
+//! the frames of each connection's opening (SYN, SYN-ACK, ACK) and closing (FIN, FIN, ACK or
+//! RST), which the `conn_opened` and `conn_closed` events list like the recorder's.
+//!
+//! Memory: per open connection, its decoder state (at most one unfinished message per
+//! direction), the frames of that unfinished message, and up to [`SNIFF_LEN`] bytes a
+//! direction while it is undecided; per reported connection, its counters. Nothing grows with
+//! the size of the capture.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{self, Read};
+use std::net::SocketAddr;
+
+use crate::capture::{
+    self, dissect, CaptureError, CaptureFormat, CaptureReader, CloseReason, Conflict, ConnId,
+    ConnInfo, Datagram, Direction, Gap, Packet, Reassembler, ReassemblyConfig, Stats, StreamSink,
+    TcpFlags, Transport,
+};
+use crate::trace::decode::{decode_http_request, decode_http_response, decode_udp, Decoded};
+use crate::trace::event::{CloseHow, Dir, Event, EventKind, Msg};
+use crate::wire::{
+    extension::EXTENDED_HANDSHAKE_ID, looks_like_handshake_prefix, ExtendedHandshake, Item,
+    Message, MessageKind, Reserved,
+};
+
+use super::decode::{GapEffect, PeerDecoder, PeerItem, Start};
+use super::detect::{classify, Sniff, UdpStreams, UdpTrackers, Verdict, SNIFF_LEN};
+use super::pieces::PieceChecker;
+
+/// How to analyze.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Build [`Event`]s and hand them to the [`EventOut`] (for `--json` and `--messages`).
+    /// Without, only the counters of the report are kept, which is faster.
+    pub events: bool,
+    /// A direction picked up mid-stream that shows no message framing within this many bytes
+    /// is not BitTorrent.
+    pub max_hunt: u64,
+    /// Reassembly limits.
+    pub reassembly: ReassemblyConfig,
+    /// At most this many connection reports are kept (later ones are only counted).
+    pub max_reports: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            events: false,
+            max_hunt: 4 << 20,
+            reassembly: ReassemblyConfig::default(),
+            max_reports: 10_000,
+        }
+    }
+}
+
+/// Receives the events of a capture, in capture order.
+pub trait EventOut {
+    /// One event, its description in words, and the report of its TCP connection (with what
+    /// is known so far: handshakes, info hash), if it belongs to one.
+    fn event(&mut self, e: &Event, words: &str, conn: Option<&ConnReport>) -> io::Result<()>;
+    /// The timestamp of the capture's first frame, before any event.
+    fn capture_start(&mut self, _ts_ns: i64) {}
+}
+
+/// An [`EventOut`] that drops everything.
+pub struct NoEvents;
+
+impl EventOut for NoEvents {
+    fn event(&mut self, _: &Event, _: &str, _: Option<&ConnReport>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a reported connection carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnKind {
+    BitTorrent,
+    /// MSE/PE-encrypted: bytes counted, not decoded.
+    Encrypted,
+    TrackerHttp,
+}
+
+impl ConnKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnKind::BitTorrent => "BitTorrent",
+            ConnKind::Encrypted => "encrypted (MSE/PE)",
+            ConnKind::TrackerHttp => "HTTP tracker",
+        }
+    }
+}
+
+/// The message kinds counted, in table order ([`kind_slot`] maps a kind to its index).
+pub const KINDS: [&str; 18] = [
+    "keep-alive",
+    "choke",
+    "unchoke",
+    "interested",
+    "not interested",
+    "have",
+    "bitfield",
+    "request",
+    "piece",
+    "cancel",
+    "port",
+    "suggest piece",
+    "have all",
+    "have none",
+    "reject request",
+    "allowed fast",
+    "extended",
+    "unknown id",
+];
+
+/// Index of a message kind in [`KINDS`].
+pub fn kind_slot(k: MessageKind) -> usize {
+    match k {
+        MessageKind::KeepAlive => 0,
+        MessageKind::Choke => 1,
+        MessageKind::Unchoke => 2,
+        MessageKind::Interested => 3,
+        MessageKind::NotInterested => 4,
+        MessageKind::Have => 5,
+        MessageKind::Bitfield => 6,
+        MessageKind::Request => 7,
+        MessageKind::Piece => 8,
+        MessageKind::Cancel => 9,
+        MessageKind::Port => 10,
+        MessageKind::Suggest => 11,
+        MessageKind::HaveAll => 12,
+        MessageKind::HaveNone => 13,
+        MessageKind::Reject => 14,
+        MessageKind::AllowedFast => 15,
+        MessageKind::Extended => 16,
+        MessageKind::Unknown(_) => 17,
+    }
+}
+
+/// A side's handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandshakeInfo {
+    pub reserved: Reserved,
+    pub info_hash: [u8; 20],
+    pub peer_id: [u8; 20],
+    /// From the peer id ([`crate::peer_id::client_name`]).
+    pub client: String,
+}
+
+/// Distinct piece indexes, as a bitset (indexes up to 2^22; higher ones are only counted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PieceSet {
+    words: Vec<u64>,
+    /// Blocks with an index too high for the set.
+    pub beyond: u64,
+}
+
+const PIECE_SET_MAX: u32 = 1 << 22;
+
+impl PieceSet {
+    pub fn insert(&mut self, i: u32) {
+        if i >= PIECE_SET_MAX {
+            self.beyond += 1;
+            return;
+        }
+        let w = (i / 64) as usize;
+        if self.words.len() <= w {
+            self.words.resize(w + 1, 0);
+        }
+        self.words[w] |= 1 << (i % 64);
+    }
+    pub fn len(&self) -> u64 {
+        self.words.iter().map(|w| u64::from(w.count_ones())).sum()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn contains(&self, i: u32) -> bool {
+        self.words
+            .get((i / 64) as usize)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+}
+
+/// One direction of a reported connection: what its sender said.
+#[derive(Debug, Clone, Default)]
+pub struct SideReport {
+    /// Stream bytes seen.
+    pub bytes: u64,
+    pub handshake: Option<HandshakeInfo>,
+    /// The sender's BEP 10 extended handshake.
+    pub ext: Option<ExtendedHandshake>,
+    /// Messages by kind (see [`KINDS`]).
+    pub counts: [u64; 18],
+    /// Extended messages by extension name ("handshake", "ut_metadata", or "id N").
+    pub extended: BTreeMap<String, u64>,
+    /// `piece` messages, their data bytes, and the distinct pieces they belong to.
+    pub blocks: u64,
+    pub piece_bytes: u64,
+    pub pieces: PieceSet,
+    /// Timestamp of the first unchoke this side sent.
+    pub first_unchoke_ns: Option<i64>,
+    /// This direction's start was not in the capture.
+    pub mid_stream: bool,
+    pub protocol_errors: u64,
+    /// `piece` messages whose data is not in the capture (cut by a snap length, or lost in
+    /// a gap); counted in `blocks` and `piece_bytes` from their headers.
+    pub cut_blocks: u64,
+    pub gaps: u64,
+    pub gap_bytes: u64,
+    pub http_messages: u64,
+}
+
+impl SideReport {
+    /// Messages of all kinds.
+    pub fn messages(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// What the tables say about one connection.
+#[derive(Debug, Clone)]
+pub struct ConnReport {
+    /// Wireshark's `tcp.stream`.
+    pub id: u64,
+    /// The side that sent the SYN (or, when the start is missing, the first sender seen).
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub kind: ConnKind,
+    pub syn_seen: bool,
+    pub first_frame: u64,
+    pub last_frame: u64,
+    pub first_ts_ns: i64,
+    pub last_ts_ns: i64,
+    /// Client → server, then server → client.
+    pub sides: [SideReport; 2],
+    /// "started mid-stream", "gap of N bytes at frame F", ... (at most [`MAX_NOTES`]).
+    pub notes: Vec<String>,
+    pub notes_dropped: u64,
+    /// How it ended, in words.
+    pub end: String,
+    /// It opened with an MSE/PE handshake (then stayed encrypted, unless a plaintext
+    /// BitTorrent handshake followed).
+    pub mse: bool,
+}
+
+/// Notes kept per connection; later ones are counted.
+pub const MAX_NOTES: usize = 20;
+
+impl ConnReport {
+    fn new(info: &ConnInfo) -> Self {
+        ConnReport {
+            id: info.id.0,
+            client: info.a,
+            server: info.b,
+            kind: ConnKind::BitTorrent,
+            syn_seen: info.syn_seen,
+            first_frame: info.first_frame,
+            last_frame: info.first_frame,
+            first_ts_ns: info.first_ts_ns,
+            last_ts_ns: info.first_ts_ns,
+            sides: Default::default(),
+            notes: Vec::new(),
+            notes_dropped: 0,
+            end: "still open at the end of the capture".into(),
+            mse: false,
+        }
+    }
+
+    /// Adds a note (or counts it past [`MAX_NOTES`]).
+    pub fn note(&mut self, text: String) {
+        if self.notes.len() < MAX_NOTES {
+            self.notes.push(text);
+        } else {
+            self.notes_dropped += 1;
+        }
+    }
+
+    /// The info hash of the first handshake seen.
+    pub fn info_hash(&self) -> Option<&[u8; 20]> {
+        self.sides
+            .iter()
+            .find_map(|s| s.handshake.as_ref().map(|h| &h.info_hash))
+    }
+
+    /// `sender → receiver` of `dir`.
+    pub fn dir_words(&self, dir: Dir) -> String {
+        let (s, d) = self.endpoints(dir);
+        format!("{s} → {d}")
+    }
+
+    /// The endpoints of `dir`: (sender, receiver).
+    pub fn endpoints(&self, dir: Dir) -> (SocketAddr, SocketAddr) {
+        match dir {
+            Dir::C2s => (self.client, self.server),
+            Dir::S2c => (self.server, self.client),
+        }
+    }
+}
+
+/// Everything learned from one capture file.
+#[derive(Debug, Clone, Default)]
+pub struct CaptureReport {
+    pub format: Option<CaptureFormat>,
+    /// The capture layer's counters and warnings (a truncated file is one of them).
+    pub stats: Stats,
+    /// The capture could not be read to its end (the report covers what came before).
+    pub read_error: Option<String>,
+    /// Reported connections (BitTorrent, encrypted, HTTP tracker), by connection number.
+    pub conns: Vec<ConnReport>,
+    /// Reported connections not kept because of [`Options::max_reports`].
+    pub conns_dropped: u64,
+    pub tcp_connections: u64,
+    pub bittorrent: u64,
+    pub mid_stream: u64,
+    pub encrypted: u64,
+    pub tracker_http: u64,
+    /// Established connections that carried no byte.
+    pub empty: u64,
+    /// Connections with data that are none of the above.
+    pub other: u64,
+    pub udp_conversations: u64,
+    pub udp_tracker_datagrams: u64,
+    /// Tracker exchanges in words (HTTP and UDP), at most [`MAX_TRACKER_LOG`].
+    pub tracker_log: Vec<String>,
+    pub events: u64,
+}
+
+/// Tracker exchanges listed in the summary.
+pub const MAX_TRACKER_LOG: usize = 200;
+
+/// Why an analysis stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzeError {
+    /// Not a capture file at all, or unreadable from the start.
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    /// Writing the output (or `--extract` files) failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// A data frame of one direction: its number, timestamp and stream range.
+#[derive(Debug, Clone, Copy)]
+struct Carried {
+    frame: u64,
+    ts: i64,
+    start: u64,
+    end: u64,
+}
+
+/// The frames holding stream bytes `lo..hi` (at least the one holding `lo`), and the
+/// timestamp of the last.
+fn frames_for(carried: &VecDeque<Carried>, lo: u64, hi: u64) -> (Vec<u64>, Option<i64>) {
+    let hi = hi.max(lo + 1);
+    let first = carried.partition_point(|c| c.end <= lo);
+    let mut frames: Vec<u64> = Vec::new();
+    let mut ts = None;
+    for c in carried.range(first..).take_while(|c| c.start < hi) {
+        if frames.last() != Some(&c.frame) {
+            frames.push(c.frame);
+        }
+        ts = Some(c.ts);
+    }
+    (frames, ts)
+}
+
+fn ts_u64(ns: i64) -> u64 {
+    ns.max(0) as u64
+}
+
+fn dir_of(d: Direction) -> Dir {
+    match d {
+        Direction::AtoB => Dir::C2s,
+        Direction::BtoA => Dir::S2c,
+    }
+}
+
+/// An HTTP tracker conversation: the bytes of the request or response being read.
+#[derive(Debug, Default)]
+struct Http {
+    buf: [Vec<u8>; 2],
+    /// Stream offset of `buf[d][0]`.
+    base: [u64; 2],
+    /// For each request read, whether it was a scrape (answered in order).
+    scrapes: VecDeque<bool>,
+    failed: [bool; 2],
+}
+
+/// Largest HTTP message (head and body) read from a tracker conversation.
+const MAX_HTTP: usize = 1 << 20;
+
+/// What a live connection is doing.
+enum Live {
+    Undecided {
+        pre: [Vec<u8>; 2],
+        /// Where each direction's first byte is, if bytes before it were lost.
+        start: [Option<u64>; 2],
+    },
+    Peer(Box<PeerDecoder>),
+    Http(Box<Http>),
+    /// Other traffic: ignored.
+    Ignored,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct OpenTrack {
+    syn: Option<(u64, i64)>,
+    synack: Option<u64>,
+    ack: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct CloseTrack {
+    /// The first FIN or RST: from the client?, frame, ts.
+    first: Option<(bool, u64, i64)>,
+    fin: [Option<u64>; 2],
+    rst: Option<(bool, u64)>,
+}
+
+struct Conn {
+    r: ConnReport,
+    key: (SocketAddr, SocketAddr),
+    open: OpenTrack,
+    close: CloseTrack,
+    opened_emitted: bool,
+    /// First speaker (0 client, 1 server), its first flight, and whether it was answered.
+    speaker: Option<usize>,
+    flight: u64,
+    answered: bool,
+    live: Live,
+    carried: [VecDeque<Carried>; 2],
+    /// A message was decoded (for connections picked up mid-stream).
+    found: bool,
+    reportable: bool,
+    kind: Verdict,
+}
+
+/// A `conn_closed` waiting for the last ACK of a FIN exchange.
+struct PendingClose {
+    key: (SocketAddr, SocketAddr),
+    /// The side that sends the last ACK (the one that closed first).
+    acker: SocketAddr,
+    event: Event,
+    report: Option<ConnReport>,
+}
+
+/// The segment being handled, as the hooks around `handle_packet` see it.
+#[derive(Clone, Copy)]
+struct Seg {
+    src: SocketAddr,
+    dst: SocketAddr,
+    flags: TcpFlags,
+}
+
+/// The analyzer state for one capture file. See the [module docs](self).
+pub struct Analyzer<'o> {
+    opts: Options,
+    out: &'o mut dyn EventOut,
+    conns: HashMap<u64, Conn>,
+    keys: HashMap<(SocketAddr, SocketAddr), u64>,
+    /// Connections opened during the current packet.
+    new_conns: Vec<u64>,
+    /// Connections closed during the current packet (handled once its flags are known).
+    closing: Vec<(u64, CloseReason, i64)>,
+    pending_closes: Vec<PendingClose>,
+    /// Connections whose SYN-ACK was seen and not yet its ACK.
+    awaiting_ack: usize,
+    udp: UdpTrackers,
+    udp_streams: UdpStreams,
+    checker: Option<&'o mut PieceChecker>,
+    report: CaptureReport,
+    error: Option<io::Error>,
+    cur: Option<Seg>,
+    cur_frame: u64,
+    cur_ts: i64,
+}
+
+fn norm(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+/// Reads a whole capture and analyzes it; events go to `out` as they are found, piece data
+/// to `checker` (which may go on over several captures).
+///
+/// A capture that is cut short or corrupt is not an error: everything before the damage is
+/// analyzed and [`CaptureReport::read_error`] says where it stopped. Errors are a file that
+/// is not a capture at all ([`CaptureReader::new`] fails before this is called) and failures
+/// to write the output.
+pub fn analyze<R: Read>(
+    reader: &mut CaptureReader<R>,
+    opts: Options,
+    out: &mut dyn EventOut,
+    checker: Option<&mut PieceChecker>,
+) -> Result<CaptureReport, AnalyzeError> {
+    let mut reasm = Reassembler::new(opts.reassembly);
+    let mut a = Analyzer::new(opts, out, checker);
+    a.report.format = Some(reader.format());
+    let mut stats = Stats::default();
+    let res = loop {
+        let pkt = match reader.next_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        if pkt.frame_no == 1 {
+            a.out.capture_start(pkt.ts_ns);
+        }
+        a.before(&pkt);
+        capture::handle_packet(&pkt, &mut reasm, &mut a, &mut stats);
+        a.after();
+        if reader.has_warnings() {
+            take_reader_warnings(reader, &mut stats);
+        }
+        if a.error.is_some() {
+            break Ok(());
+        }
+    };
+    take_reader_warnings(reader, &mut stats);
+    a.cur = None;
+    reasm.finish(&mut a);
+    a.after();
+    a.flush_pending_closes(None);
+    capture::add_reassembly_stats(&mut stats.reassembly, reasm.stats());
+    if let Err(e) = &res {
+        stats.warn(
+            None,
+            e.offset(),
+            format!("{e}; the report covers what came before"),
+        );
+    }
+    if let Some(e) = a.error.take() {
+        return Err(e.into());
+    }
+    let mut report = a.finish();
+    report.tcp_connections = stats.reassembly.connections;
+    report.stats = stats;
+    report.read_error = res.err().map(|e| e.to_string());
+    Ok(report)
+}
+
+fn take_reader_warnings<R: Read>(reader: &mut CaptureReader<R>, stats: &mut Stats) {
+    let (ws, dropped) = reader.take_warnings();
+    for w in ws {
+        stats.warn(None, Some(w.offset), w.message);
+    }
+    stats.warnings_dropped += dropped;
+}
+
+impl<'o> Analyzer<'o> {
+    fn new(
+        opts: Options,
+        out: &'o mut dyn EventOut,
+        checker: Option<&'o mut PieceChecker>,
+    ) -> Self {
+        Analyzer {
+            opts,
+            out,
+            conns: HashMap::new(),
+            keys: HashMap::new(),
+            new_conns: Vec::new(),
+            closing: Vec::new(),
+            pending_closes: Vec::new(),
+            awaiting_ack: 0,
+            udp: UdpTrackers::default(),
+            udp_streams: UdpStreams::default(),
+            checker,
+            report: CaptureReport::default(),
+            error: None,
+            cur: None,
+            cur_frame: 0,
+            cur_ts: 0,
+        }
+    }
+
+    fn finish(mut self) -> CaptureReport {
+        self.report.conns.sort_by_key(|c| c.id);
+        self.report.udp_conversations = self.udp_streams.count();
+        self.report
+    }
+
+    fn emit(&mut self, e: &Event, words: &str, conn: Option<&ConnReport>) {
+        self.report.events += 1;
+        if self.error.is_none() {
+            if let Err(err) = self.out.event(e, words, conn) {
+                self.error = Some(err);
+            }
+        }
+    }
+
+    /// Looks at a TCP segment's flags before the reassembler sees it: the opening ACK, FINs
+    /// and RSTs of known connections, and the last ACK of a FIN exchange.
+    fn before(&mut self, pkt: &Packet<'_>) {
+        self.cur_frame = pkt.frame_no;
+        self.cur_ts = pkt.ts_ns;
+        self.cur = None;
+        let Ok(d) = dissect(pkt.link_type, pkt.data) else {
+            return;
+        };
+        let Transport::Tcp(seg) = d.transport else {
+            return;
+        };
+        let s = Seg {
+            src: SocketAddr::new(d.src, seg.src_port),
+            dst: SocketAddr::new(d.dst, seg.dst_port),
+            flags: seg.flags,
+        };
+        self.cur = Some(s);
+        let f = s.flags;
+        let interesting = f.syn() || f.fin() || f.rst();
+        if !interesting && self.awaiting_ack == 0 && self.pending_closes.is_empty() {
+            return;
+        }
+        let key = norm(s.src, s.dst);
+        if f.ack() && !f.syn() && !self.pending_closes.is_empty() {
+            if let Some(i) = self
+                .pending_closes
+                .iter()
+                .position(|p| p.key == key && p.acker == s.src)
+            {
+                let mut p = self.pending_closes.swap_remove(i);
+                p.event.frames.push(pkt.frame_no);
+                self.emit_close(p);
+            }
+        }
+        let Some(&id) = self.keys.get(&key) else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let from_client = s.src == c.r.client;
+        if f.syn() && f.ack() && !from_client && c.open.synack.is_none() {
+            c.open.synack = Some(pkt.frame_no);
+            if c.open.ack.is_none() {
+                self.awaiting_ack += 1;
+            }
+        } else if !f.syn()
+            && f.ack()
+            && from_client
+            && c.open.synack.is_some()
+            && c.open.ack.is_none()
+        {
+            c.open.ack = Some(pkt.frame_no);
+            self.awaiting_ack = self.awaiting_ack.saturating_sub(1);
+        }
+        let side = usize::from(!from_client);
+        if f.fin() && c.close.fin[side].is_none() {
+            c.close.fin[side] = Some(pkt.frame_no);
+            c.close
+                .first
+                .get_or_insert((from_client, pkt.frame_no, pkt.ts_ns));
+        }
+        if f.rst() && c.close.rst.is_none() {
+            c.close.rst = Some((from_client, pkt.frame_no));
+            c.close
+                .first
+                .get_or_insert((from_client, pkt.frame_no, pkt.ts_ns));
+        }
+    }
+
+    /// After the reassembler: the SYN of a new connection, then connections that closed.
+    fn after(&mut self) {
+        for id in std::mem::take(&mut self.new_conns) {
+            let (Some(s), Some(c)) = (self.cur, self.conns.get_mut(&id)) else {
+                continue;
+            };
+            if !s.flags.syn() || c.r.first_frame != self.cur_frame {
+                continue;
+            }
+            if s.flags.ack() {
+                c.open.synack = Some(self.cur_frame);
+                self.awaiting_ack += 1;
+            } else {
+                c.open.syn = Some((self.cur_frame, self.cur_ts));
+            }
+        }
+        for (id, reason, ts) in std::mem::take(&mut self.closing) {
+            self.close_conn(id, reason, ts);
+        }
+        // A FIN exchange whose last ACK never comes: give up after two seconds.
+        if !self.pending_closes.is_empty() {
+            self.flush_pending_closes(Some(self.cur_ts - 2_000_000_000));
+        }
+    }
+
+    /// Emits the waiting `conn_closed` events older than `before` (all with `None`).
+    fn flush_pending_closes(&mut self, before: Option<i64>) {
+        let mut i = 0;
+        while i < self.pending_closes.len() {
+            let old = before.is_none_or(|b| (self.pending_closes[i].event.ts as i64) < b);
+            if old {
+                let p = self.pending_closes.swap_remove(i);
+                self.emit_close(p);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn emit_close(&mut self, p: PendingClose) {
+        let words = match &p.event.kind {
+            EventKind::ConnClosed {
+                how: CloseHow::Rst, ..
+            } => "connection reset (RST)",
+            _ => "connection closed (FIN)",
+        };
+        self.emit(&p.event, words, p.report.as_ref());
+        if self
+            .keys
+            .get(&p.key)
+            .is_some_and(|id| !self.conns.contains_key(id))
+        {
+            self.keys.remove(&p.key);
+        }
+    }
+
+    /// The connection ended: decide what it was if still undecided, flush what is
+    /// pending, write `conn_closed`, and keep its report.
+    fn close_conn(&mut self, id: u64, reason: CloseReason, _ts: i64) {
+        let Some(mut c) = self.conns.remove(&id) else {
+            return;
+        };
+        // Both FINs (or a RST) were seen, but bytes before them never came (a snap length
+        // cut them, or they were lost): still a close.
+        let reason = match reason {
+            CloseReason::EndOfCapture | CloseReason::Idle if c.close.rst.is_some() => {
+                CloseReason::Rst
+            }
+            CloseReason::EndOfCapture | CloseReason::Idle
+                if c.close.fin.iter().all(Option::is_some) =>
+            {
+                CloseReason::Fin
+            }
+            r => r,
+        };
+        if c.open.synack.is_some() && c.open.ack.is_none() {
+            self.awaiting_ack = self.awaiting_ack.saturating_sub(1);
+        }
+        // An undecided connection is decided now, with what there is.
+        if matches!(c.live, Live::Undecided { .. }) {
+            self.decide(&mut c, true);
+        }
+        let mut ctx = self.ctx();
+        match &mut c.live {
+            Live::Http(h) => {
+                let (r, carried) = (&mut c.r, &mut c.carried);
+                http_responses(&mut ctx, r, carried, h, true);
+            }
+            Live::Peer(dec) => {
+                for dir in [Dir::C2s, Dir::S2c] {
+                    if dec.hunting(dir).is_some() && c.r.sides[dir.index()].bytes > 0 {
+                        if c.found {
+                            c.r.note(format!(
+                                "{}: no message framing found after offset {}",
+                                c.r.dir_words(dir),
+                                dec.hunting(dir).unwrap_or_default()
+                            ));
+                        }
+                    } else if dec.buffered(dir) > 0 && !dec.stopped(dir) {
+                        c.r.note(format!(
+                            "{}: the connection ended inside a message ({} bytes of it seen)",
+                            c.r.dir_words(dir),
+                            dec.buffered(dir)
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        // A connection picked up mid-stream that never showed BitTorrent framing is not one.
+        if c.kind == Verdict::MidStream && !c.found {
+            c.reportable = false;
+        }
+        match (c.kind, c.reportable) {
+            (Verdict::BitTorrent, true) => self.report.bittorrent += 1,
+            (Verdict::MidStream, true) => {
+                self.report.bittorrent += 1;
+                self.report.mid_stream += 1;
+            }
+            (Verdict::Encrypted, _) if c.r.kind == ConnKind::BitTorrent => {
+                self.report.bittorrent += 1
+            }
+            (Verdict::Encrypted, _) => self.report.encrypted += 1,
+            (Verdict::TrackerHttp, _) => self.report.tracker_http += 1,
+            (Verdict::MidStream, false) => self.report.other += 1,
+            _ => {}
+        }
+        let by = |client: bool| if client { c.r.client } else { c.r.server };
+        c.r.end = match (reason, c.close.first) {
+            (CloseReason::Fin, Some((client, ..))) => format!("closed (FIN) by {}", by(client)),
+            (CloseReason::Rst, Some((client, ..))) => format!("reset (RST) by {}", by(client)),
+            (CloseReason::Fin, None) => "closed (FIN)".into(),
+            (CloseReason::Rst, None) => "reset (RST)".into(),
+            (CloseReason::Idle, _) => "no more packets (idle timeout)".into(),
+            (CloseReason::Evicted, _) => "dropped to stay under the connection limit".into(),
+            (CloseReason::Reused, _) => "its ports were reused by a new connection".into(),
+            (CloseReason::EndOfCapture, _) => {
+                if c.close.fin.iter().any(Option::is_some) {
+                    "half-closed (one FIN) at the end of the capture".into()
+                } else {
+                    "still open at the end of the capture".into()
+                }
+            }
+        };
+        let established = c.open.syn.is_some() && c.open.synack.is_some();
+        let empty = c.r.sides.iter().all(|s| s.bytes == 0);
+        if empty && established && !c.reportable {
+            self.report.empty += 1;
+            self.emit_opened(&mut c);
+        }
+        let report = (c.reportable || (empty && established)).then(|| c.r.clone());
+        let pending = match (reason, c.opened_emitted && self.opts.events) {
+            (CloseReason::Fin | CloseReason::Rst, true) => {
+                let how = if reason == CloseReason::Rst {
+                    CloseHow::Rst
+                } else {
+                    CloseHow::Fin
+                };
+                let (closer_is_client, _, ts) = c.close.first.unwrap_or((true, 0, self.cur_ts));
+                let (src, dst) = if closer_is_client {
+                    (c.r.client, c.r.server)
+                } else {
+                    (c.r.server, c.r.client)
+                };
+                let mut frames: Vec<u64> = c.close.fin.iter().flatten().copied().collect();
+                if let Some((_, f)) = c.close.rst {
+                    frames.push(f);
+                }
+                frames.sort_unstable();
+                let mut e = Event::new(ts_u64(ts), EventKind::ConnClosed { how, reason: None });
+                e.conn = Some(c.r.id);
+                e.src = Some(src);
+                e.dst = Some(dst);
+                e.frames = frames;
+                Some(PendingClose {
+                    key: c.key,
+                    acker: src,
+                    event: e,
+                    report: report.clone(),
+                })
+            }
+            _ => None,
+        };
+        match pending {
+            Some(p) if reason == CloseReason::Fin => self.pending_closes.push(p),
+            Some(p) => self.emit_close(p),
+            None => {
+                if self.keys.get(&c.key) == Some(&id) {
+                    self.keys.remove(&c.key);
+                }
+            }
+        }
+        if c.reportable {
+            if self.report.conns.len() < self.opts.max_reports {
+                self.report.conns.push(c.r);
+            } else {
+                self.report.conns_dropped += 1;
+            }
+        }
+    }
+
+    fn ctx(&mut self) -> Ctx<'_, 'o> {
+        Ctx {
+            events: self.opts.events,
+            out: &mut *self.out,
+            error: &mut self.error,
+            n_events: &mut self.report.events,
+            checker: self.checker.as_deref_mut(),
+            tracker_log: &mut self.report.tracker_log,
+            frame: self.cur_frame,
+            ts: self.cur_ts,
+        }
+    }
+
+    /// Writes `conn_opened` (once, when the start was seen).
+    fn emit_opened(&mut self, c: &mut Conn) {
+        if c.opened_emitted {
+            return;
+        }
+        c.opened_emitted = true;
+        let Some((syn, ts)) = c.open.syn else {
+            return;
+        };
+        if !self.opts.events {
+            return;
+        }
+        let mut e = Event::new(ts_u64(ts), EventKind::ConnOpened { local: None });
+        e.conn = Some(c.r.id);
+        e.src = Some(c.r.client);
+        e.dst = Some(c.r.server);
+        e.frames = [Some(syn), c.open.synack, c.open.ack]
+            .into_iter()
+            .flatten()
+            .collect();
+        self.emit(&e, "connection opened (SYN, SYN-ACK, ACK)", Some(&c.r));
+    }
+
+    /// Tries to tell what `c` is from its first bytes (`done`: no more will come), and if it
+    /// can, switches it to that and replays the bytes kept so far.
+    fn decide(&mut self, c: &mut Conn, done: bool) {
+        let Live::Undecided { pre, start } = &mut c.live else {
+            return;
+        };
+        let verdict = classify(&Sniff {
+            bytes: [&pre[0], &pre[1]],
+            syn_seen: c.r.syn_seen && start.iter().all(Option::is_none),
+            first_speaker: c.speaker,
+            first_flight: c.flight,
+            answered: c.answered,
+            done,
+        });
+        let verdict = match verdict {
+            Verdict::Undecided if done => Verdict::Other,
+            v => v,
+        };
+        if verdict == Verdict::Undecided {
+            return;
+        }
+        let pre = std::mem::take(pre);
+        let start = *start;
+        c.kind = verdict;
+        let kind = match verdict {
+            Verdict::BitTorrent | Verdict::MidStream => ConnKind::BitTorrent,
+            Verdict::Encrypted => ConnKind::Encrypted,
+            Verdict::TrackerHttp => ConnKind::TrackerHttp,
+            _ => {
+                c.live = Live::Ignored;
+                c.carried = Default::default();
+                let empty = pre.iter().all(Vec::is_empty);
+                if !empty {
+                    self.report.other += 1;
+                }
+                return;
+            }
+        };
+        c.r.kind = kind;
+        c.reportable = true;
+        c.live = match verdict {
+            Verdict::TrackerHttp => Live::Http(Box::default()),
+            _ => {
+                let starts = [0, 1].map(|d| {
+                    let b = &pre[d];
+                    if start[d].is_some() || verdict == Verdict::MidStream {
+                        Start::Hunt
+                    } else if b.is_empty() || looks_like_handshake_prefix(b) || c.r.syn_seen {
+                        Start::Handshake
+                    } else {
+                        Start::Hunt
+                    }
+                });
+                let mut dec = PeerDecoder::with_starts(starts);
+                for (d, s) in start.iter().enumerate() {
+                    if let Some(at) = s {
+                        dec.set_start_offset([Dir::C2s, Dir::S2c][d], *at);
+                    }
+                }
+                for (d, s) in starts.iter().enumerate() {
+                    if *s == Start::Hunt {
+                        c.r.sides[d].mid_stream = true;
+                    }
+                }
+                Live::Peer(Box::new(dec))
+            }
+        };
+        if verdict == Verdict::Encrypted {
+            c.r.mse = true;
+            let first = c.speaker.unwrap_or(0);
+            c.r.note(format!(
+                "encrypted (MSE/PE): the {} opened with {} bytes of random-looking data{}",
+                side_name(first == 0),
+                c.flight,
+                if c.answered {
+                    " and was answered in kind".to_string()
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        if verdict == Verdict::MidStream {
+            c.r.note("started mid-stream: the connection's start is not in the capture".into());
+        }
+        self.emit_opened(c);
+        // Replay what was kept, first speaker first.
+        let order = if c.speaker == Some(1) { [1, 0] } else { [0, 1] };
+        for d in order {
+            if !pre[d].is_empty() {
+                let base = start[d].unwrap_or(0);
+                self.feed(c, [Dir::C2s, Dir::S2c][d], base, &pre[d]);
+            }
+        }
+    }
+
+    /// Hands stream bytes of `dir` at `offset` to the connection's decoder.
+    fn feed(&mut self, c: &mut Conn, dir: Dir, offset: u64, data: &[u8]) {
+        let d = dir.index();
+        let events = self.opts.events;
+        let max_hunt = self.opts.max_hunt;
+        let mut ctx = self.ctx();
+        let Conn {
+            r,
+            live,
+            carried,
+            found,
+            reportable,
+            ..
+        } = c;
+        match live {
+            Live::Peer(dec) => {
+                let info_hash = r.info_hash().copied();
+                let carried_d = &carried[d];
+                dec.push(dir, data, &mut |item| {
+                    peer_item(&mut ctx, r, carried_d, info_hash, found, item);
+                });
+                if events {
+                    prune(&mut carried[d], dec.pending_offset(dir));
+                }
+                if let Some(from) = dec.hunting(dir) {
+                    let now = offset + data.len() as u64;
+                    if now.saturating_sub(from) > max_hunt && !*found {
+                        // Not BitTorrent after all: stop looking.
+                        *live = Live::Ignored;
+                        *carried = Default::default();
+                        *reportable = false;
+                    }
+                }
+            }
+            Live::Http(h) => {
+                if h.failed[d] {
+                    return;
+                }
+                if h.buf[d].is_empty() {
+                    h.base[d] = offset;
+                }
+                if h.buf[d].len() + data.len() > MAX_HTTP {
+                    h.failed[d] = true;
+                    h.buf[d] = Vec::new();
+                    r.note(format!(
+                        "{}: HTTP message longer than {MAX_HTTP} bytes: not decoded",
+                        r.dir_words(dir)
+                    ));
+                    return;
+                }
+                h.buf[d].extend_from_slice(data);
+                if dir == Dir::C2s {
+                    http_requests(&mut ctx, r, carried, h);
+                } else {
+                    http_responses(&mut ctx, r, carried, h, false);
+                }
+            }
+            Live::Undecided { .. } | Live::Ignored => {}
+        }
+    }
+}
+
+fn side_name(client: bool) -> &'static str {
+    if client {
+        "client"
+    } else {
+        "server"
+    }
+}
+
+/// What item handlers need from the analyzer (split from the connection they work on).
+struct Ctx<'a, 'o> {
+    events: bool,
+    out: &'a mut (dyn EventOut + 'o),
+    error: &'a mut Option<io::Error>,
+    n_events: &'a mut u64,
+    checker: Option<&'a mut PieceChecker>,
+    tracker_log: &'a mut Vec<String>,
+    frame: u64,
+    ts: i64,
+}
+
+impl Ctx<'_, '_> {
+    /// Emits the event of a decoded item of connection `r`, with the frames carrying it.
+    fn item(&mut self, r: &ConnReport, carried: &VecDeque<Carried>, d: Decoded) {
+        if !self.events {
+            return;
+        }
+        let (frames, ts) = frames_for(carried, d.offset, d.end());
+        let mut e = Event::new(ts_u64(ts.unwrap_or(self.ts)), d.kind);
+        let (src, dst) = r.endpoints(d.dir);
+        e.conn = Some(r.id);
+        e.src = Some(src);
+        e.dst = Some(dst);
+        e.dir = Some(d.dir);
+        e.frames = frames;
+        self.emit(&e, &d.words, Some(r));
+    }
+
+    fn emit(&mut self, e: &Event, words: &str, r: Option<&ConnReport>) {
+        *self.n_events += 1;
+        if self.error.is_none() {
+            if let Err(err) = self.out.event(e, words, r) {
+                *self.error = Some(err);
+            }
+        }
+    }
+}
+
+/// Counts (and emits) one item of a peer connection.
+fn peer_item(
+    ctx: &mut Ctx<'_, '_>,
+    r: &mut ConnReport,
+    carried: &VecDeque<Carried>,
+    info_hash: Option<[u8; 20]>,
+    found: &mut bool,
+    item: PeerItem<'_>,
+) {
+    match &item {
+        PeerItem::Resynced {
+            dir,
+            from,
+            at,
+            handshake,
+        } => {
+            let who = r.dir_words(*dir);
+            let side = &mut r.sides[dir.index()];
+            let note = if *handshake && r.mse {
+                // The "error" at offset 0 was the MSE/PE preamble.
+                side.protocol_errors = side.protocol_errors.saturating_sub(1);
+                r.kind = ConnKind::BitTorrent;
+                format!(
+                    "{who}: the MSE/PE handshake ({} bytes) selected plaintext: BitTorrent \
+                     handshake at stream offset {at}",
+                    at - from
+                )
+            } else if *handshake {
+                format!(
+                    "{who}: {} bytes before the handshake at stream offset {at}",
+                    at - from
+                )
+            } else if side.mid_stream && side.messages() == 0 && side.handshake.is_none() {
+                format!("{who}: started mid-stream; first message at stream offset {at}")
+            } else {
+                format!(
+                    "{who}: resynchronized at stream offset {at} after skipping {} bytes \
+                     (frame {})",
+                    at - from,
+                    ctx.frame
+                )
+            };
+            r.note(note);
+            return;
+        }
+        PeerItem::Error { dir, error } => {
+            let side = &mut r.sides[dir.index()];
+            side.protocol_errors += 1;
+            if r.kind != ConnKind::Encrypted {
+                r.note(format!(
+                    "{}: protocol error at stream offset {} (frame {}): {}",
+                    r.dir_words(*dir),
+                    error.offset,
+                    ctx.frame,
+                    error.error
+                ));
+            }
+        }
+        PeerItem::Wire {
+            dir,
+            item: d,
+            receiver_ext,
+        } => {
+            *found = true;
+            let side = &mut r.sides[dir.index()];
+            match d.item {
+                Item::Handshake(h) => {
+                    side.handshake = Some(HandshakeInfo {
+                        reserved: h.reserved,
+                        info_hash: h.info_hash,
+                        peer_id: h.peer_id,
+                        client: crate::peer_id::client_name(&h.peer_id),
+                    });
+                }
+                Item::Message(m) => {
+                    side.counts[kind_slot(m.kind())] += 1;
+                    match m {
+                        Message::Unchoke => {
+                            side.first_unchoke_ns.get_or_insert(ctx.ts);
+                        }
+                        Message::Piece { index, begin, data } => {
+                            side.blocks += 1;
+                            side.piece_bytes += data.len() as u64;
+                            side.pieces.insert(index);
+                            if let Some(ch) = ctx.checker.as_deref_mut() {
+                                let ours = info_hash.is_none_or(|h| h == *ch.info_hash());
+                                if ours {
+                                    if let Err(e) = ch.block(index, begin, data) {
+                                        if ctx.error.is_none() {
+                                            *ctx.error = Some(e);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        Message::Extended { ext_id, payload } => {
+                            let name = if ext_id == EXTENDED_HANDSHAKE_ID {
+                                if let Ok(h) = ExtendedHandshake::parse(payload) {
+                                    side.ext = Some(h);
+                                }
+                                "handshake".to_string()
+                            } else {
+                                receiver_ext
+                                    .and_then(|x| x.name_of(ext_id))
+                                    .map_or_else(|| format!("id {ext_id}"), str::to_string)
+                            };
+                            *side.extended.entry(name).or_default() += 1;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    if ctx.events {
+        if let Some(d) = item.to_decoded() {
+            ctx.item(r, carried, d);
+        }
+    }
+}
+
+/// Decodes the complete requests buffered in a tracker conversation.
+fn http_requests(
+    ctx: &mut Ctx<'_, '_>,
+    r: &mut ConnReport,
+    carried: &mut [VecDeque<Carried>; 2],
+    h: &mut Http,
+) {
+    while !h.buf[0].is_empty() && !h.failed[0] {
+        let Some(mut d) = decode_http_request(&h.buf[0]) else {
+            return;
+        };
+        let base = h.base[0];
+        d.offset = base;
+        let used = d.len as usize;
+        let mut scrape = false;
+        match &mut d.kind {
+            EventKind::TrackerHttpRequest { offset, target, .. } => {
+                *offset = base;
+                let path = target.split('?').next().unwrap_or_default();
+                scrape = path
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .starts_with("scrape");
+            }
+            EventKind::ProtocolError { offset, .. } => {
+                *offset = base;
+                h.failed[0] = true;
+            }
+            _ => {}
+        }
+        h.scrapes.push_back(scrape);
+        r.sides[0].http_messages += 1;
+        log_tracker(ctx.tracker_log, r, &d.words);
+        ctx.item(r, &carried[0], d);
+        h.buf[0].drain(..used.min(h.buf[0].len()));
+        h.base[0] += used as u64;
+        prune(&mut carried[0], h.base[0]);
+        if used == 0 {
+            h.failed[0] = true;
+        }
+    }
+}
+
+/// Decodes the complete responses buffered in a tracker conversation (`eof`: the server
+/// closed, so a body without a length ends here).
+fn http_responses(
+    ctx: &mut Ctx<'_, '_>,
+    r: &mut ConnReport,
+    carried: &mut [VecDeque<Carried>; 2],
+    h: &mut Http,
+    eof: bool,
+) {
+    while !h.buf[1].is_empty() && !h.failed[1] {
+        let scrape = h.scrapes.front().copied().unwrap_or(false);
+        let Some(mut d) = decode_http_response(&h.buf[1], eof, scrape) else {
+            return;
+        };
+        h.scrapes.pop_front();
+        let base = h.base[1];
+        d.offset = base;
+        let used = d.len as usize;
+        match &mut d.kind {
+            EventKind::TrackerHttpResponse { offset, .. } => *offset = base,
+            EventKind::ProtocolError { offset, .. } => {
+                *offset = base;
+                h.failed[1] = true;
+            }
+            _ => {}
+        }
+        r.sides[1].http_messages += 1;
+        log_tracker(ctx.tracker_log, r, &d.words);
+        ctx.item(r, &carried[1], d);
+        h.buf[1].drain(..used.min(h.buf[1].len()));
+        h.base[1] += used as u64;
+        prune(&mut carried[1], h.base[1]);
+        if used == 0 {
+            h.failed[1] = true;
+        }
+    }
+}
+
+/// Drops the frames wholly before stream offset `keep`.
+fn prune(carried: &mut VecDeque<Carried>, keep: u64) {
+    while carried.front().is_some_and(|x| x.end <= keep) {
+        carried.pop_front();
+    }
+}
+
+fn log_tracker(log: &mut Vec<String>, r: &ConnReport, words: &str) {
+    if log.len() < MAX_TRACKER_LOG {
+        log.push(format!("tcp {} {} → {}: {words}", r.id, r.client, r.server));
+    }
+}
+
+impl StreamSink for Analyzer<'_> {
+    fn on_open(&mut self, info: &ConnInfo) {
+        let key = norm(info.a, info.b);
+        self.keys.insert(key, info.id.0);
+        self.new_conns.push(info.id.0);
+        self.conns.insert(
+            info.id.0,
+            Conn {
+                r: ConnReport::new(info),
+                key,
+                open: OpenTrack::default(),
+                close: CloseTrack::default(),
+                opened_emitted: false,
+                speaker: None,
+                flight: 0,
+                answered: false,
+                live: Live::Undecided {
+                    pre: Default::default(),
+                    start: [None, None],
+                },
+                carried: Default::default(),
+                found: false,
+                reportable: false,
+                kind: Verdict::Undecided,
+            },
+        );
+    }
+
+    fn on_data(
+        &mut self,
+        conn: ConnId,
+        dir: Direction,
+        offset: u64,
+        data: &[u8],
+        frame_no: u64,
+        ts_ns: i64,
+    ) {
+        let Some(mut c) = self.conns.remove(&conn.0) else {
+            return;
+        };
+        let dir = dir_of(dir);
+        let d = dir.index();
+        c.r.last_frame = frame_no;
+        c.r.last_ts_ns = ts_ns;
+        c.r.sides[d].bytes += data.len() as u64;
+        match c.speaker {
+            None => {
+                c.speaker = Some(d);
+                c.flight = data.len() as u64;
+            }
+            Some(s) if s == d && !c.answered => c.flight += data.len() as u64,
+            Some(_) => c.answered = true,
+        }
+        if self.opts.events && !matches!(c.live, Live::Ignored) {
+            let cd = &mut c.carried[d];
+            let end = offset + data.len() as u64;
+            match cd.back_mut() {
+                Some(last) if last.frame == frame_no && last.end == offset => last.end = end,
+                _ => cd.push_back(Carried {
+                    frame: frame_no,
+                    ts: ts_ns,
+                    start: offset,
+                    end,
+                }),
+            }
+        }
+        if let Live::Undecided { pre, .. } = &mut c.live {
+            let old = pre[d].len();
+            let take = data.len().min(SNIFF_LEN.saturating_sub(old));
+            pre[d].extend_from_slice(&data[..take]);
+            let full = take < data.len() || pre[d].len() >= SNIFF_LEN;
+            self.decide(&mut c, full);
+            if matches!(c.live, Live::Undecided { .. }) {
+                self.conns.insert(conn.0, c);
+                return;
+            }
+            // Decided: the replay fed everything kept, this chunk's first `take` bytes
+            // included; feed the rest.
+            if take < data.len() {
+                self.feed(&mut c, dir, offset + take as u64, &data[take..]);
+            }
+        } else {
+            self.feed(&mut c, dir, offset, data);
+        }
+        self.conns.insert(conn.0, c);
+    }
+
+    fn on_gap(&mut self, conn: ConnId, dir: Direction, gap: &Gap) {
+        let Some(mut c) = self.conns.remove(&conn.0) else {
+            return;
+        };
+        let dir = dir_of(dir);
+        let d = dir.index();
+        if let Live::Undecided { pre, start } = &mut c.live {
+            if pre[d].is_empty() && start[d].is_none() {
+                // The direction's first bytes are missing: it starts after the gap.
+                start[d] = Some(gap.offset + gap.len);
+            } else {
+                self.decide(&mut c, true);
+            }
+        }
+        let resume = gap.offset + gap.len;
+        let side = &mut c.r.sides[d];
+        side.gaps += 1;
+        side.gap_bytes += gap.len;
+        let reportable = !matches!(c.live, Live::Ignored | Live::Undecided { .. });
+        let frames = match (gap.frame_before, gap.frame_after) {
+            (Some(a), Some(b)) => format!("between frames {a} and {b}"),
+            (None, Some(b)) => format!("before frame {b}"),
+            (Some(a), None) => format!("after frame {a}"),
+            (None, None) => String::new(),
+        };
+        let mut cut_piece = None;
+        let effect = match &mut c.live {
+            Live::Peer(dec) => match dec.gap(dir, gap.len, resume) {
+                GapEffect::LostMessage {
+                    message_at,
+                    next,
+                    piece: Some(b),
+                    again: false,
+                    ..
+                } => {
+                    cut_piece = Some((message_at, next, b));
+                    String::new()
+                }
+                GapEffect::LostMessage { again: true, .. } => String::new(),
+                GapEffect::LostMessage { message_at, id, .. } => format!(
+                    "; the {} message at offset {message_at} is lost",
+                    id.map_or("unknown", |i| MessageKind::from_id(i).name())
+                ),
+                GapEffect::Hunting { .. } => "; resynchronizing on message framing".into(),
+                GapEffect::Stopped => String::new(),
+            },
+            Live::Http(h) => {
+                h.failed[d] = true;
+                "; HTTP decoding stops".into()
+            }
+            _ => String::new(),
+        };
+        if let Some((at, next, b)) = cut_piece {
+            // A piece whose data is not in the capture (a snap length, or lost): its header
+            // tells which block it was.
+            let side = &mut c.r.sides[d];
+            side.counts[kind_slot(MessageKind::Piece)] += 1;
+            side.blocks += 1;
+            side.cut_blocks += 1;
+            side.piece_bytes += u64::from(b.length);
+            side.pieces.insert(b.index);
+            if self.opts.events {
+                let kind = EventKind::Message {
+                    offset: at,
+                    len: next - at,
+                    msg: Msg::Piece {
+                        index: b.index,
+                        begin: b.begin,
+                        length: b.length,
+                        sha1: String::new(),
+                    },
+                };
+                let words = format!(
+                    "piece {} begin {} length {} (data not in the capture)",
+                    b.index, b.begin, b.length
+                );
+                let d = Decoded {
+                    dir,
+                    offset: at,
+                    len: next - at,
+                    kind,
+                    words,
+                };
+                let mut ctx = self.ctx();
+                ctx.item(&c.r, &c.carried[d.dir.index()], d);
+            }
+        } else if reportable && (!effect.is_empty() || c.r.sides[d].cut_blocks == 0) {
+            c.r.note(format!(
+                "{}: gap of {} bytes at stream offset {} {frames}{effect}",
+                c.r.dir_words(dir),
+                gap.len,
+                gap.offset
+            ));
+        }
+        c.carried[d].clear();
+        self.conns.insert(conn.0, c);
+    }
+
+    fn on_conflict(&mut self, conn: ConnId, dir: Direction, x: &Conflict) {
+        if let Some(c) = self.conns.get_mut(&conn.0) {
+            c.r.note(format!(
+                "{}: conflicting retransmission: {} of {} bytes differ at stream offset {} \
+                 (frame {} kept, frame {} dropped)",
+                c.r.dir_words(dir_of(dir)),
+                x.differing,
+                x.len,
+                x.offset,
+                x.kept_frame,
+                x.dropped_frame
+            ));
+        }
+    }
+
+    fn on_close(&mut self, conn: ConnId, reason: CloseReason, ts_ns: i64) {
+        self.closing.push((conn.0, reason, ts_ns));
+        // Outside a packet (end of capture), nothing more will come for it.
+        if self.cur.is_none() {
+            for (id, reason, ts) in std::mem::take(&mut self.closing) {
+                self.close_conn(id, reason, ts);
+            }
+        }
+    }
+
+    fn on_udp(&mut self, dg: &Datagram<'_>) {
+        let stream = self.udp_streams.id(dg.src, dg.dst);
+        let Some(to_tracker) = self.udp.classify(dg.src, dg.dst, dg.payload) else {
+            return;
+        };
+        self.report.udp_tracker_datagrams += 1;
+        let ipv6 = dg.src.ip().to_canonical().is_ipv6();
+        let (kind, words) = decode_udp(dg.payload, to_tracker, ipv6);
+        if self.report.tracker_log.len() < MAX_TRACKER_LOG {
+            self.report
+                .tracker_log
+                .push(format!("udp {stream} {} → {}: {words}", dg.src, dg.dst));
+        }
+        if self.opts.events {
+            let mut e = Event::new(ts_u64(dg.ts_ns), kind);
+            e.conn = Some(stream);
+            e.src = Some(dg.src);
+            e.dst = Some(dg.dst);
+            e.frames = vec![dg.frame_no];
+            self.emit(&e, &words, None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::reader::tests::Builder;
+    use crate::wire::{BlockRef, Handshake};
+    use etherparse::PacketBuilder;
+    use proptest::prelude::*;
+
+    const A: ([u8; 4], u16) = ([127, 0, 0, 1], 40000);
+    const B: ([u8; 4], u16) = ([127, 0, 0, 2], 7001);
+
+    /// An Ethernet/IPv4/TCP frame.
+    fn tcp(
+        from: ([u8; 4], u16),
+        to: ([u8; 4], u16),
+        seq: u32,
+        flags: &str,
+        data: &[u8],
+    ) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([1; 6], [2; 6]).ipv4(from.0, to.0, 64);
+        let mut t = b.tcp(from.1, to.1, seq, 1000);
+        if flags.contains('S') {
+            t = t.syn();
+        }
+        if flags.contains('A') {
+            t = t.ack(1);
+        }
+        if flags.contains('F') {
+            t = t.fin();
+        }
+        if flags.contains('R') {
+            t = t.rst();
+        }
+        let mut v = Vec::new();
+        t.write(&mut v, data).unwrap();
+        v
+    }
+
+    fn pcapng(frames: &[Vec<u8>]) -> Vec<u8> {
+        let mut b = Builder::new(true);
+        b.shb().idb(1, Some(9), None);
+        for (i, f) in frames.iter().enumerate() {
+            b.epb(0, 1_000_000 * (i as u64 + 1), f, f.len() as u32);
+        }
+        b.out
+    }
+
+    #[derive(Default)]
+    struct Collect(Vec<(Event, String)>);
+    impl EventOut for Collect {
+        fn event(&mut self, e: &Event, words: &str, _: Option<&ConnReport>) -> io::Result<()> {
+            self.0.push((e.clone(), words.to_string()));
+            Ok(())
+        }
+    }
+
+    fn run(frames: &[Vec<u8>]) -> (CaptureReport, Vec<(Event, String)>) {
+        let bytes = pcapng(frames);
+        let mut r = CaptureReader::new(&bytes[..]).unwrap();
+        let mut out = Collect::default();
+        let opts = Options {
+            events: true,
+            ..Options::default()
+        };
+        let rep = analyze(&mut r, opts, &mut out, None).unwrap();
+        (rep, out.0)
+    }
+
+    fn msgs(ms: &[Message<'_>]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for m in ms {
+            m.emit(&mut v);
+        }
+        v
+    }
+
+    #[test]
+    fn handshake_on_an_unusual_port_opens_and_closes() {
+        let mut c2s = Handshake::new(
+            Reserved::new().with_fast(),
+            [3; 20],
+            *b"-qB4500-xxxxxxxxxxxx",
+        )
+        .emit()
+        .to_vec();
+        c2s.extend(msgs(&[Message::Interested]));
+        let s2c = msgs(&[Message::HaveAll, Message::Unchoke]);
+        let mut s2c_all = Handshake::new(Reserved::new(), [3; 20], *b"-UT3550-yyyyyyyyyyyy")
+            .emit()
+            .to_vec();
+        s2c_all.extend(&s2c);
+        let frames = vec![
+            tcp(A, B, 100, "S", b""),
+            tcp(B, A, 500, "SA", b""),
+            tcp(A, B, 101, "A", b""),
+            tcp(A, B, 101, "A", &c2s),
+            tcp(B, A, 501, "A", &s2c_all),
+            tcp(A, B, 101 + c2s.len() as u32, "FA", b""),
+            tcp(B, A, 501 + s2c_all.len() as u32, "FA", b""),
+            tcp(A, B, 102 + c2s.len() as u32, "A", b""),
+        ];
+        let (rep, ev) = run(&frames);
+        assert_eq!((rep.bittorrent, rep.conns.len()), (1, 1));
+        let c = &rep.conns[0];
+        assert_eq!(
+            c.sides[0].handshake.as_ref().unwrap().client,
+            "qBittorrent 4.5.0"
+        );
+        assert_eq!(c.sides[1].counts[kind_slot(MessageKind::HaveAll)], 1);
+        assert_eq!(c.end, "closed (FIN) by 127.0.0.1:40000");
+        assert!(c.sides[1].first_unchoke_ns.is_some());
+        let kinds: Vec<&str> = ev.iter().map(|(_, w)| w.as_str()).collect();
+        assert_eq!(
+            kinds.first(),
+            Some(&"connection opened (SYN, SYN-ACK, ACK)")
+        );
+        assert_eq!(kinds.last(), Some(&"connection closed (FIN)"));
+        assert_eq!(ev[0].0.frames, [1, 2, 3]);
+        assert_eq!(ev.last().unwrap().0.frames, [6, 7, 8]);
+        assert_eq!(ev.len(), 7, "{kinds:?}");
+    }
+
+    #[test]
+    fn mid_stream_with_a_gap() {
+        // The tail of a piece, then haves; a segment lost inside a request; more messages.
+        let mut s: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
+        s.extend(msgs(&[
+            Message::Have { index: 1 },
+            Message::Have { index: 2 },
+        ]));
+        let req = msgs(&[Message::Request(BlockRef::new(9, 0, 16384))]);
+        let after = msgs(&[Message::Have { index: 3 }, Message::Choke]);
+        let seq0 = 7_000_000u32;
+        let frames = vec![
+            tcp(A, B, seq0, "A", &s),
+            // first 10 bytes of the request, then 7 lost
+            tcp(A, B, seq0 + s.len() as u32, "A", &req[..10]),
+            tcp(A, B, seq0 + (s.len() + 17) as u32, "A", &after),
+        ];
+        let (rep, ev) = run(&frames);
+        assert_eq!((rep.bittorrent, rep.mid_stream), (1, 1));
+        let c = &rep.conns[0];
+        let side = &c.sides[0];
+        assert!(side.mid_stream);
+        assert_eq!(side.counts[kind_slot(MessageKind::Have)], 3);
+        assert_eq!(side.counts[kind_slot(MessageKind::Choke)], 1);
+        assert_eq!((side.gaps, side.gap_bytes), (1, 7));
+        assert!(
+            c.notes
+                .iter()
+                .any(|n| n.contains("the request message at offset 318 is lost")),
+            "{:?}",
+            c.notes
+        );
+        assert!(c
+            .notes
+            .iter()
+            .any(|n| n.contains("first message at stream offset 300")));
+        // No conn_opened: the start is not in the capture.
+        assert!(ev
+            .iter()
+            .all(|(e, _)| !matches!(e.kind, EventKind::ConnOpened { .. })));
+        assert_eq!(ev.len(), 4);
+    }
+
+    #[test]
+    fn random_bytes_mid_stream_are_not_bittorrent() {
+        let noise: Vec<u8> = (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let frames: Vec<Vec<u8>> = noise
+            .chunks(1400)
+            .enumerate()
+            .map(|(i, c)| tcp(A, B, 1 + 1400 * i as u32, "A", c))
+            .collect();
+        let bytes = pcapng(&frames);
+        let mut r = CaptureReader::new(&bytes[..]).unwrap();
+        let opts = Options {
+            max_hunt: 64 * 1024,
+            ..Options::default()
+        };
+        let rep = analyze(&mut r, opts, &mut NoEvents, None).unwrap();
+        assert_eq!((rep.bittorrent, rep.other), (0, 1));
+        assert!(rep.conns.is_empty());
+    }
+
+    #[test]
+    fn mse_then_rst() {
+        let mut x = 99u64;
+        let key: Vec<u8> = (0..300)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (x >> 56) as u8
+            })
+            .collect();
+        let frames = vec![
+            tcp(A, B, 100, "S", b""),
+            tcp(B, A, 500, "SA", b""),
+            tcp(A, B, 101, "A", b""),
+            tcp(A, B, 101, "A", &key),
+            tcp(B, A, 501, "RA", b""),
+        ];
+        let (rep, ev) = run(&frames);
+        assert_eq!((rep.encrypted, rep.bittorrent), (1, 0));
+        assert_eq!(rep.conns[0].kind, ConnKind::Encrypted);
+        assert_eq!(rep.conns[0].end, "reset (RST) by 127.0.0.2:7001");
+        let words: Vec<&str> = ev.iter().map(|(_, w)| w.as_str()).collect();
+        assert_eq!(words.len(), 3, "{words:?}");
+        assert!(words[1].starts_with("protocol error: not a BitTorrent handshake"));
+        assert_eq!(words[2], "connection reset (RST)");
+    }
+
+    #[test]
+    fn http_tracker_on_any_port() {
+        let req = b"GET /tr/announce?info_hash=%01%02%03%04%05%06%07%08%09%0a%0b%0c%0d%0e%0f%10%11%12%13%14&peer_id=-TR3000-abcdefghijkl&port=51413&uploaded=0&downloaded=0&left=5&event=started&compact=1 HTTP/1.0\r\nHost: x\r\n\r\n";
+        let body = b"d8:intervali900e5:peers0:e";
+        let mut resp =
+            format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        resp.extend_from_slice(body);
+        let frames = vec![
+            tcp(A, B, 100, "S", b""),
+            tcp(B, A, 500, "SA", b""),
+            tcp(A, B, 101, "A", b""),
+            tcp(A, B, 101, "A", &req[..30]),
+            tcp(A, B, 131, "A", &req[30..]),
+            tcp(B, A, 501, "A", &resp),
+        ];
+        let (rep, ev) = run(&frames);
+        assert_eq!(rep.tracker_http, 1);
+        let words: Vec<&str> = ev.iter().map(|(_, w)| w.as_str()).collect();
+        assert_eq!(
+            words,
+            [
+                "connection opened (SYN, SYN-ACK, ACK)",
+                "tracker announce event started left 5",
+                "tracker response: interval 900, 0 peers"
+            ]
+        );
+        assert_eq!(ev[1].0.frames, [4, 5]);
+        assert_eq!(rep.tracker_log.len(), 2);
+    }
+
+    proptest! {
+        /// Arbitrary segments (valid BitTorrent bytes, HTTP, noise) in any order, with any
+        /// flags, both ways, over a few connections: no panic, and a message event always
+        /// names its frames.
+        #[test]
+        fn arbitrary_segments_never_panic(
+            segs in proptest::collection::vec(
+                (0u8..3, any::<bool>(), 0u32..3000, 0u8..6, 0usize..3, 0usize..400, 1usize..200),
+                0..40),
+        ) {
+            let mut bt = Handshake::new(Reserved::new().with_extended(), [1; 20], [2; 20]).emit().to_vec();
+            bt.extend(msgs(&[
+                Message::Extended { ext_id: 0, payload: b"d1:md6:ut_pexi1eee" },
+                Message::Bitfield(&[0xf0]),
+                Message::Piece { index: 0, begin: 0, data: &[7; 300] },
+                Message::Extended { ext_id: 1, payload: b"d5:added6:\x7f\0\0\x01\x1a\xe1e" },
+            ]));
+            let http = b"GET /announce?info_hash=abc HTTP/1.1\r\n\r\nHTTP/1.1 200 OK\r\n\r\nd8:intervali5ee".to_vec();
+            let noise: Vec<u8> = (0..600u32).map(|i| (i.wrapping_mul(2654435761) >> 7) as u8).collect();
+            let sources = [bt, http, noise];
+            let flags = ["S", "SA", "A", "FA", "RA", "A"];
+            let frames: Vec<Vec<u8>> = segs
+                .iter()
+                .map(|&(conn, ab, seq, fl, src, from, len)| {
+                    let a = ([127, 0, 0, 1], 40000 + u16::from(conn));
+                    let b = ([127, 0, 0, 2], 6881);
+                    let s = &sources[src];
+                    let from = from.min(s.len());
+                    let to = (from + len).min(s.len());
+                    let (x, y) = if ab { (a, b) } else { (b, a) };
+                    tcp(x, y, seq, flags[fl as usize], &s[from..to])
+                })
+                .collect();
+            let (_, ev) = run(&frames);
+            for (e, _) in &ev {
+                if matches!(e.kind, EventKind::Message { .. } | EventKind::Handshake { .. }) {
+                    prop_assert!(!e.frames.is_empty());
+                }
+            }
+        }
+    }
+}

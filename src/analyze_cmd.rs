@@ -1,0 +1,151 @@
+//! The `analyze` command: opens each capture, picks the output (tables, `--messages`,
+//! `--json`), runs [`bt_trace::analyze::analyze`] and reports problems on stderr.
+//!
+//! Exit status: 0 when every capture was read (a capture cut short is analyzed up to the
+//! damage and only warned about); 1 when a file could not be opened or is not a capture at
+//! all (the other files are still analyzed), or when writing the output failed.
+
+use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use bt_trace::analyze::report::{write_pieces, write_report, JsonOut, MessagesOut};
+use bt_trace::analyze::{analyze, AnalyzeError, Filter, NoEvents, Options, PieceChecker};
+use bt_trace::capture::CaptureReader;
+use bt_trace::metainfo::Torrent;
+use bt_trace::trace::jsonl::JsonlWriter;
+
+use crate::cli::AnalyzeArgs;
+
+pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
+    let filter = Filter {
+        conns: args.conns.iter().copied().collect(),
+        info_hash: args
+            .info_hash
+            .as_deref()
+            .map(Filter::parse_info_hash)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+        types: Filter::parse_types(&args.types).map_err(anyhow::Error::msg)?,
+    };
+    let mut checker = match &args.torrent {
+        Some(p) => {
+            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            let t = Torrent::parse(&bytes)
+                .with_context(|| format!("{} is not a usable torrent", p.display()))?;
+            Some(
+                PieceChecker::new(Arc::new(t), args.extract.as_deref()).with_context(|| {
+                    format!(
+                        "creating {}",
+                        args.extract.as_deref().unwrap_or(Path::new("")).display()
+                    )
+                })?,
+            )
+        }
+        None => None,
+    };
+    if !args.types.is_empty() && !args.messages && !args.json {
+        tracing::warn!("--type applies to --messages and --json; the tables show every type");
+    }
+    let mut out = BufWriter::with_capacity(256 * 1024, out);
+    let mut failed = 0;
+    for path in &args.captures {
+        let (name, res) = if path.as_os_str() == "-" {
+            let stdin = io::stdin();
+            let r = one(
+                stdin.lock(),
+                "(standard input)",
+                args,
+                &filter,
+                &mut out,
+                checker.as_mut(),
+            );
+            ("standard input".to_string(), r)
+        } else {
+            let name = path.display().to_string();
+            let r = match std::fs::File::open(path) {
+                Ok(f) => one(f, &name, args, &filter, &mut out, checker.as_mut()),
+                Err(e) => Err(anyhow::Error::new(e)),
+            };
+            (name, r)
+        };
+        if let Err(e) = res {
+            if e.chain().any(|c| {
+                c.downcast_ref::<io::Error>()
+                    .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            }) {
+                return Err(e);
+            }
+            eprintln!("error: {name}: {e:#}");
+            failed += 1;
+        }
+    }
+    if let Some(c) = checker {
+        let p = c.finish().context("finishing the extracted files")?;
+        if args.json || args.messages {
+            write_pieces(&mut io::stderr(), &p)?;
+        } else {
+            writeln!(out)?;
+            write_pieces(&mut out, &p)?;
+        }
+    }
+    out.flush()?;
+    if failed > 0 {
+        bail!(
+            "{failed} of {} captures could not be analyzed",
+            args.captures.len()
+        );
+    }
+    Ok(())
+}
+
+/// Analyzes one capture into `out`.
+fn one<R: Read>(
+    src: R,
+    name: &str,
+    args: &AnalyzeArgs,
+    filter: &Filter,
+    out: &mut dyn Write,
+    checker: Option<&mut PieceChecker>,
+) -> Result<()> {
+    let mut reader = CaptureReader::new(src).context("not a capture this tool can read")?;
+    let opts = Options {
+        events: args.json || args.messages,
+        ..Options::default()
+    };
+    let res = if args.json {
+        let mut o = JsonOut {
+            w: JsonlWriter::new(&mut *out),
+            filter: filter.clone(),
+        };
+        let r = analyze(&mut reader, opts, &mut o, checker);
+        o.w.finish()?;
+        r
+    } else if args.messages {
+        let mut o = MessagesOut::new(&mut *out, filter.clone());
+        analyze(&mut reader, opts, &mut o, checker)
+    } else {
+        analyze(&mut reader, opts, &mut NoEvents, checker)
+    };
+    let report = match res {
+        Ok(r) => r,
+        Err(AnalyzeError::Io(e)) => return Err(e).context("writing the output"),
+        Err(e) => return Err(e.into()),
+    };
+    for w in &report.stats.warnings {
+        match w.offset {
+            Some(o) if !w.message.contains("offset") => {
+                eprintln!("warning: {name}: {} (byte offset {o})", w.message)
+            }
+            _ => eprintln!("warning: {name}: {}", w.message),
+        }
+    }
+    if !args.json && !args.messages {
+        if args.captures.len() > 1 {
+            writeln!(out)?;
+        }
+        write_report(out, name, &report, filter)?;
+    }
+    Ok(())
+}

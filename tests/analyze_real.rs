@@ -1,0 +1,806 @@
+//! `bt-trace analyze` on the real captures of `captures/`, with tshark as the oracle.
+//!
+//! For every capture, per connection (`tcp.stream`), the BitTorrent PDUs tshark dissects
+//! (`-Y bittorrent -T fields -e tcp.stream -e bittorrent.msg.type -e bittorrent.piece.index
+//! -E occurrence=a`, with the issue's reassembly options) must be the ones `analyze --json`
+//! finds: the same handshakes and message types, the same count of each, the same piece
+//! indexes, each in the frame where tshark shows it. tshark gets `-d tcp.port==P,bittorrent`
+//! for the peers' ports outside 6881–6889; what it misses without them (a connection picked
+//! up mid-stream on port 7001) and what it has no dissector for (BEP 15 UDP trackers) is
+//! asserted explicitly. Keep-alives carry no `msg.type` in tshark's fields and are left out.
+//!
+//! Also: the truncated capture gives its messages plus a warning (exit 0), garbage input a
+//! clear error (exit 1), `-` reads stdin, and the filters and `--torrent` / `--extract` work.
+//! Skipped (with a note) when tshark is missing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use bt_trace::trace::event::{Event, EventKind, Msg, UdpPacket};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bt-trace");
+
+fn capture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("captures")
+        .join(name)
+}
+
+const ALL: &[&str] = &[
+    "lo_aria2_to_libtorrent.pcapng",
+    "any_sll_libtorrent_to_aria2.pcapng",
+    "any_sll2_transmission_to_libtorrent.pcapng",
+    "lo_middownload.pcapng",
+    "lo_middownload.pcap",
+    "lo_middownload_ns.pcap",
+    "lo_middownload_be.pcap",
+    "lo_middownload_be.pcapng",
+    "lo_middownload_truncated.pcapng",
+];
+
+fn have_tshark() -> bool {
+    let ok = Command::new("tshark")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !ok {
+        eprintln!("NOTE: tshark is not installed; skipping the tshark comparisons");
+    }
+    ok
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run bt-trace")
+}
+
+/// `analyze --json FILE`: the events (exit status 0 required).
+fn ours(file: &Path) -> Vec<Event> {
+    let out = run(&["analyze", "--json", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// What a PDU is: "handshake" or the message id (keep-alives: `None`).
+fn class_of(e: &Event) -> Option<String> {
+    match &e.kind {
+        EventKind::Handshake { .. } => Some("handshake".into()),
+        EventKind::Message { msg, .. } => msg.id().map(|i| i.to_string()),
+        _ => None,
+    }
+}
+
+/// The piece index a message carries, as tshark's `bittorrent.piece.index` shows it.
+fn index_of(m: &Msg) -> Option<u32> {
+    match m {
+        Msg::Have { index }
+        | Msg::Suggest { index }
+        | Msg::AllowedFast { index }
+        | Msg::Request { index, .. }
+        | Msg::Piece { index, .. }
+        | Msg::Cancel { index, .. }
+        | Msg::Reject { index, .. } => Some(*index),
+        _ => None,
+    }
+}
+
+/// Message ids whose PDU has a `bittorrent.piece.index` field.
+const INDEXED: &[u8] = &[4, 6, 7, 8, 13, 16, 17];
+
+/// (connection, frame, class) → count, and (connection, class, index) → count.
+type Pdus = BTreeMap<(u64, u64, String), usize>;
+type Indexes = BTreeMap<(u64, String, u32), usize>;
+
+fn our_pdus(ev: &[Event]) -> (Pdus, Indexes) {
+    let mut pdus = Pdus::new();
+    let mut idx = Indexes::new();
+    for e in ev {
+        let Some(class) = class_of(e) else { continue };
+        let conn = e.conn.unwrap();
+        let frame = *e.frames.last().unwrap();
+        *pdus.entry((conn, frame, class.clone())).or_default() += 1;
+        if let EventKind::Message { msg, .. } = &e.kind {
+            if let Some(i) = index_of(msg) {
+                *idx.entry((conn, class, i)).or_default() += 1;
+            }
+        }
+    }
+    (pdus, idx)
+}
+
+fn tshark_pdus(file: &Path, ports: &BTreeSet<u16>) -> (Pdus, Indexes) {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-n").arg("-r").arg(file);
+    for o in [
+        "tcp.desegment_tcp_streams:TRUE",
+        "bittorrent.desegment:TRUE",
+        "tcp.reassemble_out_of_order:TRUE",
+    ] {
+        cmd.arg("-o").arg(o);
+    }
+    for p in ports {
+        cmd.arg("-d").arg(format!("tcp.port=={p},bittorrent"));
+    }
+    cmd.args(["-Y", "bittorrent", "-T", "fields"]);
+    for f in [
+        "frame.number",
+        "tcp.stream",
+        "bittorrent.msg.type",
+        "bittorrent.piece.index",
+        "bittorrent.protocol.name",
+    ] {
+        cmd.arg("-e").arg(f);
+    }
+    cmd.args(["-E", "occurrence=a"]);
+    let out = cmd.output().expect("run tshark");
+    // tshark exits 2 on a capture cut short, after printing what it read.
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut pdus = Pdus::new();
+    let mut idx = Indexes::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let frame: u64 = f[0].parse().unwrap();
+        let stream: u64 = f[1].parse().unwrap();
+        let list = |s: Option<&&str>| -> Vec<String> {
+            s.map(|s| {
+                s.split(',')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
+        let types = list(f.get(2));
+        let indexes: Vec<u32> = list(f.get(3))
+            .iter()
+            .map(|x| u32::from_str_radix(x.trim_start_matches("0x"), 16).unwrap())
+            .collect();
+        let handshakes = list(f.get(4)).len();
+        for _ in 0..handshakes {
+            *pdus.entry((stream, frame, "handshake".into())).or_default() += 1;
+        }
+        let mut next = indexes.iter();
+        for t in &types {
+            *pdus.entry((stream, frame, t.clone())).or_default() += 1;
+            let id: u8 = t.parse().unwrap();
+            if INDEXED.contains(&id) {
+                let i = next.next().unwrap_or_else(|| panic!("no index for {line}"));
+                *idx.entry((stream, t.clone(), *i)).or_default() += 1;
+            }
+        }
+        assert!(next.next().is_none(), "indexes left over in {line}");
+    }
+    (pdus, idx)
+}
+
+/// The TCP ports of the peers our analysis found (for tshark's `-d`), outside 6881–6889.
+fn peer_ports(ev: &[Event]) -> BTreeSet<u16> {
+    ev.iter()
+        .filter(|e| class_of(e).is_some())
+        .flat_map(|e| [e.src.unwrap().port(), e.dst.unwrap().port()])
+        .filter(|p| !(6881..=6889).contains(p) && *p < 32768)
+        .collect()
+}
+
+fn by_conn<K: Ord + Clone, V: Clone>(
+    m: &BTreeMap<K, V>,
+    conn: impl Fn(&K) -> u64,
+) -> BTreeMap<u64, Vec<(K, V)>> {
+    let mut out: BTreeMap<u64, Vec<(K, V)>> = BTreeMap::new();
+    for (k, v) in m {
+        out.entry(conn(k)).or_default().push((k.clone(), v.clone()));
+    }
+    out
+}
+
+#[test]
+fn every_capture_matches_tshark_per_connection() {
+    if !have_tshark() {
+        return;
+    }
+    for name in ALL {
+        let file = capture(name);
+        let ev = ours(&file);
+        let ports = peer_ports(&ev);
+        let (our, our_idx) = our_pdus(&ev);
+        let (theirs, their_idx) = tshark_pdus(&file, &ports);
+        assert!(!our.is_empty(), "{name}: nothing decoded");
+        assert_eq!(
+            by_conn(&theirs, |k| k.0),
+            by_conn(&our, |k| k.0),
+            "{name}: PDUs per connection and frame, tshark (left) vs analyze (right), ports {ports:?}"
+        );
+        assert_eq!(
+            by_conn(&their_idx, |k| k.0),
+            by_conn(&our_idx, |k| k.0),
+            "{name}: piece indexes per connection"
+        );
+    }
+}
+
+/// Counts of one class in one connection.
+fn count(p: &Pdus, conn: u64, class: &str) -> usize {
+    p.iter()
+        .filter(|((c, _, k), _)| *c == conn && k == class)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+#[test]
+fn what_tshark_misses() {
+    if !have_tshark() {
+        return;
+    }
+    // 1. A connection picked up mid-stream on port 7001: without `-d`, tshark's heuristic
+    //    (which needs the handshake) finds none of its messages; analyze finds them all.
+    let file = capture("lo_middownload.pcapng");
+    let ev = ours(&file);
+    let (our, _) = our_pdus(&ev);
+    let (bare, _) = tshark_pdus(&file, &BTreeSet::new());
+    assert_eq!(count(&bare, 0, "7"), 0, "tshark should not see the pieces");
+    assert_eq!(count(&our, 0, "7"), 26, "pieces analyze finds mid-stream");
+    assert_eq!(count(&our, 0, "4"), 6, "haves");
+    assert_eq!(count(&our, 0, "6"), 2, "requests");
+    assert!(ev
+        .iter()
+        .all(|e| !matches!(e.kind, EventKind::Handshake { .. })));
+
+    // 2. BEP 15 UDP tracker traffic: tshark 4.0 has no dissector; analyze decodes the
+    //    connect and three announces of libtorrent, each answered (matched by transaction id).
+    let ev = ours(&capture("lo_aria2_to_libtorrent.pcapng"));
+    let udp: Vec<&UdpPacket> = ev
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::TrackerUdp { packet, .. } => Some(packet),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(udp.len(), 8, "{udp:?}");
+    assert!(matches!(udp[0], UdpPacket::ConnectRequest { .. }));
+    assert!(matches!(udp[1], UdpPacket::ConnectResponse { .. }));
+    let events: Vec<&str> = udp
+        .iter()
+        .filter_map(|p| match p {
+            UdpPacket::AnnounceRequest { event, .. } => Some(event.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events, ["started", "completed", "stopped"]);
+
+    // 3. The plaintext BitTorrent handshakes that follow an MSE/PE handshake (aria2 dialing
+    //    itself, stream 1) are found at their offsets (tshark finds them with "contains").
+    let hs: Vec<(u64, u64)> = ev
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Handshake { offset, .. } => Some((e.conn.unwrap(), *offset)),
+            _ => None,
+        })
+        .collect();
+    assert!(hs.contains(&(1, 905)) && hs.contains(&(1, 517)), "{hs:?}");
+}
+
+#[test]
+fn transmission_on_a_non_standard_port_without_hints() {
+    if !have_tshark() {
+        return;
+    }
+    // Port 51413: both tshark's heuristic and analyze find it by its handshake.
+    let file = capture("any_sll2_transmission_to_libtorrent.pcapng");
+    let (our, _) = our_pdus(&ours(&file));
+    let (bare, _) = tshark_pdus(&file, &BTreeSet::new());
+    assert_eq!(count(&our, 3, "7"), 64);
+    assert_eq!(count(&bare, 3, "7"), 64);
+}
+
+#[test]
+fn truncated_capture_gives_results_and_a_warning() {
+    let file = capture("lo_middownload_truncated.pcapng");
+    let out = run(&["analyze", file.to_str().unwrap()]);
+    assert!(out.status.success(), "a cut capture is not a failure");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning:") && stderr.contains("cut short at byte offset 247664"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("cut short"), "the summary repeats it");
+    assert!(stdout.contains("Connection 0, BitTorrent"), "{stdout}");
+    let ev = ours(&file);
+    let pieces = ev
+        .iter()
+        .filter(|e| class_of(e).as_deref() == Some("7"))
+        .count();
+    assert!(pieces > 5, "{pieces}");
+}
+
+#[test]
+fn garbage_gives_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pcap");
+    std::fs::write(&junk, b"this is not a capture file at all, just text\n").unwrap();
+    let out = run(&["analyze", junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("junk.pcap") && stderr.contains("not a capture"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panick"), "{stderr}");
+    let empty = dir.path().join("empty.pcapng");
+    std::fs::write(&empty, b"").unwrap();
+    let out = run(&["analyze", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&["analyze", "/nonexistent/capture.pcapng"]);
+    assert_eq!(out.status.code(), Some(1));
+    // A good file next to a bad one is still analyzed.
+    let good = capture("lo_middownload.pcap");
+    let out = run(&["analyze", junk.to_str().unwrap(), good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Connection 0, BitTorrent"));
+    // Usage errors exit 2.
+    let out = run(&["analyze", "--type", "bogus", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = run(&["analyze"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn stdin_and_the_pcap_variants_agree() {
+    let want = ours(&capture("lo_middownload.pcapng"));
+    let strip = |ev: Vec<Event>| -> Vec<(Option<u64>, Vec<u64>, String)> {
+        ev.into_iter()
+            .map(|e| {
+                let kind = serde_json::to_string(&e.kind).unwrap();
+                (e.conn, e.frames, kind)
+            })
+            .collect()
+    };
+    let want = strip(want);
+    for name in [
+        "lo_middownload.pcap",
+        "lo_middownload_ns.pcap",
+        "lo_middownload_be.pcap",
+        "lo_middownload_be.pcapng",
+    ] {
+        assert_eq!(strip(ours(&capture(name))), want, "{name}");
+    }
+    let out = Command::new(BIN)
+        .args(["analyze", "--json", "-"])
+        .stdin(std::fs::File::open(capture("lo_middownload.pcapng")).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let ev: Vec<Event> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(strip(ev), want);
+}
+
+#[test]
+fn messages_and_filters() {
+    let file = capture("lo_aria2_to_libtorrent.pcapng");
+    let f = file.to_str().unwrap();
+    let out = run(&[
+        "analyze",
+        "--messages",
+        "--conn",
+        "2",
+        "--type",
+        "request,piece",
+        f,
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 128, "64 requests and 64 pieces:\n{text}");
+    assert!(lines.iter().all(|l| l.contains(" tcp 2 ")));
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("request piece 5 begin 0 length 16384")));
+    assert!(lines
+        .iter()
+        .all(|l| l.contains("request piece") || l.contains("  piece ")));
+    // The info hash of the swarm keeps the peer connections and the tracker requests.
+    let out = run(&[
+        "analyze",
+        "--json",
+        "--info-hash",
+        "6aff54b59ee2c65daca4cf79e3e1858e68823213",
+        "--type",
+        "handshake,tracker",
+        f,
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let ev: Vec<Event> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let handshakes = ev
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Handshake { .. }))
+        .count();
+    assert_eq!(handshakes, 5, "{text}");
+    assert_eq!(
+        ev.iter()
+            .filter(|e| matches!(e.kind, EventKind::TrackerHttpRequest { .. }))
+            .count(),
+        1
+    );
+    // Another info hash: nothing.
+    let out = run(&[
+        "analyze",
+        "--json",
+        "--info-hash",
+        "0000000000000000000000000000000000000000",
+        f,
+    ]);
+    assert!(out.stdout.is_empty());
+    // The table of one connection.
+    let out = run(&["analyze", "--conn", "2", f]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("Connection 2, BitTorrent"));
+    assert!(!text.contains("Connection 1,"));
+    for want in [
+        "libtorrent 2.0.8",
+        "aria2 1.36.0",
+        "6aff54b59ee2c65daca4cf79e3e1858e68823213",
+        "extended, dht, fast",
+        "ut_metadata=2",
+        "16 / 64 / 1,048,576",
+        "first unchoke sent",
+    ] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
+}
+
+/// The 1 MiB `sample.bin` of every capture: `random.Random(20240601).randbytes(1 << 20)`,
+/// made with Debian's python3 (skipped when it is missing).
+fn sample_data() -> Option<Vec<u8>> {
+    let out = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import random,sys; sys.stdout.buffer.write(random.Random(20240601).randbytes(1 << 20))",
+        ])
+        .output()
+        .ok()?;
+    (out.status.success() && out.stdout.len() == 1 << 20).then_some(out.stdout)
+}
+
+#[test]
+fn torrent_check_and_extract() {
+    let torrent = capture("sample.torrent");
+    let t = torrent.to_str().unwrap();
+    // The complete download: every piece good; the files rebuilt byte for byte.
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "analyze",
+        "--torrent",
+        t,
+        "--extract",
+        dir.path().to_str().unwrap(),
+        capture("lo_aria2_to_libtorrent.pcapng").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("16 good, 0 bad, 0 incomplete, 0 not in the capture (of 16)"),
+        "{text}"
+    );
+    let got = std::fs::read(dir.path().join("sample.bin")).unwrap();
+    assert_eq!(got.len(), 1 << 20);
+    if let Some(want) = sample_data() {
+        assert!(got == want, "extracted file differs from sample.bin");
+    }
+    // The capture picked up mid-download: some pieces whole, some cut.
+    let out = run(&[
+        "analyze",
+        "--torrent",
+        t,
+        capture("lo_middownload.pcapng").to_str().unwrap(),
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("6 good, 0 bad, 1 incomplete, 9 not in the capture (of 16)"),
+        "{text}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// `download --trace` against a real aria2c seeder, then `analyze --json` of its pcapng.
+
+mod swarm {
+    //! opentracker and an aria2c seeder on 127.0.0.1 for one small deterministic torrent
+    //! (like tests/trace_real.rs). Both are killed when the test process ends (a watchdog
+    //! shell reads our end of a pipe).
+
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use bt_trace::metainfo::Torrent;
+
+    pub const DATA_LEN: usize = 2 * 1024 * 1024 + 777;
+
+    pub fn tools() -> bool {
+        let on_path = |p: &str| {
+            std::env::var_os("PATH")
+                .map(|path| std::env::split_paths(&path).any(|d| d.join(p).exists()))
+                .unwrap_or(false)
+        };
+        let ok = ["opentracker", "aria2c", "mktorrent"]
+            .iter()
+            .all(|p| on_path(p));
+        if !ok {
+            eprintln!("NOTE: opentracker, aria2c or mktorrent missing; skipping the aria2c test");
+        }
+        ok
+    }
+
+    pub fn free_port() -> u16 {
+        loop {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = l.local_addr().expect("addr").port();
+            if (6881..=6889).contains(&port) {
+                continue;
+            }
+            if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
+
+    /// Deterministic pseudo-random bytes (xorshift64*).
+    pub fn data(len: usize) -> Vec<u8> {
+        let mut x: u64 = 0x0123_4567_89ab_cdef;
+        (0..len)
+            .map(|_| {
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
+            })
+            .collect()
+    }
+
+    pub struct Daemon {
+        child: Child,
+        _watchdog: Child,
+    }
+
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn daemon(mut cmd: Command, cleanup: &Path) -> Daemon {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(r#"read _; kill "$1" 2>/dev/null; rm -rf "$2""#)
+            .arg("watchdog")
+            .arg(child.id().to_string())
+            .arg(cleanup)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("watchdog shell");
+        Daemon {
+            child,
+            _watchdog: watchdog,
+        }
+    }
+
+    pub struct Swarm {
+        pub torrent: PathBuf,
+        pub seeder_port: u16,
+        pub _tracker: Daemon,
+        pub _seeder: Daemon,
+    }
+
+    fn http_get(port: u16, target: &str) -> Option<Vec<u8>> {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let req = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).ok()?;
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).ok()?;
+        Some(resp)
+    }
+
+    pub fn start() -> Swarm {
+        use std::os::unix::fs::PermissionsExt;
+        let dir =
+            std::env::temp_dir().join(format!("bt-trace-analyze-real-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let seed = dir.join("seed");
+        std::fs::create_dir_all(&seed).unwrap();
+        std::fs::write(seed.join("analyzed.bin"), data(DATA_LEN)).unwrap();
+        let tracker_port = free_port();
+        let torrent = dir.join("analyzed.torrent");
+        let st = Command::new("mktorrent")
+            .args(["-d", "-l", "17", "-a"])
+            .arg(format!("http://127.0.0.1:{tracker_port}/announce"))
+            .arg("-o")
+            .arg(&torrent)
+            .arg(seed.join("analyzed.bin"))
+            .stdout(Stdio::null())
+            .status()
+            .expect("mktorrent");
+        assert!(st.success());
+        let t = Torrent::parse(&std::fs::read(&torrent).unwrap()).unwrap();
+        let ot = dir.join("opentracker");
+        std::fs::create_dir(&ot).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&ot, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let wl = ot.join("whitelist.txt");
+        std::fs::write(&wl, format!("{}\n", t.info_hash_hex())).unwrap();
+        std::fs::set_permissions(&wl, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let p = tracker_port.to_string();
+        let mut cmd = Command::new("opentracker");
+        cmd.args(["-i", "127.0.0.1", "-p", &p, "-P", &p, "-A", "127.0.0.1"])
+            .args(["-w", "whitelist.txt", "-d"])
+            .arg(&ot);
+        let tracker = daemon(cmd, &dir);
+        let seeder_port = free_port();
+        let mut cmd = Command::new("aria2c");
+        cmd.args([
+            "--enable-dht=false",
+            "--enable-dht6=false",
+            "--bt-enable-lpd=false",
+            "--bt-require-crypto=false",
+            "--bt-min-crypto-level=plain",
+            "--file-allocation=none",
+            "--disable-ipv6=true",
+            "--seed-ratio=0.0",
+            "--check-integrity=true",
+            "--bt-tracker-interval=1",
+            "--console-log-level=warn",
+            "--summary-interval=0",
+        ])
+        .arg(format!("--listen-port={seeder_port}"))
+        .arg(format!("--dir={}", seed.display()))
+        .arg(&torrent);
+        let seeder = daemon(cmd, &dir);
+        let scrape = format!(
+            "/scrape?info_hash={}",
+            bt_trace::tracker::http::encode_bytes(&t.info_hash)
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let resp = http_get(tracker_port, &scrape).unwrap_or_default();
+            if resp.windows(11).any(|w| w == b"completei1e") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "aria2c never announced itself");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Swarm {
+            torrent,
+            seeder_port,
+            _tracker: tracker,
+            _seeder: seeder,
+        }
+    }
+}
+
+/// Events of a JSON Lines text, without what a capture cannot show (see
+/// tests/analyze_trace.rs), grouped by conversation.
+fn comparable_by_conn(ev: Vec<Event>) -> BTreeMap<(bool, u64), Vec<Event>> {
+    let mut m: BTreeMap<(bool, u64), Vec<Event>> = BTreeMap::new();
+    for mut e in ev {
+        match &mut e.kind {
+            EventKind::Note { .. } | EventKind::TrackerHttps { .. } => continue,
+            EventKind::ConnOpened { local } => *local = None,
+            EventKind::ConnClosed { reason, .. } => *reason = None,
+            _ => {}
+        }
+        let udp = matches!(e.kind, EventKind::TrackerUdp { .. });
+        m.entry((udp, e.conn.unwrap_or(u64::MAX)))
+            .or_default()
+            .push(e);
+    }
+    m
+}
+
+#[test]
+fn download_trace_of_a_real_seeder_analyzes_to_its_jsonl() {
+    if !swarm::tools() {
+        return;
+    }
+    let s = swarm::start();
+    let work = tempfile::tempdir().unwrap();
+    let traces = work.path().join("traces");
+    let out_file = work.path().join("analyzed.bin");
+    let port = swarm::free_port().to_string();
+    let peer = format!("127.0.0.1:{}", s.seeder_port);
+    let res = run(&[
+        "download",
+        "-q",
+        "--port",
+        &port,
+        "--trace",
+        traces.to_str().unwrap(),
+        "-o",
+        out_file.to_str().unwrap(),
+        s.torrent.to_str().unwrap(),
+        "--peer",
+        &peer,
+    ]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(std::fs::read(&out_file).unwrap() == swarm::data(swarm::DATA_LEN));
+    let pcapng = traces.join("download-analyzed.bin.pcapng");
+    let jsonl = traces.join("download-analyzed.bin.jsonl");
+    let want = bt_trace::trace::jsonl::read_events(std::io::BufReader::new(
+        std::fs::File::open(&jsonl).unwrap(),
+    ))
+    .unwrap();
+    let got = ours(&pcapng);
+    let (want, got) = (comparable_by_conn(want), comparable_by_conn(got));
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>(),
+        "the same conversations"
+    );
+    let mut pieces = 0;
+    for (k, w) in &want {
+        let g = &got[k];
+        for (i, (a, b)) in w.iter().zip(g).enumerate() {
+            assert_eq!(a, b, "conversation {k:?}, event {i}");
+        }
+        assert_eq!(w.len(), g.len(), "conversation {k:?}");
+        pieces += g
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::Message {
+                        msg: Msg::Piece { .. },
+                        ..
+                    }
+                )
+            })
+            .count();
+    }
+    assert!(pieces >= swarm::DATA_LEN / 16384, "{pieces} pieces");
+    // And every piece of the trace checks out against the torrent.
+    let res = run(&[
+        "analyze",
+        "--torrent",
+        s.torrent.to_str().unwrap(),
+        pcapng.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8(res.stdout).unwrap();
+    assert!(
+        text.contains("17 good, 0 bad, 0 incomplete, 0 not in the capture (of 17)"),
+        "{text}"
+    );
+}
