@@ -19,7 +19,7 @@
 //!   keeps the default report fast.
 //!
 //! It should become part of `ConnectionDecoder` (one decoder for the recorder and the
-//! analyzer); until then `message_words` below must stay a copy of `trace::decode`'s.
+//! analyzer). `message_words` is `trace::decode`'s, so both say a message in the same words.
 //!
 //! Contract: no bytes in any chunking, no gap and no error make this panic; memory is the two
 //! stream decoders' buffers (at most one unfinished message each) and the extension tables.
@@ -27,8 +27,8 @@
 use crate::trace::decode::Decoded;
 use crate::trace::event::{Dir, EventKind, HandshakeFields, Msg};
 use crate::wire::{
-    self, extension::EXTENDED_HANDSHAKE_ID, BlockRef, DecoderState, ExtendedHandshake,
-    ExtensionMessage, Item, Message, StreamDecoder, StreamError, MAX_MESSAGE_LEN,
+    self, extension::EXTENDED_HANDSHAKE_ID, BlockRef, DecoderState, ExtendedHandshake, Item,
+    Message, StreamDecoder, StreamError, MAX_MESSAGE_LEN,
 };
 
 /// How a direction starts.
@@ -115,22 +115,7 @@ impl PeerItem<'_> {
     }
 }
 
-/// A message in words: [`Message`]'s `Display`, with extended payloads decoded. A copy of
-/// `trace::decode::message_words` (private there); see the module docs.
-pub fn message_words(m: &Message<'_>, receiver: Option<&ExtendedHandshake>) -> String {
-    match *m {
-        Message::Extended { ext_id, payload } => {
-            match ExtensionMessage::parse(ext_id, payload, receiver) {
-                Ok(e) => e.to_string(),
-                Err(e) => format!("extended id {ext_id}: {e}"),
-            }
-        }
-        Message::Piece { index, begin, data } => {
-            format!("piece {index} begin {begin} length {}", data.len())
-        }
-        _ => m.to_string(),
-    }
-}
+pub use crate::trace::decode::message_words;
 
 /// What a gap did to a direction (see [`PeerDecoder::gap`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -182,8 +182,9 @@ impl ConnectionDecoder {
     }
 }
 
-/// A message in words: [`Message`]'s `Display`, with extended payloads decoded.
-fn message_words(m: &Message<'_>, receiver: Option<&ExtendedHandshake>) -> String {
+/// A message in words: [`Message`]'s `Display`, with extended payloads decoded. Used for the
+/// recorder's packet comments and the analyzer's `--messages` lines alike.
+pub fn message_words(m: &Message<'_>, receiver: Option<&ExtendedHandshake>) -> String {
     match *m {
         Message::Extended { ext_id, payload } => {
             match ExtensionMessage::parse(ext_id, payload, receiver) {
