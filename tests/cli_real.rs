@@ -239,7 +239,9 @@ fn check_info(t: &Torrent) {
     ];
     assert!(
         lines.len() >= head.len() + show.piece_count,
-        "{}",
+        "info should print {} lines then {} piece hashes; got {}",
+        head.len(),
+        show.piece_count,
         run.describe()
     );
     for (i, want) in head.iter().enumerate() {
@@ -418,10 +420,15 @@ fn check_handshake(client: Client) {
     );
     run.assert_ok();
     let lines = run.stdout_lines();
-    assert_eq!(lines.len(), 1, "{}", run.describe());
+    assert_eq!(
+        lines.len(),
+        1,
+        "handshake should print one `Peer ID: <40 hex>` line; got {}",
+        run.describe()
+    );
     let hex_id = lines[0]
         .strip_prefix("Peer ID: ")
-        .unwrap_or_else(|| panic!("{}", run.describe()));
+        .unwrap_or_else(|| panic!("want `Peer ID: <40 hex>`; got {}", run.describe()));
     assert!(
         hex_id.len() == 40
             && hex_id
