@@ -81,13 +81,13 @@ mkdir -p "$WORK"
 chmod 755 "$WORK"
 PIDS=()
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
   if [[ -n ${BENCH_KEEP:-} || -n ${BENCH_DIR:-} ]]; then
     log "kept $WORK"
-  else
-    rm -rf "$WORK"
   fi
+  exec 2>/dev/null # no "Killed" job notices
+  for pid in "${PIDS[@]}"; do kill -9 "$pid" || true; done
+  wait || true
+  [[ -n ${BENCH_KEEP:-} || -n ${BENCH_DIR:-} ]] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -176,8 +176,13 @@ cat >"$TR/settings.json" <<JSON
   "seed-queue-enabled": false, "queue-stalled-enabled": false, "message-level": 1
 }
 JSON
-transmission-daemon -f -g "$TR" >"$WORK/transmission.log" 2>&1 &
-PIDS+=($!)
+TR_PID=""
+start_transmission() {
+  transmission-daemon -f -g "$TR" >>"$WORK/transmission.log" 2>&1 &
+  TR_PID=$!
+  PIDS+=("$TR_PID")
+}
+start_transmission
 
 LT_PORT=$(free_port)
 # lt_seed.py exits when its stdin closes: keep a pipe open for it.
@@ -196,13 +201,25 @@ done
 [[ $(scrape_complete) -ge 3 ]] || die "seeders not all up; see logs in $WORK (BENCH_KEEP=1)"
 log "swarm ready: aria2c :$ARIA2_SEED_PORT, transmission :$TR_PEER, libtorrent :$LT_PORT"
 
-# Transmission serves one connection per peer IP and torrent, and forgets a closed one only at its
-# next pulse: wait for an empty peer list before each leecher (all leechers are 127.0.0.1).
-tr_idle() {
-  for _ in $(seq 100); do
-    transmission-remote "127.0.0.1:$TR_RPC" -t "$INFO_HASH" -i 2>/dev/null | grep -q 'Peers: connected to 0,' && return 0
+# Transmission 3.00 remembers peers by IP address: once a 127.0.0.1 peer has completed the torrent,
+# it closes every later connection from 127.0.0.1 ("both seeds"). So that each leecher meets the same
+# swarm, restart it (its resume data makes that quick) before each leecher.
+restart_transmission() {
+  kill "$TR_PID" 2>/dev/null || true
+  wait "$TR_PID" 2>/dev/null || true
+  start_transmission
+  wait_port "$TR_RPC" transmission-daemon
+  wait_port "$TR_PEER" transmission-daemon
+  for _ in $(seq 600); do
+    transmission-remote "127.0.0.1:$TR_RPC" -t "$INFO_HASH" -i 2>/dev/null |
+      grep -q 'Percent Done: 100%' && break
     sleep 0.1
   done
+  for _ in $(seq 300); do
+    [[ $(scrape_complete) -ge 3 ]] && return 0
+    sleep 0.1
+  done
+  log "transmission did not come back as a seeder"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -301,7 +318,7 @@ for run in $(seq "$BENCH_RUNS"); do
     dir=$WORK/leech-$c-$run
     rm -rf "$dir"
     mkdir -p "$dir"
-    tr_idle
+    restart_transmission
     log "run $run: $c"
     if ! "run_${c//-/_}" "$dir"; then
       [[ $c == bt-trace ]] && SKIP_BT=1

@@ -15,7 +15,7 @@
 mod common;
 
 use common::*;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -39,24 +39,50 @@ struct Case {
 
 struct Fixture {
     swarm: Swarm,
-    /// A second daemon for the `solo-transmission` torrent, so the all-three torrents' traffic never
+    /// A second daemon for the solo-Transmission torrents, so the all-three torrents' traffic never
     /// meets the solo tests (see [`solo_guard`]).
     solo_transmission: Transmission,
     _dir: TempDir,
-    solo: Vec<(Client, Case)>,
-    single: Case,
-    short: Case,
-    multi: Case,
+    cases: HashMap<&'static str, Case>,
 }
 
 impl Fixture {
+    fn case(&self, label: &str) -> &Case {
+        self.cases
+            .get(label)
+            .unwrap_or_else(|| panic!("no case {label}"))
+    }
+
+    fn single(&self) -> &Case {
+        self.case("single")
+    }
+
+    fn short(&self) -> &Case {
+        self.case("short")
+    }
+
+    fn multi(&self) -> &Case {
+        self.case("multi")
+    }
+
+    /// The torrent only `client` seeds (for handshake, download_piece and peers).
     fn solo(&self, client: Client) -> &Case {
-        &self
-            .solo
-            .iter()
-            .find(|(c, _)| *c == client)
-            .expect("solo case")
-            .1
+        self.case(match client {
+            Client::Aria2 => "solo-aria2",
+            Client::Transmission => "solo-transmission",
+            Client::Libtorrent => "solo-libtorrent",
+        })
+    }
+
+    /// The torrent only `client` seeds, for a full download. Transmission 3.00 closes every later
+    /// connection from an address once a peer at that address has completed the torrent ("both
+    /// seeds"), and all test clients are 127.0.0.1; so each Transmission download gets its own torrent.
+    fn solo_download(&self, client: Client, udp: bool) -> &Case {
+        match (client, udp) {
+            (Client::Transmission, false) => self.case("solo-transmission-dl-http"),
+            (Client::Transmission, true) => self.case("solo-transmission-dl-udp"),
+            _ => self.solo(client),
+        }
     }
 }
 
@@ -67,7 +93,9 @@ fn fixture() -> &'static Fixture {
         let started = Instant::now();
         let tracker = Tracker::shared();
         let swarm = Swarm::start(tracker);
+        let solo_transmission = Transmission::start(None);
         let dir = temp_dir("cli-fixture");
+        // Writes the content for `label` below `dir/label/` and makes its HTTP and UDP torrents.
         let make = |label: &str, piece_log2: u32, content: &dyn Fn(&Path) -> PathBuf| {
             let src = dir.path().join(label);
             fs::create_dir_all(&src).expect("mkdir");
@@ -91,30 +119,35 @@ fn fixture() -> &'static Fixture {
             http.verify_source(&src);
             (http, udp, src)
         };
-        let single_file = |name: &'static str, len: u64, seed: u64| {
+        let single_file = |name: String, len: u64, seed: u64| {
             move |src: &Path| {
-                let p = src.join(name);
+                let p = src.join(&name);
                 make_data(&p, len, seed);
                 p
             }
         };
 
-        let mut cases: Vec<(String, Torrent, Torrent, PathBuf, &'static [Client])> = Vec::new();
-        let solo_clients: [(&str, &'static [Client]); 3] = [
-            ("aria2", &[Client::Aria2]),
-            ("transmission", &[Client::Transmission]),
-            ("libtorrent", &[Client::Libtorrent]),
+        let mut made: Vec<(&'static str, Torrent, Torrent, PathBuf, &'static [Client])> =
+            Vec::new();
+        let solos: [(&'static str, &'static [Client]); 5] = [
+            ("solo-aria2", &[Client::Aria2]),
+            ("solo-transmission", &[Client::Transmission]),
+            ("solo-transmission-dl-http", &[Client::Transmission]),
+            ("solo-transmission-dl-udp", &[Client::Transmission]),
+            ("solo-libtorrent", &[Client::Libtorrent]),
         ];
-        for (i, (label, clients)) in solo_clients.iter().enumerate() {
-            let name: &'static str = Box::leak(format!("solo-{label}.bin").into_boxed_str());
-            let label = format!("solo-{label}");
-            let (h, u, s) = make(&label, 18, &single_file(name, 1_500_007, 100 + i as u64));
-            cases.push((label, h, u, s, clients));
+        for (i, (label, clients)) in solos.into_iter().enumerate() {
+            // 1.5 MB: the last 256 KiB piece is short.
+            let content = single_file(format!("{label}.bin"), 1_500_007, 100 + i as u64);
+            let (h, u, s) = make(label, 18, &content);
+            made.push((label, h, u, s, clients));
         }
-        let (h, u, s) = make("single", 18, &single_file("single.bin", 3 << 20, 200));
-        cases.push(("single".into(), h, u, s, &Client::ALL));
-        let (h, u, s) = make("short", 16, &single_file("short.bin", 2_500_001, 300));
-        cases.push(("short".into(), h, u, s, &Client::ALL));
+        let content = single_file("single.bin".into(), 3 << 20, 200);
+        let (h, u, s) = make("single", 18, &content);
+        made.push(("single", h, u, s, &Client::ALL));
+        let content = single_file("short.bin".into(), 2_500_001, 300);
+        let (h, u, s) = make("short", 16, &content);
+        made.push(("short", h, u, s, &Client::ALL));
         let (h, u, s) = make("multi", 17, &|src: &Path| {
             let top = src.join("multi-files");
             make_tree(
@@ -131,59 +164,59 @@ fn fixture() -> &'static Fixture {
             top
         });
         assert!(h.multi_file && h.files.len() == 5);
-        cases.push(("multi".into(), h, u, s, &Client::ALL));
+        made.push(("multi", h, u, s, &Client::ALL));
 
-        let items: Vec<(&Torrent, &Path, &[Client])> = cases
-            .iter()
-            .map(|(_, h, _, s, c)| (h, s.as_path(), *c))
-            .collect();
-        let solo_transmission = Transmission::start(None);
-        let (solo_tr, rest): (Vec<_>, Vec<_>) = items
-            .into_iter()
-            .partition(|(_, _, c)| *c == [Client::Transmission].as_slice());
-        let mut seeded_tr = swarm.seed_using(&solo_transmission, &solo_tr);
-        let mut seeded = swarm.seed(&rest);
-        seeded.insert(1, seeded_tr.remove(0)); // back into case order: aria2, transmission, ...
-        let mut cases: Vec<Case> = cases
-            .into_iter()
-            .zip(seeded)
-            .map(|((_, http, udp, src, clients), seeded)| Case {
-                http,
-                udp,
-                src,
-                seeded,
-                clients,
-            })
-            .collect();
-        let multi = cases.pop().expect("multi");
-        let short = cases.pop().expect("short");
-        let single = cases.pop().expect("single");
-        let solo = Client::ALL.into_iter().zip(cases).collect();
+        // Torrents that Transmission seeds alone go to the second daemon.
+        let alone = |c: &[Client]| c == [Client::Transmission];
+        let items = |want_alone: bool| -> Vec<(&Torrent, &Path, &[Client])> {
+            made.iter()
+                .filter(|m| alone(m.4) == want_alone)
+                .map(|(_, h, _, s, c)| (h, s.as_path(), *c))
+                .collect()
+        };
+        let mut seeded_alone = swarm
+            .seed_using(&solo_transmission, &items(true))
+            .into_iter();
+        let mut seeded_rest = swarm.seed(&items(false)).into_iter();
+        let mut cases = HashMap::new();
+        for (label, http, udp, src, clients) in made {
+            let seeded = if alone(clients) {
+                seeded_alone.next()
+            } else {
+                seeded_rest.next()
+            }
+            .expect("one Seeded per torrent");
+            cases.insert(
+                label,
+                Case {
+                    http,
+                    udp,
+                    src,
+                    seeded,
+                    clients,
+                },
+            );
+        }
         eprintln!("fixture ready in {:.1?}", started.elapsed());
         Fixture {
             swarm,
             solo_transmission,
             _dir: dir,
-            solo,
-            single,
-            short,
-            multi,
+            cases,
         }
     })
 }
 
-/// Transmission 3.00 serves only one connection per torrent and peer IP, and every test client is
-/// 127.0.0.1: tests that talk to the solo Transmission seeder hold this lock while they run, and
-/// start only once the previous test's connection is gone from Transmission's peer list.
-fn solo_guard(client: Client) -> Option<MutexGuard<'static, ()>> {
+/// Transmission 3.00 keeps one connection per torrent and peer IP, and every test client is
+/// 127.0.0.1: a test that talks to a torrent only Transmission seeds holds this lock while it runs,
+/// and starts only once the previous test's connection is gone from Transmission's peer list.
+fn solo_guard(case: &Case) -> Option<MutexGuard<'static, ()>> {
     static LOCK: Mutex<()> = Mutex::new(());
-    if client != Client::Transmission {
+    if case.clients != [Client::Transmission] {
         return None;
     }
     let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let f = fixture();
-    f.solo_transmission
-        .wait_no_peers(&f.solo(Client::Transmission).http);
+    fixture().solo_transmission.wait_no_peers(&case.http);
     Some(guard)
 }
 
@@ -206,7 +239,9 @@ fn check_info(t: &Torrent) {
     ];
     assert!(
         lines.len() >= head.len() + show.piece_count,
-        "{}",
+        "info should print {} lines then {} piece hashes; got {}",
+        head.len(),
+        show.piece_count,
         run.describe()
     );
     for (i, want) in head.iter().enumerate() {
@@ -227,27 +262,27 @@ fn check_info(t: &Torrent) {
 #[test]
 fn info_single_file_matches_transmission_show() {
     let f = fixture();
-    check_info(&f.single.http);
+    check_info(&f.single().http);
     check_info(&f.solo(Client::Aria2).http);
 }
 
 #[test]
 fn info_short_last_piece() {
-    let t = &fixture().short.http;
+    let t = &fixture().short().http;
     assert_ne!(t.total_length % t.piece_length, 0);
     check_info(t);
 }
 
 #[test]
 fn info_multi_file_total_length() {
-    let t = &fixture().multi.http;
+    let t = &fixture().multi().http;
     assert_eq!(t.total_length, 700_000 + 1 + (1 << 20) + 333_333 + 262_144);
     check_info(t);
 }
 
 #[test]
 fn info_udp_announce_url() {
-    check_info(&fixture().multi.udp);
+    check_info(&fixture().multi().udp);
 }
 
 #[test]
@@ -286,6 +321,7 @@ fn peers(t: &Torrent) -> BTreeSet<String> {
 }
 
 fn assert_has_seeders(got: &BTreeSet<String>, case: &Case) {
+    assert_eq!(case.seeded.ports.len(), case.clients.len());
     for (client, port) in &case.seeded.ports {
         assert!(
             got.contains(&format!("127.0.0.1:{port}")),
@@ -297,7 +333,7 @@ fn assert_has_seeders(got: &BTreeSet<String>, case: &Case) {
 #[test]
 fn peers_http_tracker_lists_every_seeder() {
     let f = fixture();
-    for case in [&f.single, &f.multi, f.solo(Client::Transmission)] {
+    for case in [f.single(), f.multi(), f.solo(Client::Transmission)] {
         assert_has_seeders(&peers(&case.http), case);
     }
 }
@@ -305,7 +341,7 @@ fn peers_http_tracker_lists_every_seeder() {
 #[test]
 fn peers_udp_tracker_lists_every_seeder() {
     let f = fixture();
-    for case in [&f.single, &f.short, f.solo(Client::Libtorrent)] {
+    for case in [f.single(), f.short(), f.solo(Client::Libtorrent)] {
         assert_has_seeders(&peers(&case.udp), case);
     }
 }
@@ -316,14 +352,14 @@ fn peers_announce_list_falls_back_to_the_next_tier() {
     let dead = format!("http://127.0.0.1:{}/announce", free_port()); // nothing listens there
     let dir = temp_dir("peers-tiers");
     let t = mktorrent(
-        &f.single.http_content(),
+        &f.single().http_content(),
         &dir.path().join("tiers.torrent"),
         18,
         &[&[&dead], &[&f.swarm.tracker.http_url()]],
     );
-    assert_eq!(t.info_hash, f.single.http.info_hash);
+    assert_eq!(t.info_hash, f.single().http.info_hash);
     assert_eq!(t.tiers.len(), 2);
-    assert_has_seeders(&peers(&t), &f.single);
+    assert_has_seeders(&peers(&t), f.single());
 }
 
 #[test]
@@ -332,7 +368,7 @@ fn peers_unreachable_tracker_fails_cleanly() {
     let dir = temp_dir("peers-dead");
     let dead = format!("http://127.0.0.1:{}/announce", free_port());
     let t = mktorrent(
-        &f.single.http_content(),
+        &f.single().http_content(),
         &dir.path().join("dead.torrent"),
         18,
         &[&[&dead]],
@@ -363,7 +399,7 @@ fn check_handshake(client: Client) {
     let f = fixture();
     let case = f.solo(client);
     let port = case.seeded.port(client);
-    let _guard = solo_guard(client);
+    let _guard = solo_guard(case);
     let run = bt_trace(
         [
             "handshake".as_ref(),
@@ -374,10 +410,15 @@ fn check_handshake(client: Client) {
     );
     run.assert_ok();
     let lines = run.stdout_lines();
-    assert_eq!(lines.len(), 1, "{}", run.describe());
+    assert_eq!(
+        lines.len(),
+        1,
+        "handshake should print one `Peer ID: <40 hex>` line; got {}",
+        run.describe()
+    );
     let hex_id = lines[0]
         .strip_prefix("Peer ID: ")
-        .unwrap_or_else(|| panic!("{}", run.describe()));
+        .unwrap_or_else(|| panic!("want `Peer ID: <40 hex>`; got {}", run.describe()));
     assert!(
         hex_id.len() == 40
             && hex_id
@@ -416,7 +457,7 @@ fn handshake_closed_port_fails_cleanly() {
     bt_trace(
         [
             "handshake".as_ref(),
-            f.single.http.path.as_os_str(),
+            f.single().http.path.as_os_str(),
             format!("127.0.0.1:{port}").as_ref(),
         ],
         NET,
@@ -456,14 +497,14 @@ fn download_piece_from_each_seeder_alone() {
     let f = fixture();
     for client in Client::ALL {
         let case = f.solo(client);
-        let _guard = solo_guard(client);
+        let _guard = solo_guard(case);
         check_piece(case, &case.http, 1);
     }
 }
 
 #[test]
 fn download_piece_short_last_piece_over_udp() {
-    let case = &fixture().short;
+    let case = fixture().short();
     let last = case.udp.piece_count() - 1;
     assert!(case.udp.piece_len(last) < case.udp.piece_length);
     check_piece(case, &case.udp, last);
@@ -472,7 +513,7 @@ fn download_piece_short_last_piece_over_udp() {
 
 #[test]
 fn download_piece_spanning_files() {
-    let case = &fixture().multi;
+    let case = fixture().multi();
     let t = &case.http;
     // The first piece that crosses a file boundary, and the last piece.
     let mut boundaries = Vec::new();
@@ -497,7 +538,7 @@ fn download_piece_spanning_files() {
 #[test]
 fn download_piece_two_runs_at_once() {
     // The course runs two download_piece commands at the same time.
-    let case = &fixture().single;
+    let case = fixture().single();
     std::thread::scope(|s| {
         let a = s.spawn(|| check_piece(case, &case.http, 3));
         let b = s.spawn(|| check_piece(case, &case.http, 7));
@@ -508,7 +549,7 @@ fn download_piece_two_runs_at_once() {
 
 #[test]
 fn download_piece_out_of_range_fails_cleanly() {
-    let t = &fixture().single.http;
+    let t = &fixture().single().http;
     let dir = temp_dir("piece-bad");
     let out = dir.path().join("piece");
     for index in [
@@ -562,65 +603,67 @@ fn check_download(case: &Case, t: &Torrent) {
     );
     run.assert_ok();
     assert_same_files(t, &case.src, &at);
-    // The seeders are all still there (a download must not have upset them).
-    assert!(case.clients.len() == case.seeded.ports.len());
 }
 
 #[test]
 fn download_from_aria2_alone_http() {
-    let c = fixture().solo(Client::Aria2);
+    let c = fixture().solo_download(Client::Aria2, false);
+    let _guard = solo_guard(c);
     check_download(c, &c.http);
 }
 
 #[test]
 fn download_from_aria2_alone_udp() {
-    let c = fixture().solo(Client::Aria2);
+    let c = fixture().solo_download(Client::Aria2, true);
+    let _guard = solo_guard(c);
     check_download(c, &c.udp);
 }
 
 #[test]
 fn download_from_transmission_alone_http() {
-    let c = fixture().solo(Client::Transmission);
-    let _guard = solo_guard(Client::Transmission);
+    let c = fixture().solo_download(Client::Transmission, false);
+    let _guard = solo_guard(c);
     check_download(c, &c.http);
 }
 
 #[test]
 fn download_from_transmission_alone_udp() {
-    let c = fixture().solo(Client::Transmission);
-    let _guard = solo_guard(Client::Transmission);
+    let c = fixture().solo_download(Client::Transmission, true);
+    let _guard = solo_guard(c);
     check_download(c, &c.udp);
 }
 
 #[test]
 fn download_from_libtorrent_alone_http() {
-    let c = fixture().solo(Client::Libtorrent);
+    let c = fixture().solo_download(Client::Libtorrent, false);
+    let _guard = solo_guard(c);
     check_download(c, &c.http);
 }
 
 #[test]
 fn download_from_libtorrent_alone_udp() {
-    let c = fixture().solo(Client::Libtorrent);
+    let c = fixture().solo_download(Client::Libtorrent, true);
+    let _guard = solo_guard(c);
     check_download(c, &c.udp);
 }
 
 #[test]
 fn download_single_file_from_all_three_http_and_udp() {
-    let c = &fixture().single;
+    let c = fixture().single();
     check_download(c, &c.http);
     check_download(c, &c.udp);
 }
 
 #[test]
 fn download_short_last_piece_from_all_three_http_and_udp() {
-    let c = &fixture().short;
+    let c = fixture().short();
     check_download(c, &c.http);
     check_download(c, &c.udp);
 }
 
 #[test]
 fn download_multi_file_from_all_three_http_and_udp() {
-    let c = &fixture().multi;
+    let c = fixture().multi();
     check_download(c, &c.http);
     check_download(c, &c.udp);
 }

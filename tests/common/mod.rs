@@ -83,9 +83,22 @@ pub fn free_port() -> u16 {
     panic!("no free port in {lo}..{hi}");
 }
 
-/// A fresh temporary directory, removed on drop. It is world-readable (0755) because opentracker
-/// runs as `nobody` inside it. Set `BT_TEST_KEEP=1` to keep every directory (logs!) for a look.
+/// Every temp dir made by this process, removed again at exit: the shared daemons' dirs live in
+/// `static`s, which are never dropped.
+static TEMP_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+extern "C" fn remove_temp_dirs() {
+    let dirs = TEMP_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+    for d in dirs.iter() {
+        let _ = fs::remove_dir_all(d);
+    }
+}
+
+/// A fresh temporary directory, removed on drop and in any case when the test process exits. It is
+/// world-readable (0755) because opentracker runs as `nobody` inside it. Set `BT_TEST_KEEP=1` to keep
+/// every directory (logs!) for a look.
 pub fn temp_dir(tag: &str) -> TempDir {
+    static AT_EXIT: OnceLock<()> = OnceLock::new();
     let mut dir = tempfile::Builder::new()
         .prefix(&format!("bt-trace-{tag}-"))
         .tempdir()
@@ -94,6 +107,15 @@ pub fn temp_dir(tag: &str) -> TempDir {
     if std::env::var_os("BT_TEST_KEEP").is_some() {
         dir.disable_cleanup(true);
         eprintln!("keeping {}", dir.path().display());
+    } else {
+        AT_EXIT.get_or_init(|| {
+            // SAFETY: registers a plain extern "C" function; libtest exits through exit(3).
+            unsafe { libc::atexit(remove_temp_dirs) };
+        });
+        TEMP_DIRS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(dir.path().to_path_buf());
     }
     dir
 }

@@ -293,8 +293,16 @@ impl LtSeeder {
 
     /// Waits until the session reports the torrent seeding (it then announces at once).
     pub fn wait_seeding(&self, torrent: &Torrent) {
+        let want = format!("seeding {}", torrent.info_hash);
         self.child
-            .wait_log(&format!("seeding {}", torrent.info_hash));
+            .wait_until(&format!("log line {want:?}"), READY_TIMEOUT, || {
+                let log = self.child.log_text();
+                // Fail fast on a torrent that does not check out (wrong data, bad path).
+                if let Some(err) = log.lines().find(|l| l.starts_with("error")) {
+                    panic!("libtorrent seeder: {err}\n{}", self.child.log_tail());
+                }
+                log.contains(&want)
+            });
     }
 }
 
