@@ -19,16 +19,16 @@
 //! watchdog).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
-use bt_trace::metainfo::Torrent;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
 use bt_trace::trace::event::{Event, EventKind, Msg};
 use bt_trace::trace::jsonl::read_events;
+
+mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bt-trace");
 const DATA_LEN: usize = 3 * 1024 * 1024 + 1234;
@@ -57,21 +57,6 @@ fn tools() -> bool {
     ot && have("aria2c") && have("mktorrent") && have("tshark")
 }
 
-/// A port free for both TCP and UDP on 127.0.0.1 (at the moment of asking).
-fn free_port() -> u16 {
-    loop {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind TCP");
-        let port = l.local_addr().expect("local addr").port();
-        // Stay clear of 6881-6889, which tshark dissects as BitTorrent by default.
-        if (6881..=6889).contains(&port) {
-            continue;
-        }
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// Deterministic pseudo-random bytes (xorshift64*), so the info hash never changes.
 fn data(len: usize) -> Vec<u8> {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -85,51 +70,14 @@ fn data(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Kills the child when dropped; a watchdog shell kills it too if this process dies.
-struct Daemon {
-    child: Child,
-    _watchdog: Child,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn daemon(mut cmd: Command, cleanup: &Path) -> Daemon {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    // Reads until our end of the pipe closes (we exited, however), then cleans up.
-    let watchdog = Command::new("sh")
-        .arg("-c")
-        .arg(r#"read _; kill "$1" 2>/dev/null; rm -rf "$2""#)
-        .arg("watchdog")
-        .arg(child.id().to_string())
-        .arg(cleanup)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("watchdog shell");
-    Daemon {
-        child,
-        _watchdog: watchdog,
-    }
-}
-
-/// The swarm shared by the tests of this binary: the torrent, opentracker and aria2c.
+/// The swarm shared by the tests of this binary: the torrent, opentracker and aria2c, from the
+/// shared harness (tests/common), which kills them and removes their files at exit.
 struct Swarm {
-    dir: PathBuf,
     torrent: PathBuf,
     tracker_port: u16,
     seeder_port: u16,
-    _tracker: Daemon,
-    _seeder: Daemon,
+    _dir: common::TempDir,
+    _seeder: common::Aria2,
 }
 
 fn swarm() -> &'static Swarm {
@@ -137,100 +85,26 @@ fn swarm() -> &'static Swarm {
     SWARM.get_or_init(start_swarm)
 }
 
-/// One HTTP GET, the whole response (opentracker closes the connection).
-fn http_get(port: u16, target: &str) -> Option<Vec<u8>> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let req = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).ok()?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).ok()?;
-    Some(resp)
-}
-
 fn start_swarm() -> Swarm {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = std::env::temp_dir().join(format!("bt-trace-trace-real-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let seed = dir.join("seed");
-    std::fs::create_dir_all(&seed).unwrap();
-    std::fs::write(seed.join("sample.bin"), data(DATA_LEN)).unwrap();
-
-    let tracker_port = free_port();
-    let torrent = dir.join("sample.torrent");
-    let st = Command::new("mktorrent")
-        .args(["-d", "-l", "18", "-a"])
-        .arg(format!("http://127.0.0.1:{tracker_port}/announce"))
-        .arg("-o")
-        .arg(&torrent)
-        .arg(seed.join("sample.bin"))
-        .stdout(Stdio::null())
-        .status()
-        .expect("mktorrent");
-    assert!(st.success());
-    let t = Torrent::parse(&std::fs::read(&torrent).unwrap()).unwrap();
-
-    // opentracker chroots into its directory and runs as `nobody`: make it readable.
-    let ot = dir.join("opentracker");
-    std::fs::create_dir(&ot).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&ot, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let wl = ot.join("whitelist.txt");
-    std::fs::write(&wl, format!("{}\n", t.info_hash_hex())).unwrap();
-    std::fs::set_permissions(&wl, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let p = tracker_port.to_string();
-    let mut cmd = Command::new("opentracker");
-    cmd.args(["-i", "127.0.0.1", "-p", &p, "-P", &p, "-A", "127.0.0.1"])
-        .args(["-w", "whitelist.txt", "-d"])
-        .arg(&ot);
-    let tracker = daemon(cmd, &dir);
-
-    let seeder_port = free_port();
-    let mut cmd = Command::new("aria2c");
-    cmd.args([
-        "--enable-dht=false",
-        "--enable-dht6=false",
-        "--bt-enable-lpd=false",
-        "--bt-require-crypto=false",
-        "--bt-min-crypto-level=plain",
-        "--file-allocation=none",
-        "--disable-ipv6=true",
-        "--seed-ratio=0.0",
-        "--check-integrity=true",
-        "--bt-tracker-interval=1",
-        "--console-log-level=warn",
-        "--summary-interval=0",
-    ])
-    .arg(format!("--listen-port={seeder_port}"))
-    .arg(format!("--dir={}", seed.display()))
-    .arg(&torrent);
-    let seeder = daemon(cmd, &dir);
-
-    // Ready when opentracker knows aria2c as a seeder (aria2c checked the data, listens and
-    // announced).
-    let scrape = format!(
-        "/scrape?info_hash={}",
-        bt_trace::tracker::http::encode_bytes(&t.info_hash)
+    let tracker = common::Tracker::shared();
+    let dir = common::temp_dir("trace-real");
+    let content = dir.path().join("sample.bin");
+    std::fs::write(&content, data(DATA_LEN)).expect("write sample data");
+    let t = common::mktorrent(
+        &content,
+        &dir.path().join("sample.torrent"),
+        18,
+        &[&[&tracker.http_url()]],
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let resp = http_get(tracker_port, &scrape).unwrap_or_default();
-        if resp.windows(11).any(|w| w == b"completei1e") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "aria2c never announced itself as a seeder: {}",
-            String::from_utf8_lossy(&resp)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    tracker.allow(&[&t.info_hash]);
+    let seeder = common::Aria2::seed(&t, dir.path(), dir.path(), &[]);
+    // ready when opentracker knows aria2c as a seeder (data checked, listening, announced)
+    tracker.wait_seeding(&t.info_hash, 1);
     Swarm {
-        dir,
-        torrent,
-        tracker_port,
-        seeder_port,
-        _tracker: tracker,
+        torrent: t.path.clone(),
+        tracker_port: tracker.port,
+        seeder_port: seeder.port,
+        _dir: dir,
         _seeder: seeder,
     }
 }
@@ -450,7 +324,7 @@ fn download_trace_is_what_tshark_sees() {
     let work = tempfile::tempdir().unwrap();
     let traces = work.path().join("traces");
     let out = work.path().join("sample.bin");
-    let our_port = free_port().to_string();
+    let our_port = common::free_port().to_string();
     let peer = format!("127.0.0.1:{}", s.seeder_port);
     let res = run(&[
         "download",
@@ -522,7 +396,7 @@ fn snaplen_trace_keeps_every_message() {
     let work = tempfile::tempdir().unwrap();
     let traces = work.path().join("traces");
     let out = work.path().join("sample.bin");
-    let our_port = free_port().to_string();
+    let our_port = common::free_port().to_string();
     let peer = format!("127.0.0.1:{}", s.seeder_port);
     run(&[
         "download",
@@ -570,7 +444,7 @@ fn handshake_and_peers_traces() {
     let work = tempfile::tempdir().unwrap();
     let traces = work.path().join("traces");
     let peer = format!("127.0.0.1:{}", s.seeder_port);
-    let our_port = free_port().to_string();
+    let our_port = common::free_port().to_string();
     let out = run(&[
         "handshake",
         "--port",
@@ -628,5 +502,4 @@ fn handshake_and_peers_traces() {
         })
         .collect();
     assert_eq!(kinds, ["opened", "request", "response", "closed"]);
-    let _ = &s.dir;
 }
