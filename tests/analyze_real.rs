@@ -13,6 +13,8 @@
 //! clear error (exit 1), `-` reads stdin, and the filters and `--torrent` / `--extract` work.
 //! Skipped (with a note) when tshark is missing.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -525,47 +527,12 @@ fn torrent_check_and_extract() {
 // `download --trace` against a real aria2c seeder, then `analyze --json` of its pcapng.
 
 mod swarm {
-    //! opentracker and an aria2c seeder on 127.0.0.1 for one small deterministic torrent
-    //! (like tests/trace_real.rs). Both are killed when the test process ends (a watchdog
-    //! shell reads our end of a pipe).
+    //! opentracker and an aria2c seeder on 127.0.0.1 for one small deterministic torrent, from
+    //! the shared harness (tests/common), which stops them and removes their files at exit.
 
-    use std::io::{Read, Write};
-    use std::net::TcpStream;
-    use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
-
-    use bt_trace::metainfo::Torrent;
+    use std::path::PathBuf;
 
     pub const DATA_LEN: usize = 2 * 1024 * 1024 + 777;
-
-    pub fn tools() -> bool {
-        let on_path = |p: &str| {
-            std::env::var_os("PATH")
-                .map(|path| std::env::split_paths(&path).any(|d| d.join(p).exists()))
-                .unwrap_or(false)
-        };
-        let ok = ["opentracker", "aria2c", "mktorrent"]
-            .iter()
-            .all(|p| on_path(p));
-        if !ok {
-            eprintln!("NOTE: opentracker, aria2c or mktorrent missing; skipping the aria2c test");
-        }
-        ok
-    }
-
-    pub fn free_port() -> u16 {
-        loop {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            let port = l.local_addr().expect("addr").port();
-            if (6881..=6889).contains(&port) {
-                continue;
-            }
-            if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-                return port;
-            }
-        }
-    }
 
     /// Deterministic pseudo-random bytes (xorshift64*).
     pub fn data(len: usize) -> Vec<u8> {
@@ -580,129 +547,31 @@ mod swarm {
             .collect()
     }
 
-    pub struct Daemon {
-        child: Child,
-        _watchdog: Child,
-    }
-
-    impl Drop for Daemon {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    fn daemon(mut cmd: Command, cleanup: &Path) -> Daemon {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        let watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(r#"read _; kill "$1" 2>/dev/null; rm -rf "$2""#)
-            .arg("watchdog")
-            .arg(child.id().to_string())
-            .arg(cleanup)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("watchdog shell");
-        Daemon {
-            child,
-            _watchdog: watchdog,
-        }
-    }
-
     pub struct Swarm {
         pub torrent: PathBuf,
         pub seeder_port: u16,
-        pub _tracker: Daemon,
-        pub _seeder: Daemon,
-    }
-
-    fn http_get(port: u16, target: &str) -> Option<Vec<u8>> {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let req = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).ok()?;
-        let mut resp = Vec::new();
-        s.read_to_end(&mut resp).ok()?;
-        Some(resp)
+        _dir: crate::common::TempDir,
+        _seeder: crate::common::Aria2,
     }
 
     pub fn start() -> Swarm {
-        use std::os::unix::fs::PermissionsExt;
-        let dir =
-            std::env::temp_dir().join(format!("bt-trace-analyze-real-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let seed = dir.join("seed");
-        std::fs::create_dir_all(&seed).unwrap();
-        std::fs::write(seed.join("analyzed.bin"), data(DATA_LEN)).unwrap();
-        let tracker_port = free_port();
-        let torrent = dir.join("analyzed.torrent");
-        let st = Command::new("mktorrent")
-            .args(["-d", "-l", "17", "-a"])
-            .arg(format!("http://127.0.0.1:{tracker_port}/announce"))
-            .arg("-o")
-            .arg(&torrent)
-            .arg(seed.join("analyzed.bin"))
-            .stdout(Stdio::null())
-            .status()
-            .expect("mktorrent");
-        assert!(st.success());
-        let t = Torrent::parse(&std::fs::read(&torrent).unwrap()).unwrap();
-        let ot = dir.join("opentracker");
-        std::fs::create_dir(&ot).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(&ot, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let wl = ot.join("whitelist.txt");
-        std::fs::write(&wl, format!("{}\n", t.info_hash_hex())).unwrap();
-        std::fs::set_permissions(&wl, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let p = tracker_port.to_string();
-        let mut cmd = Command::new("opentracker");
-        cmd.args(["-i", "127.0.0.1", "-p", &p, "-P", &p, "-A", "127.0.0.1"])
-            .args(["-w", "whitelist.txt", "-d"])
-            .arg(&ot);
-        let tracker = daemon(cmd, &dir);
-        let seeder_port = free_port();
-        let mut cmd = Command::new("aria2c");
-        cmd.args([
-            "--enable-dht=false",
-            "--enable-dht6=false",
-            "--bt-enable-lpd=false",
-            "--bt-require-crypto=false",
-            "--bt-min-crypto-level=plain",
-            "--file-allocation=none",
-            "--disable-ipv6=true",
-            "--seed-ratio=0.0",
-            "--check-integrity=true",
-            "--bt-tracker-interval=1",
-            "--console-log-level=warn",
-            "--summary-interval=0",
-        ])
-        .arg(format!("--listen-port={seeder_port}"))
-        .arg(format!("--dir={}", seed.display()))
-        .arg(&torrent);
-        let seeder = daemon(cmd, &dir);
-        let scrape = format!(
-            "/scrape?info_hash={}",
-            bt_trace::tracker::http::encode_bytes(&t.info_hash)
+        let tracker = crate::common::Tracker::shared();
+        let dir = crate::common::temp_dir("analyze-real");
+        let content = dir.path().join("analyzed.bin");
+        std::fs::write(&content, data(DATA_LEN)).expect("write data");
+        let t = crate::common::mktorrent(
+            &content,
+            &dir.path().join("analyzed.torrent"),
+            17,
+            &[&[&tracker.http_url()]],
         );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let resp = http_get(tracker_port, &scrape).unwrap_or_default();
-            if resp.windows(11).any(|w| w == b"completei1e") {
-                break;
-            }
-            assert!(Instant::now() < deadline, "aria2c never announced itself");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        tracker.allow(&[&t.info_hash]);
+        let seeder = crate::common::Aria2::seed(&t, dir.path(), dir.path(), &[]);
+        tracker.wait_seeding(&t.info_hash, 1);
         Swarm {
-            torrent,
-            seeder_port,
-            _tracker: tracker,
+            torrent: t.path.clone(),
+            seeder_port: seeder.port,
+            _dir: dir,
             _seeder: seeder,
         }
     }
@@ -729,14 +598,11 @@ fn comparable_by_conn(ev: Vec<Event>) -> BTreeMap<(bool, u64), Vec<Event>> {
 
 #[test]
 fn download_trace_of_a_real_seeder_analyzes_to_its_jsonl() {
-    if !swarm::tools() {
-        return;
-    }
     let s = swarm::start();
     let work = tempfile::tempdir().unwrap();
     let traces = work.path().join("traces");
     let out_file = work.path().join("analyzed.bin");
-    let port = swarm::free_port().to_string();
+    let port = common::free_port().to_string();
     let peer = format!("127.0.0.1:{}", s.seeder_port);
     let res = run(&[
         "download",
