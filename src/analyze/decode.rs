@@ -504,24 +504,11 @@ impl PeerDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::decode::tests::{ext, hs};
     use crate::trace::decode::ConnectionDecoder;
     use crate::wire::message::tests::any_owned_message;
-    use crate::wire::{Handshake, Reserved, WireError};
+    use crate::wire::WireError;
     use proptest::prelude::*;
-
-    fn hs(peer: &[u8; 20]) -> Vec<u8> {
-        Handshake::new(Reserved::new().with_extended(), [7; 20], *peer)
-            .emit()
-            .to_vec()
-    }
-
-    fn ext(id: u8, payload: &[u8]) -> Vec<u8> {
-        Message::Extended {
-            ext_id: id,
-            payload,
-        }
-        .to_vec()
-    }
 
     fn collect(d: &mut PeerDecoder, dir: Dir, bytes: &[u8], out: &mut Vec<Decoded>) {
         d.push(dir, bytes, &mut |it| out.extend(it.to_decoded()));

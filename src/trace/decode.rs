@@ -357,18 +357,20 @@ pub fn decode_udp(bytes: &[u8], to_tracker: bool, ipv6: bool) -> (EventKind, Str
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::trace::event::ExtPayload;
     use crate::wire::{BlockRef, Handshake, Reserved};
 
-    fn hs(peer: &[u8; 20]) -> Vec<u8> {
+    /// A handshake (extension protocol on, info hash all 7s) from `peer`.
+    pub(crate) fn hs(peer: &[u8; 20]) -> Vec<u8> {
         Handshake::new(Reserved::new().with_extended(), [7; 20], *peer)
             .emit()
             .to_vec()
     }
 
-    fn ext(id: u8, payload: &[u8]) -> Vec<u8> {
+    /// An extended message, encoded.
+    pub(crate) fn ext(id: u8, payload: &[u8]) -> Vec<u8> {
         Message::Extended {
             ext_id: id,
             payload,
