@@ -265,8 +265,9 @@ impl Signals {
 }
 
 /// Runs `job` until it ends or a signal comes; then cancels `cancel` and, as `stop` says, waits
-/// for the job or drops it. After a signal the result is [`Interrupted`] unless the job
-/// returned a value (a download's summary, which says itself that it was interrupted).
+/// for the job (at most [`STOP_GRACE`], or until a second signal) or drops it. After a signal
+/// the result is [`Interrupted`] unless the job returned a value (a download's summary, which
+/// says itself that it was interrupted).
 async fn until_signal<T>(
     mut signals: Signals,
     cancel: CancellationToken,
@@ -284,14 +285,18 @@ async fn until_signal<T>(
     if stop == Stop::Drop {
         return Err(interrupted(None));
     }
-    match tokio::time::timeout(STOP_GRACE, job).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) if e.is::<Interrupted>() => Err(e),
-        Ok(Err(e)) => Err(interrupted(Some(format!("{e:#}")))),
-        Err(_) => Err(interrupted(Some(format!(
-            "the command did not stop within {} s",
-            STOP_GRACE.as_secs()
-        )))),
+    // a second signal stops the wait
+    let ended = tokio::select! {
+        r = tokio::time::timeout(STOP_GRACE, job) => r.ok(),
+        _ = signals.recv() => None,
+    };
+    match ended {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(e)) if e.is::<Interrupted>() => Err(e),
+        Some(Err(e)) => Err(interrupted(Some(format!("{e:#}")))),
+        None => Err(interrupted(Some(
+            "stopped before the command could say what it kept".into(),
+        ))),
     }
 }
 
@@ -416,12 +421,15 @@ mod tests {
     }
 
     /// Runs `until_signal` on the job `make` builds from the cancellation token, raising `sig` at
-    /// ourselves once the handlers are in place.
+    /// ourselves once the handlers are in place. One test at a time: every handler of the
+    /// process sees every signal.
     fn interrupt<F, Fut>(sig: libc::c_int, stop: Stop, make: F) -> Result<u32>
     where
         F: FnOnce(CancellationToken) -> Fut,
         Fut: Future<Output = Result<u32>>,
     {
+        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -463,5 +471,17 @@ mod tests {
         .expect_err("interrupted");
         assert_eq!(format!("{e:#}"), "interrupted: connection reset");
         assert!(e.is::<Interrupted>());
+    }
+
+    #[test]
+    fn a_second_signal_stops_the_wait() {
+        let e = interrupt(libc::SIGTERM, Stop::Cancel, |token| async move {
+            token.cancelled().await;
+            // SAFETY: raise(3) on our own process; the handlers are installed.
+            unsafe { libc::raise(libc::SIGINT) };
+            std::future::pending().await
+        })
+        .expect_err("interrupted");
+        assert!(e.is::<Interrupted>(), "{e:#}");
     }
 }
