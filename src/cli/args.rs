@@ -246,7 +246,7 @@ pub struct NetArgs {
 #[derive(Args, Debug, Clone, Default)]
 pub struct TraceArgs {
     /// Record every byte sent and received (peers and trackers) into DIR: a pcapng capture
-    /// for Wireshark and a JSON Lines event log, named <command>-<torrent name>.pcapng/.jsonl.
+    /// for Wireshark and a JSON Lines event log, named `<command>-<torrent name>.pcapng/.jsonl`.
     #[arg(long, value_name = "DIR")]
     pub trace: Option<PathBuf>,
     /// With --trace: store at most N bytes of each frame that carries piece data, like
