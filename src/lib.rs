@@ -5,6 +5,7 @@ pub mod analyze;
 pub mod bencode;
 pub mod bitfield;
 pub mod capture;
+pub mod cli;
 pub mod client;
 pub mod download;
 pub mod magnet;

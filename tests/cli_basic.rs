@@ -2,7 +2,9 @@
 //! CodeCrafters formats byte-exact, and every kind of bad input giving one `error:` line,
 //! exit status 1 (2 for usage errors) and never a panic. Torrents are built here with
 //! `bencode::Value`; one test also makes torrents with `mktorrent` and checks `info` against
-//! `transmission-show` (skipped when those programs are not installed).
+//! `transmission-show` (skipped when those programs are not installed). The signal tests run
+//! a traced `handshake` or `peers` against a listener of ours that never answers, signal it
+//! and check the exit and the trace with `tshark` (skipped without it).
 
 use bt_trace::bencode::Value;
 use sha1::{Digest, Sha1};
@@ -557,4 +559,192 @@ fn info_agrees_with_mktorrent_and_transmission_show() {
             content.len()
         )));
     }
+}
+
+/// A one-piece torrent whose tracker is `tracker`.
+fn small_torrent(dir: &Path, tracker: &str) -> PathBuf {
+    let info = Value::dict([
+        ("length", Value::Int(5)),
+        ("name", b("signal.bin")),
+        ("piece length", Value::Int(16384)),
+        ("pieces", Value::Bytes(sha1(b"hello").to_vec())),
+    ]);
+    let t = Value::dict([("announce", b(tracker)), ("info", info)]);
+    write(dir, "signal.torrent", &t.encode())
+}
+
+/// Accepts one connection on `listener` within 60 s and reads from it until `done` says the
+/// client has sent all it will send before waiting for an answer (which never comes).
+fn accept_and_read(
+    listener: &std::net::TcpListener,
+    done: impl Fn(&[u8]) -> bool,
+) -> std::net::TcpStream {
+    use std::time::{Duration, Instant};
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut conn = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "bt-trace never connected");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !done(&got) {
+        let n = conn.read(&mut buf).expect("reading what bt-trace sends");
+        assert!(n > 0, "bt-trace closed the connection early: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    conn
+}
+
+/// Sends `sig` to `child` and waits (at most 60 s) for it to exit; returns its exit code and
+/// stderr.
+fn signal_and_wait(mut child: std::process::Child, sig: libc::c_int) -> (Option<i32>, String) {
+    use std::time::{Duration, Instant};
+    // SAFETY: plain kill(2) on the child we started and have not reaped yet.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("bt-trace did not exit within 60 s of signal {sig}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status.code(), stderr)
+}
+
+/// tshark's BitTorrent frames in `pcapng` (port `port` decoded as BitTorrent); panics when
+/// tshark cannot read the file or complains about it.
+fn tshark_bittorrent_frames(pcapng: &Path, port: u16) -> Vec<String> {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(pcapng)
+        .args(["-d", &format!("tcp.port=={port},bittorrent")])
+        .args(["-Y", "bittorrent", "-T", "fields", "-e", "frame.number"])
+        .output()
+        .expect("run tshark");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // (tshark notes it on stderr when run as root; that is no complaint about the file)
+    let complaints: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.contains("Running as user"))
+        .collect();
+    assert!(
+        out.status.success() && complaints.is_empty(),
+        "tshark on {}: {:?} {stderr}",
+        pcapng.display(),
+        out.status
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Ctrl-C, SIGTERM and SIGHUP all end a traced command the same way: exit status 130,
+/// `error: interrupted` on stderr, and finished trace files (tshark reads the pcapng without
+/// a complaint and finds the handshake we sent). The peer accepts and reads our handshake but
+/// never answers, so the signal always lands while bt-trace waits.
+#[test]
+fn signals_end_a_traced_command_cleanly() {
+    if !have("tshark") {
+        eprintln!("skipping: tshark not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let torrent = small_torrent(dir.path(), "http://127.0.0.1:9/announce");
+    let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = peer.local_addr().unwrap().port();
+    for (sig, name) in [
+        (libc::SIGTERM, "term"),
+        (libc::SIGINT, "int"),
+        (libc::SIGHUP, "hup"),
+    ] {
+        let traces = dir.path().join(name);
+        let child = Command::new(BIN)
+            .arg("handshake")
+            .arg(&torrent)
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--trace")
+            .arg(&traces)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _conn = accept_and_read(&peer, |got| got.len() >= 68);
+        let (code, stderr) = signal_and_wait(child, sig);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_eq!(code, Some(130), "signal {name}: {stderr}");
+        assert_eq!(
+            stderr.lines().last(),
+            Some("error: interrupted"),
+            "signal {name}: {stderr}"
+        );
+        assert!(stderr.contains("trace: "), "signal {name}: {stderr}");
+        let pcapng = traces.join("handshake-signal.bin.pcapng");
+        let frames = tshark_bittorrent_frames(&pcapng, port);
+        assert!(!frames.is_empty(), "signal {name}: no BitTorrent frame");
+        let jsonl = std::fs::read_to_string(traces.join("handshake-signal.bin.jsonl")).unwrap();
+        assert!(
+            jsonl.lines().count() >= 2 && jsonl.ends_with('\n'),
+            "signal {name}: {jsonl}"
+        );
+    }
+}
+
+/// The same for `peers` against an HTTP tracker that reads the announce and never answers.
+#[test]
+fn sigterm_ends_peers_waiting_for_a_tracker() {
+    if !have("tshark") {
+        eprintln!("skipping: tshark not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tracker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tracker.local_addr().unwrap().port();
+    let torrent = small_torrent(dir.path(), &format!("http://127.0.0.1:{port}/announce"));
+    let traces = dir.path().join("traces");
+    let child = Command::new(BIN)
+        .arg("peers")
+        .arg(&torrent)
+        .arg("--trace")
+        .arg(&traces)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _conn = accept_and_read(&tracker, |got| got.windows(4).any(|w| w == b"\r\n\r\n"));
+    let (code, stderr) = signal_and_wait(child, libc::SIGTERM);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert_eq!(
+        stderr.lines().last(),
+        Some("error: interrupted"),
+        "{stderr}"
+    );
+    // a tracker exchange that never completed leaves no frames, but a valid capture
+    tshark_bittorrent_frames(&traces.join("peers-signal.bin.pcapng"), port);
 }

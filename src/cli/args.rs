@@ -1,6 +1,9 @@
 //! Command-line arguments (clap derive). Command names and argument order follow the
 //! CodeCrafters "Build your own BitTorrent" course (see /work/shared/design.md): snake_case
 //! names such as `magnet_parse`, and `download_piece -o PATH FILE INDEX`.
+//!
+//! Only the definitions live here: each option is declared once (shared ones in the `Args`
+//! structs at the end) and nothing here runs a command.
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use std::ffi::OsString;
@@ -13,7 +16,8 @@ use std::path::PathBuf;
     version,
     about = "A BitTorrent client and protocol tracer",
     long_about = "A BitTorrent client and protocol tracer.\n\n\
-        Results go to stdout, logs and errors to stderr. Exit status: 0 ok, 1 error, 2 usage error."
+        Results go to stdout, logs and errors to stderr. Exit status: 0 ok, 1 error, 2 usage error, \
+        130 interrupted (Ctrl-C, SIGTERM or SIGHUP)."
 )]
 pub struct Cli {
     /// More logging on stderr: -v info, -vv debug, -vvv trace. Without -v, RUST_LOG is used
@@ -61,9 +65,8 @@ pub enum Command {
     Info {
         /// The .torrent file.
         torrent: PathBuf,
-        /// Print one JSON object with every field instead.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        json: JsonArg,
     },
 
     /// Parse a magnet link: prints `Tracker URL:` (the first `tr`, empty if none) and
@@ -71,9 +74,8 @@ pub enum Command {
     MagnetParse {
         /// The magnet link (quote it: it contains '&').
         link: String,
-        /// Print one JSON object with every parameter instead.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        json: JsonArg,
     },
 
     /// Ask the torrent's tracker(s) for peers: one `ip:port` a line.
@@ -96,9 +98,8 @@ pub enum Command {
 
     /// Download one piece and write its bytes to PATH.
     DownloadPiece {
-        /// Where to write the piece.
-        #[arg(short = 'o', long = "output")]
-        output: PathBuf,
+        #[command(flatten)]
+        output: OutputArg,
         /// The .torrent file.
         torrent: PathBuf,
         /// The piece index (0-based).
@@ -111,9 +112,8 @@ pub enum Command {
     /// multi-file torrent it is the directory the torrent's files go into. Running the same
     /// command again after an interruption keeps every verified piece.
     Download {
-        /// The output file (single-file torrent) or directory (multi-file torrent).
-        #[arg(short = 'o', long = "output")]
-        output: PathBuf,
+        #[command(flatten)]
+        output: OutputArg,
         /// The .torrent file.
         torrent: PathBuf,
         #[command(flatten)]
@@ -141,9 +141,8 @@ pub enum Command {
 
     /// Fetch a magnet link's metadata, then download one piece and write its bytes to PATH.
     MagnetDownloadPiece {
-        /// Where to write the piece.
-        #[arg(short = 'o', long = "output")]
-        output: PathBuf,
+        #[command(flatten)]
+        output: OutputArg,
         /// The magnet link.
         link: String,
         /// The piece index (0-based).
@@ -155,9 +154,8 @@ pub enum Command {
     /// Fetch a magnet link's metadata, then download the whole torrent (PATH as for
     /// `download`).
     MagnetDownload {
-        /// The output file (single-file torrent) or directory (multi-file torrent).
-        #[arg(short = 'o', long = "output")]
-        output: PathBuf,
+        #[command(flatten)]
+        output: OutputArg,
         /// The magnet link.
         link: String,
         #[command(flatten)]
@@ -206,6 +204,25 @@ pub struct AnalyzeArgs {
     pub extract: Option<PathBuf>,
 }
 
+/// `-o PATH` of the download commands: where the piece, the file (single-file torrent) or the
+/// directory (multi-file torrent) goes.
+#[derive(Args, Debug, Clone)]
+pub struct OutputArg {
+    /// Where to write: the piece (`download_piece`, `magnet_download_piece`), or the file of a
+    /// single-file torrent / the directory of a multi-file torrent (`download`,
+    /// `magnet_download`).
+    #[arg(short = 'o', long = "output", value_name = "PATH")]
+    pub output: PathBuf,
+}
+
+/// `--json` of `info` and `magnet_parse`.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct JsonArg {
+    /// Print one JSON object with every field instead of the lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Options of the commands that talk to trackers and peers.
 #[derive(Args, Debug, Clone)]
 pub struct NetArgs {
@@ -213,7 +230,7 @@ pub struct NetArgs {
     #[arg(long = "peer", value_name = "IP:PORT")]
     pub peers: Vec<SocketAddr>,
     /// The TCP port we announce to trackers.
-    #[arg(long, default_value_t = bt_trace::client::DEFAULT_PORT)]
+    #[arg(long, default_value_t = crate::client::DEFAULT_PORT)]
     pub port: u16,
     /// At most this many peer connections at once.
     #[arg(long, default_value_t = 50)]
@@ -229,7 +246,7 @@ pub struct NetArgs {
 #[derive(Args, Debug, Clone, Default)]
 pub struct TraceArgs {
     /// Record every byte sent and received (peers and trackers) into DIR: a pcapng capture
-    /// for Wireshark and a JSON Lines event log, named <command>-<torrent name>.pcapng/.jsonl.
+    /// for Wireshark and a JSON Lines event log, named `<command>-<torrent name>.pcapng/.jsonl`.
     #[arg(long, value_name = "DIR")]
     pub trace: Option<PathBuf>,
     /// With --trace: store at most N bytes of each frame that carries piece data, like

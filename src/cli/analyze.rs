@@ -4,20 +4,24 @@
 //! Exit status: 0 when every capture was read (a capture cut short is analyzed up to the
 //! damage and only warned about); 1 when a file could not be opened or is not a capture at
 //! all (the other files are still analyzed), or when writing the output failed.
+//!
+//! Only the command's plumbing lives here; decoding and the reports are `crate::analyze`'s.
 
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use bt_trace::analyze::report::{write_pieces, write_report, JsonOut, MessagesOut};
-use bt_trace::analyze::{analyze, AnalyzeError, Filter, NoEvents, Options, PieceChecker};
-use bt_trace::capture::CaptureReader;
-use bt_trace::metainfo::Torrent;
-use bt_trace::trace::jsonl::JsonlWriter;
 
-use crate::cli::AnalyzeArgs;
+use super::args::AnalyzeArgs;
+use super::{is_broken_pipe, read_torrent};
+use crate::analyze::report::{write_pieces, write_report, JsonOut, MessagesOut};
+use crate::analyze::{analyze, AnalyzeError, Filter, NoEvents, Options, PieceChecker};
+use crate::capture::CaptureReader;
+use crate::trace::jsonl::JsonlWriter;
 
+/// Runs `analyze`: every capture in turn into `out`; a capture that fails is reported on stderr
+/// and the others are still analyzed.
 pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
     let filter = Filter {
         conns: args.conns.iter().copied().collect(),
@@ -30,19 +34,16 @@ pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
         types: Filter::parse_types(&args.types).map_err(anyhow::Error::msg)?,
     };
     let mut checker = match &args.torrent {
-        Some(p) => {
-            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-            let t = Torrent::parse(&bytes)
-                .with_context(|| format!("{} is not a usable torrent", p.display()))?;
-            Some(
-                PieceChecker::new(Arc::new(t), args.extract.as_deref()).with_context(|| {
+        Some(p) => Some(
+            PieceChecker::new(Arc::new(read_torrent(p)?), args.extract.as_deref()).with_context(
+                || {
                     format!(
                         "creating {}",
                         args.extract.as_deref().unwrap_or(Path::new("")).display()
                     )
-                })?,
-            )
-        }
+                },
+            )?,
+        ),
         None => None,
     };
     if !args.types.is_empty() && !args.messages && !args.json {
@@ -71,10 +72,7 @@ pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
             (name, r)
         };
         if let Err(e) = res {
-            if e.chain().any(|c| {
-                c.downcast_ref::<io::Error>()
-                    .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-            }) {
+            if is_broken_pipe(&e) {
                 return Err(e);
             }
             eprintln!("error: {name}: {e:#}");

@@ -1,0 +1,487 @@
+//! One dispatch for every command ([`run`]), and [`networked`]: the one place where a command
+//! that talks to trackers and peers gets its client settings, its trace, an async runtime and
+//! its signal handling, and where the trace is finished on every way out.
+//!
+//! Ctrl-C (SIGINT), SIGTERM and SIGHUP all end a networked command the same way: the client's
+//! cancellation token fires, a download stops (verified pieces stay on disk, `stopped` goes to
+//! the tracker), the other commands are dropped, the runtime shuts down (every open connection
+//! records its close), the trace files are flushed and closed, and the error is
+//! [`Interrupted`] (exit status 130). The handlers are installed before the trace starts, so
+//! no signal can leave a half-written pcapng. Here only commands are sequenced; what they print
+//! is [`super::output`]'s, and what they do is the library's (`client`).
+
+use std::future::Future;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+use super::args::{Cli, Command, NetArgs};
+use super::{analyze, output, read_magnet, read_torrent, Interrupted};
+use crate::bencode::{self, Value};
+use crate::client::{self, ClientConfig};
+use crate::download::Summary;
+use crate::magnet::Magnet;
+use crate::trace::{Recorder, RecorderOptions};
+use crate::wire::Reserved;
+
+/// How long a command that watches the cancellation token may take to stop after a signal: a
+/// download lets its sessions finish their step (2 s) and tells the tracker `stopped` (3 s).
+const STOP_GRACE: Duration = Duration::from_secs(6);
+
+/// How long the runtime's shutdown waits for tasks that are still running.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs one parsed command line; results go to `out`, diagnostics to stderr.
+pub fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
+    match cli.command {
+        Command::Decode { bencoded, hex } => {
+            let v = bencode::decode(bencoded.as_bytes()).context("decoding the argument")?;
+            let json = if hex { v.to_json_hex() } else { v.to_json() };
+            writeln!(out, "{json}")?;
+        }
+        Command::Encode { json } => {
+            let j: serde_json::Value = serde_json::from_str(&json).context("reading the JSON")?;
+            let v = Value::from_json(&j)
+                .map_err(anyhow::Error::msg)
+                .context("converting JSON to bencode")?;
+            out.write_all(&v.encode())?;
+        }
+        Command::Info { torrent, json } => {
+            let t = read_torrent(&torrent)?;
+            if json.json {
+                output::write_json(out, &output::info_json(&t))?;
+            } else {
+                output::write_info(out, &t)?;
+                output::write_files(out, &t)?;
+                output::write_tiers(out, &t)?;
+            }
+        }
+        Command::MagnetParse { link, json } => {
+            let m = read_magnet(&link)?;
+            if json.json {
+                output::write_json(out, &output::magnet_json(&m))?;
+            } else {
+                output::write_magnet(out, &m)?;
+            }
+        }
+        Command::Peers { torrent, net } => {
+            let t = &read_torrent(&torrent)?;
+            let peers = networked(&net, "peers", &t.info.name, Stop::Drop, |cfg| async move {
+                client::peers(t, &cfg).await
+            })?;
+            output::write_peers(out, &peers)?;
+        }
+        Command::Handshake { torrent, peer, net } => {
+            let t = &read_torrent(&torrent)?;
+            let h = networked(
+                &net,
+                "handshake",
+                &t.info.name,
+                Stop::Drop,
+                |cfg| async move {
+                    // the course's peers accept exactly these reserved bytes (design.md)
+                    client::handshake(peer, t.info_hash, Reserved::EXTENSION_ONLY, &cfg).await
+                },
+            )?;
+            output::write_peer_id(out, &h.peer_id)?;
+        }
+        Command::DownloadPiece {
+            output: o,
+            torrent,
+            index,
+            net,
+        } => {
+            let t = &read_torrent(&torrent)?;
+            let path = &o.output;
+            let s = networked(
+                &net,
+                "download_piece",
+                &t.info.name,
+                Stop::Cancel,
+                |cfg| async move { client::download_piece(t, index, path, &cfg).await },
+            )?;
+            check_download(&s, &net)?;
+            output::write_piece_done(out, index, path)?;
+        }
+        Command::Download {
+            output: o,
+            torrent,
+            net,
+        } => {
+            let t = &read_torrent(&torrent)?;
+            let path = &o.output;
+            let s = networked(
+                &net,
+                "download",
+                &t.info.name,
+                Stop::Cancel,
+                |cfg| async move { client::download(t, path, &cfg).await },
+            )?;
+            check_download(&s, &net)?;
+            output::write_download_done(out, &torrent.display().to_string(), path)?;
+        }
+        Command::MagnetHandshake { link, net } => {
+            let m = &read_magnet(&link)?;
+            let name = magnet_name(m);
+            let p = networked(
+                &net,
+                "magnet_handshake",
+                &name,
+                Stop::Drop,
+                |cfg| async move { client::magnet_handshake(m, &cfg).await },
+            )?;
+            // magnet_handshake only returns peers that announced ut_metadata
+            let id = p.ut_metadata_id().unwrap_or(0);
+            output::write_magnet_handshake(out, &p.handshake.peer_id, id)?;
+        }
+        Command::MagnetInfo { link, net } => {
+            let m = &read_magnet(&link)?;
+            let name = magnet_name(m);
+            let (t, _) = networked(&net, "magnet_info", &name, Stop::Drop, |cfg| async move {
+                client::magnet_info(m, &cfg).await
+            })?;
+            // the `info` lines; the tracker tiers are the link's `tr`, not shown again
+            output::write_info(out, &t)?;
+            output::write_files(out, &t)?;
+        }
+        Command::MagnetDownloadPiece {
+            output: o,
+            link,
+            index,
+            net,
+        } => {
+            let m = &read_magnet(&link)?;
+            let name = magnet_name(m);
+            let path = &o.output;
+            let (_, s) = networked(
+                &net,
+                "magnet_download_piece",
+                &name,
+                Stop::Cancel,
+                |cfg| async move { client::magnet_download_piece(m, index, path, &cfg).await },
+            )?;
+            check_download(&s, &net)?;
+            output::write_piece_done(out, index, path)?;
+        }
+        Command::MagnetDownload {
+            output: o,
+            link,
+            net,
+        } => {
+            let m = &read_magnet(&link)?;
+            let name = magnet_name(m);
+            let path = &o.output;
+            let (t, s) = networked(
+                &net,
+                "magnet_download",
+                &name,
+                Stop::Cancel,
+                |cfg| async move { client::magnet_download(m, path, &cfg).await },
+            )?;
+            check_download(&s, &net)?;
+            output::write_download_done(out, &t.info.name, path)?;
+        }
+        Command::Analyze(args) => analyze::run(&args, out)?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// How a networked command stops after a signal.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Stop {
+    /// It watches [`ClientConfig::cancel`] and returns what it has (a download: its summary,
+    /// which records the interruption); wait for that, at most [`STOP_GRACE`].
+    Cancel,
+    /// It has nothing to save: drop it at once (its connections record their close).
+    Drop,
+}
+
+/// Runs a networked command: client settings from `net`, the trace (`--trace`) named after
+/// `command` and `name`, a runtime with the signal handlers, `job`, then the runtime's shutdown
+/// and the trace's end, whatever the job's outcome.
+fn networked<T, F, Fut>(net: &NetArgs, command: &str, name: &str, stop: Stop, job: F) -> Result<T>
+where
+    F: FnOnce(ClientConfig) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let signals = {
+        let _entered = rt.enter();
+        Signals::new().context("installing the signal handlers")?
+    };
+    let mut cfg = client_config(net);
+    let trace = start_trace(net, command, name, &mut cfg)?;
+    let cancel = cfg.cancel.clone();
+    let result = rt.block_on(until_signal(signals, cancel, stop, job(cfg)));
+    rt.shutdown_timeout(SHUTDOWN_TIMEOUT);
+    let traced = finish_trace(trace);
+    match (result, traced) {
+        (Ok(v), Ok(())) => Ok(v),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(te)) => {
+            tracing::error!("{te:#}");
+            Err(e)
+        }
+    }
+}
+
+/// Ctrl-C (SIGINT), SIGTERM and SIGHUP, installed together so that all three end a command the
+/// same way. Once installed they no longer kill the process for the rest of its life.
+struct Signals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    /// Installs the handlers; must run inside the runtime.
+    fn new() -> std::io::Result<Signals> {
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for the next of the three; returns its name.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            Some(()) = self.int.recv() => "SIGINT",
+            Some(()) = self.term.recv() => "SIGTERM",
+            Some(()) = self.hup.recv() => "SIGHUP",
+            else => std::future::pending().await,
+        }
+    }
+}
+
+/// Runs `job` until it ends or a signal comes; then cancels `cancel` and, as `stop` says, waits
+/// for the job (at most [`STOP_GRACE`], or until a second signal) or drops it. After a signal
+/// the result is [`Interrupted`] unless the job returned a value (a download's summary, which
+/// says itself that it was interrupted).
+async fn until_signal<T>(
+    mut signals: Signals,
+    cancel: CancellationToken,
+    stop: Stop,
+    job: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::pin!(job);
+    let name = tokio::select! {
+        r = &mut job => return r,
+        name = signals.recv() => name,
+    };
+    tracing::info!("{name}: stopping");
+    cancel.cancel();
+    let interrupted = |detail: Option<String>| anyhow::Error::new(Interrupted { detail });
+    if stop == Stop::Drop {
+        return Err(interrupted(None));
+    }
+    // a second signal stops the wait
+    let ended = tokio::select! {
+        r = tokio::time::timeout(STOP_GRACE, job) => r.ok(),
+        _ = signals.recv() => None,
+    };
+    match ended {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(e)) if e.is::<Interrupted>() => Err(e),
+        Some(Err(e)) => Err(interrupted(Some(format!("{e:#}")))),
+        None => Err(interrupted(Some(
+            "stopped before the command could say what it kept".into(),
+        ))),
+    }
+}
+
+fn client_config(net: &NetArgs) -> ClientConfig {
+    ClientConfig {
+        port: net.port,
+        max_peers: net.max_peers.max(1),
+        extra_peers: net.peers.clone(),
+        progress: !net.quiet,
+        ..Default::default()
+    }
+}
+
+/// A name for a magnet link's trace files: its display name, or its info hash.
+fn magnet_name(m: &Magnet) -> String {
+    m.display_name.clone().unwrap_or_else(|| m.info_hash_hex())
+}
+
+/// With `--trace DIR`: starts the recorder on `DIR/<command>-<name>.pcapng/.jsonl` (`name`
+/// with anything but letters, digits, `-_.` replaced by `_` and no leading dots) and hooks it
+/// into the client's connections and tracker exchanges.
+fn start_trace(
+    net: &NetArgs,
+    command: &str,
+    name: &str,
+    cfg: &mut ClientConfig,
+) -> Result<Option<Recorder>> {
+    let Some(dir) = &net.trace.trace else {
+        return Ok(None);
+    };
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let stem = format!("{command}-{}", name.trim_start_matches('.'));
+    let opts = RecorderOptions {
+        snaplen: net.trace.trace_snaplen,
+        deterministic: net.trace.trace_deterministic,
+        listen_port: Some(net.port),
+        ..RecorderOptions::in_dir(dir, &stem)
+    };
+    let rec = Recorder::start(opts)
+        .with_context(|| format!("starting the trace in {}", dir.display()))?;
+    cfg.conn_observer = Some(Arc::new(rec.clone()));
+    cfg.tracker_observer = Some(Arc::new(Mutex::new(rec.clone())));
+    Ok(Some(rec))
+}
+
+/// Flushes and closes the trace files (after the runtime is down, so every connection has
+/// recorded its close) and says where they are on stderr.
+fn finish_trace(trace: Option<Recorder>) -> Result<()> {
+    let Some(rec) = trace else {
+        return Ok(());
+    };
+    let s = rec.finish().context("writing the trace")?;
+    eprintln!(
+        "trace: {} ({} frames, {:.1} MiB) and {} ({} events)",
+        s.pcapng.display(),
+        s.frames,
+        s.pcapng_bytes as f64 / 1048576.0,
+        s.jsonl.display(),
+        s.events
+    );
+    Ok(())
+}
+
+/// A download's outcome: the report line on stderr (unless `--quiet`), then [`Interrupted`]
+/// when a signal stopped it, or an error when it is incomplete.
+fn check_download(s: &Summary, net: &NetArgs) -> Result<()> {
+    if !net.quiet {
+        eprintln!("{}", output::download_report(s));
+    }
+    if s.interrupted {
+        return Err(Interrupted {
+            detail: Some(format!(
+                "{} of {} pieces are verified on disk; run the same command again to resume",
+                s.pieces_have, s.pieces_total
+            )),
+        }
+        .into());
+    }
+    if !s.complete {
+        anyhow::bail!(
+            "download incomplete: {} of {} pieces",
+            s.pieces_have,
+            s.pieces_total
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn run_args(args: &[&str]) -> Result<Vec<u8>> {
+        let cli = Cli::try_parse_from(std::iter::once("bt-trace").chain(args.iter().copied()))?;
+        let mut out = Vec::new();
+        run(cli, &mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn offline_commands_write_to_out() {
+        assert_eq!(
+            run_args(&["decode", "d3:foo3:bare"]).expect("decode"),
+            b"{\"foo\":\"bar\"}\n"
+        );
+        assert_eq!(
+            run_args(&["encode", "[1,\"a\"]"]).expect("encode"),
+            b"li1e1:ae"
+        );
+        let e = run_args(&["decode", "5:abc"]).expect_err("truncated");
+        assert!(format!("{e:#}").starts_with("decoding the argument: "));
+    }
+
+    /// Runs `until_signal` on the job `make` builds from the cancellation token, raising `sig` at
+    /// ourselves once the handlers are in place. One test at a time: every handler of the
+    /// process sees every signal.
+    fn interrupt<F, Fut>(sig: libc::c_int, stop: Stop, make: F) -> Result<u32>
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = Result<u32>>,
+    {
+        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let signals = Signals::new().expect("signal handlers");
+            let cancel = CancellationToken::new();
+            let job = make(cancel.clone());
+            // SAFETY: raise(3) on our own process, whose handler for `sig` is installed above.
+            unsafe { libc::raise(sig) };
+            until_signal(signals, cancel, stop, job).await
+        })
+    }
+
+    #[test]
+    fn every_signal_interrupts() {
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            let e =
+                interrupt(sig, Stop::Drop, |_| std::future::pending()).expect_err("interrupted");
+            assert!(e.is::<Interrupted>(), "{e:#}");
+            assert_eq!(format!("{e:#}"), "interrupted");
+        }
+    }
+
+    #[test]
+    fn a_cancel_job_is_waited_for() {
+        // the job sees the token fire and returns what it has
+        let v = interrupt(libc::SIGTERM, Stop::Cancel, |token| async move {
+            token.cancelled().await;
+            Ok(7)
+        });
+        assert_eq!(v.expect("the job's value"), 7);
+
+        // a job that fails once cancelled is still an interruption
+        let e = interrupt(libc::SIGHUP, Stop::Cancel, |token| async move {
+            token.cancelled().await;
+            anyhow::bail!("connection reset")
+        })
+        .expect_err("interrupted");
+        assert_eq!(format!("{e:#}"), "interrupted: connection reset");
+        assert!(e.is::<Interrupted>());
+    }
+
+    #[test]
+    fn a_second_signal_stops_the_wait() {
+        let e = interrupt(libc::SIGTERM, Stop::Cancel, |token| async move {
+            token.cancelled().await;
+            // SAFETY: raise(3) on our own process; the handlers are installed.
+            unsafe { libc::raise(libc::SIGINT) };
+            std::future::pending().await
+        })
+        .expect_err("interrupted");
+        assert!(e.is::<Interrupted>(), "{e:#}");
+    }
+}
