@@ -593,3 +593,289 @@ fn housekeeping(t: &Timeouts, st: &mut PeerState, conn: &mut Conn) -> Result<(),
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! A session against a fake [`PeerSwarm`] (two pieces of 32 KiB in memory) and a scripted
+    //! remote peer on loopback.
+
+    use super::*;
+    use crate::peer::swarm::{DiskError, SessionConfig};
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::watch;
+    use tokio_util::sync::CancellationToken;
+
+    const PIECE: u32 = 32 * 1024;
+    const BLOCK: u32 = 16 * 1024;
+    const INFO_HASH: [u8; 20] = [7; 20];
+
+    fn byte_at(index: u32, offset: u32) -> u8 {
+        ((index * PIECE + offset) % 251) as u8
+    }
+
+    fn all_blocks() -> Vec<BlockRef> {
+        (0..2)
+            .flat_map(|i| (0..2).map(move |b| BlockRef::new(i, b * BLOCK, BLOCK)))
+            .collect()
+    }
+
+    #[derive(Default)]
+    struct FakeState {
+        free: Vec<BlockRef>,
+        claimed: HashSet<BlockRef>,
+        stored: Vec<(BlockRef, Vec<u8>)>,
+        announced: Option<Bitfield>,
+        left_with: Option<(Option<Bitfield>, Vec<BlockRef>)>,
+    }
+
+    struct FakeInner {
+        config: SessionConfig,
+        cancel: CancellationToken,
+        wake: watch::Sender<u64>,
+        state: Mutex<FakeState>,
+        disk_full: bool,
+    }
+
+    #[derive(Clone)]
+    struct Fake(Arc<FakeInner>);
+
+    impl Fake {
+        fn new(disk_full: bool) -> Fake {
+            Fake(Arc::new(FakeInner {
+                config: SessionConfig {
+                    info_hash: INFO_HASH,
+                    peer_id: *b"-bt0000-fakeswarm000",
+                    reserved: Reserved::new(),
+                    num_pieces: 2,
+                    timeouts: Timeouts::default(),
+                    listen_port: None,
+                    observer: None,
+                },
+                cancel: CancellationToken::new(),
+                wake: watch::channel(0).0,
+                state: Mutex::new(FakeState {
+                    free: all_blocks(),
+                    ..FakeState::default()
+                }),
+                disk_full,
+            }))
+        }
+
+        fn state(&self) -> std::sync::MutexGuard<'_, FakeState> {
+            self.0.state.lock().unwrap()
+        }
+    }
+
+    impl PeerSwarm for Fake {
+        fn config(&self) -> &SessionConfig {
+            &self.0.config
+        }
+        fn metadata(&self) -> Option<&[u8]> {
+            None
+        }
+        fn subscribe(&self) -> watch::Receiver<u64> {
+            self.0.wake.subscribe()
+        }
+        fn cancel_token(&self) -> &CancellationToken {
+            &self.0.cancel
+        }
+        fn is_finished(&self) -> bool {
+            self.state().stored.len() == all_blocks().len()
+        }
+        fn our_pieces(&self) -> (Bitfield, Cursor) {
+            (Bitfield::new(2), Cursor::default())
+        }
+        fn peer_announced(&self, has: &Bitfield) {
+            self.state().announced = Some(has.clone());
+        }
+        fn peer_has(&self, index: u32) {
+            if let Some(b) = self.state().announced.as_mut() {
+                b.set(index);
+            }
+        }
+        fn peer_left(
+            &self,
+            announced: Option<&Bitfield>,
+            outstanding: &mut dyn Iterator<Item = BlockRef>,
+        ) {
+            self.state().left_with = Some((announced.cloned(), outstanding.collect()));
+        }
+        fn news(&self, _: SocketAddr, has: &Bitfield, _: &mut Cursor, out: &mut News) {
+            let s = self.state();
+            out.interesting = s.free.iter().any(|r| has.get(r.index));
+        }
+        fn pick(
+            &self,
+            has: &Bitfield,
+            max: usize,
+            outstanding: &HashSet<BlockRef>,
+            _: u32,
+            out: &mut Vec<BlockRef>,
+        ) {
+            let mut s = self.state();
+            while out.len() < max {
+                let Some(at) = s
+                    .free
+                    .iter()
+                    .position(|r| has.get(r.index) && !outstanding.contains(r))
+                else {
+                    break;
+                };
+                out.push(s.free.remove(at));
+            }
+        }
+        fn release(&self, r: &BlockRef) {
+            self.state().free.push(*r);
+        }
+        fn accept_block(&self, r: &BlockRef) -> BlockVerdict {
+            let mut s = self.state();
+            if !all_blocks().contains(r) {
+                BlockVerdict::Invalid
+            } else if s.claimed.insert(*r) {
+                s.free.retain(|f| f != r);
+                BlockVerdict::Accepted
+            } else {
+                BlockVerdict::Duplicate
+            }
+        }
+        fn store(
+            &self,
+            _: SocketAddr,
+            blocks: Vec<(BlockRef, Bytes)>,
+        ) -> impl std::future::Future<Output = Result<(), DiskError>> + Send {
+            let result = if self.0.disk_full {
+                Err(DiskError("writing fake: No space left on device".into()))
+            } else {
+                let mut s = self.state();
+                s.stored
+                    .extend(blocks.into_iter().map(|(r, b)| (r, b.to_vec())));
+                Ok(())
+            };
+            std::future::ready(result)
+        }
+        fn can_serve(&self, _: &BlockRef) -> bool {
+            false
+        }
+        fn read(
+            &self,
+            _: Vec<BlockRef>,
+        ) -> impl std::future::Future<Output = Result<Vec<u8>, DiskError>> + Send {
+            std::future::ready(Err(DiskError("nothing to serve".into())))
+        }
+        fn uploaded(&self, _: u64) {}
+    }
+
+    /// How the scripted remote peer behaves after handshake, bitfield (both pieces) and
+    /// unchoke.
+    #[derive(Clone, Copy)]
+    enum Remote {
+        /// Answers every request with the right data.
+        Honest,
+        /// Sends a block nobody asked for (a begin off the block grid).
+        Unasked,
+    }
+
+    /// Runs the remote peer on a loopback listener; returns its address and, when the session
+    /// hangs up, the requests it received.
+    async fn remote(how: Remote) -> (SocketAddr, tokio::task::JoinHandle<Vec<BlockRef>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut hs = [0u8; 68];
+            s.read_exact(&mut hs).await.unwrap();
+            assert_eq!(&hs[28..48], &INFO_HASH);
+            let mut out = Handshake::new(Reserved::new(), INFO_HASH, *b"-XX0000-remotepeer00")
+                .emit()
+                .to_vec();
+            Message::Bitfield(&[0xc0]).emit(&mut out);
+            Message::Unchoke.emit(&mut out);
+            if let Remote::Unasked = how {
+                Message::Piece {
+                    index: 0,
+                    begin: 3,
+                    data: &[0; 100],
+                }
+                .emit(&mut out);
+            }
+            s.write_all(&out).await.unwrap();
+            let mut requests = Vec::new();
+            let mut buf = Vec::new();
+            loop {
+                let mut chunk = [0u8; 4096];
+                let n = s.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    return requests;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let mut reply = Vec::new();
+                while let Ok((m, used)) = Message::parse(&buf) {
+                    if let Message::Request(r) = m {
+                        requests.push(r);
+                        let data: Vec<u8> = (r.begin..r.begin + r.length)
+                            .map(|o| byte_at(r.index, o))
+                            .collect();
+                        Message::Piece {
+                            index: r.index,
+                            begin: r.begin,
+                            data: &data,
+                        }
+                        .emit(&mut reply);
+                    }
+                    buf.drain(..used);
+                }
+                if s.write_all(&reply).await.is_err() {
+                    return requests;
+                }
+            }
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn downloads_every_block_once_through_the_interface() {
+        let fake = Fake::new(false);
+        let (addr, peer) = remote(Remote::Honest).await;
+        let end = run(fake.clone(), addr).await.unwrap();
+        assert_eq!(end, SessionEnd::Done);
+        let mut requests = peer.await.unwrap();
+        requests.sort_by_key(|r| (r.index, r.begin));
+        assert_eq!(requests, all_blocks(), "each block requested exactly once");
+        let s = fake.state();
+        assert_eq!(s.stored.len(), 4);
+        for (r, data) in &s.stored {
+            let want: Vec<u8> = (r.begin..r.begin + r.length)
+                .map(|o| byte_at(r.index, o))
+                .collect();
+            assert_eq!(data, &want, "block {r:?}");
+        }
+        let (announced, outstanding) = s.left_with.clone().expect("peer_left called");
+        assert_eq!(announced, Some(Bitfield::full(2)));
+        assert!(outstanding.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_block_nobody_asked_for_ends_the_session() {
+        let fake = Fake::new(false);
+        let (addr, peer) = remote(Remote::Unasked).await;
+        let err = run(fake.clone(), addr).await.unwrap_err();
+        assert!(err.to_string().contains("block we cannot use"), "{err}");
+        peer.await.unwrap();
+        let s = fake.state();
+        assert!(s.stored.is_empty());
+        // what was requested before is given back
+        let (announced, _) = s.left_with.clone().expect("peer_left called");
+        assert_eq!(announced, Some(Bitfield::full(2)));
+    }
+
+    #[tokio::test]
+    async fn a_disk_error_ends_the_session_without_blaming_the_peer() {
+        let fake = Fake::new(true);
+        let (addr, peer) = remote(Remote::Honest).await;
+        let end = run(fake.clone(), addr).await.unwrap();
+        assert_eq!(end, SessionEnd::DiskError);
+        peer.await.unwrap();
+        assert!(fake.state().stored.is_empty());
+    }
+}
