@@ -243,13 +243,20 @@ pub async fn download_piece(
         .with_context(|| format!("creating a staging directory in {}", parent.display()))?;
     let files = file_layout(t, &stage.path().join("data"));
     let summary = engine::download(layout(t, files.clone()), Box::new(source), opts).await?;
-    if summary.complete {
-        let storage = crate::download::storage::Storage::open(&files, t.info.piece_length)?;
-        let (start, len) = storage.piece_range(index);
-        let mut buf = vec![0; len];
-        storage.read_at(start, &mut buf)?;
-        std::fs::write(out, &buf).with_context(|| format!("writing {}", out.display()))?;
-    }
+    // copy the piece out and remove the staging files, off the async workers
+    let (complete, piece_len, out) = (summary.complete, t.info.piece_length, out.to_path_buf());
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        if complete {
+            let storage = crate::download::storage::Storage::open(&files, piece_len)?;
+            let (start, len) = storage.piece_range(index);
+            let mut buf = vec![0; len];
+            storage.read_at(start, &mut buf)?;
+            std::fs::write(&out, &buf).with_context(|| format!("writing {}", out.display()))?;
+        }
+        drop(stage);
+        Ok(())
+    })
+    .await??;
     Ok(summary)
 }
 

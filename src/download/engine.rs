@@ -362,10 +362,10 @@ impl PeerSwarm for Arc<Swarm> {
     }
 
     fn can_serve(&self, r: &BlockRef) -> bool {
+        let s = self.lock();
         r.index < self.config.num_pieces
-            && u64::from(r.begin) + u64::from(r.length)
-                <= u64::from(self.lock().picker.piece_size(r.index))
-            && self.lock().picker.have().get(r.index)
+            && u64::from(r.begin) + u64::from(r.length) <= u64::from(s.picker.piece_size(r.index))
+            && s.picker.have().get(r.index)
     }
 
     fn read(
@@ -541,7 +541,7 @@ pub async fn download(
         Ok((storage, have))
     });
     let (storage, have) = tokio::select! {
-        r = opening => r??,
+        r = opening => r?.map_err(|e| anyhow::anyhow!("opening {e}"))?,
         _ = opts.cancel.cancelled() => anyhow::bail!("interrupted while checking the files on disk"),
     };
     let pieces_resumed = have.count();
@@ -865,9 +865,6 @@ async fn run_swarm(
                 match result {
                     Ok(list) => {
                         announces_answered += 1;
-                        if list.peers.is_empty() && idle {
-                            tracing::warn!("the tracker returned no peers yet; will ask again");
-                        }
                         book.add(&list.peers);
                         // `--peer` peers count as listed again
                         book.add(&opts.peers);

@@ -86,7 +86,10 @@ impl PeerSource for TrackerSource {
                     interval: Duration::from_secs(1800),
                 });
             }
-            let (_, resp) = self.announce_once(ev, downloaded, uploaded, left).await?;
+            let (url, resp) = self.announce_once(ev, downloaded, uploaded, left).await?;
+            if resp.peers.is_empty() && event == AnnounceEvent::Started {
+                tracing::warn!("the tracker {url} returned no peers yet; will ask again");
+            }
             let interval = Duration::from_secs(u64::from(resp.interval.max(5)));
             let peers = resp.peers;
             Ok(PeerList { peers, interval })
