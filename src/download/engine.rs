@@ -531,19 +531,23 @@ pub async fn download(
         layout.piece_len,
         layout.hashes.clone(),
     );
-    let opening = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-        let storage = Storage::open(&files, piece_len)?;
+    let stop = opts.cancel.clone();
+    let opening = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let storage =
+            Storage::open(&files, piece_len).map_err(|e| anyhow::anyhow!("opening {e}"))?;
         let have = if storage.existed() {
-            storage.check_existing(&hashes)?
+            storage
+                .check_existing(&hashes, || stop.is_cancelled())
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::Interrupted => anyhow::anyhow!("{e}"),
+                    _ => anyhow::anyhow!("reading {e}"),
+                })?
         } else {
             Bitfield::new(hashes.len() as u32)
         };
         Ok((storage, have))
     });
-    let (storage, have) = tokio::select! {
-        r = opening => r?.map_err(|e| anyhow::anyhow!("opening {e}"))?,
-        _ = opts.cancel.cancelled() => anyhow::bail!("interrupted while checking the files on disk"),
-    };
+    let (storage, have) = opening.await??;
     let pieces_resumed = have.count();
     let wanted = opts
         .wanted
