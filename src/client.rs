@@ -289,7 +289,11 @@ fn magnet_peers(m: &Magnet, cfg: &ClientConfig) -> Result<mpsc::Receiver<Result<
             return;
         }
         if has_trackers {
-            let r = src.announce_once(Event::Started, 0, 0, left).await;
+            // nobody listens any more (metadata found, or interrupted): stop asking
+            let r = tokio::select! {
+                r = src.announce_once(Event::Started, 0, 0, left) => r,
+                _ = tx.closed() => return,
+            };
             let _ = tx.send(r.map(|(_, resp)| resp.peers)).await;
         }
     });
