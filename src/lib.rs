@@ -7,6 +7,7 @@ pub mod bitfield;
 pub mod capture;
 pub mod client;
 pub mod download;
+pub mod event;
 pub mod magnet;
 pub mod metadata;
 pub mod metainfo;
