@@ -1144,6 +1144,7 @@ fn peer_item(
             dir,
             msg,
             receiver_ext,
+            sender_ext,
             ..
         } => {
             *found = true;
@@ -1153,10 +1154,10 @@ fn peer_item(
                 Message::Unchoke => {
                     side.first_unchoke_ns.get_or_insert(ctx.ts);
                 }
-                Message::Extended { ext_id, payload } => {
+                Message::Extended { ext_id, .. } => {
                     let name = if ext_id == EXTENDED_HANDSHAKE_ID {
-                        if let Ok(h) = ExtendedHandshake::parse(payload) {
-                            side.ext = Some(h);
+                        if let Some(h) = sender_ext {
+                            side.ext = Some((*h).clone());
                         }
                         "handshake".to_string()
                     } else {

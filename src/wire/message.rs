@@ -319,7 +319,7 @@ impl<'a> Message<'a> {
     /// 2. length prefix above `max`: `TooLong` (nothing else is looked at);
     /// 3. the id is there and the length is impossible for it: `BadLength` / `TooShort`;
     /// 4. fewer than `4 + len` bytes: `Incomplete` with how many more.
-    pub fn parse_with_limit(buf: &'a [u8], max: usize) -> Result<(Message<'a>, usize), WireError> {
+    fn parse_with_limit(buf: &'a [u8], max: usize) -> Result<(Message<'a>, usize), WireError> {
         let Some((len_bytes, rest)) = buf.split_first_chunk::<4>() else {
             return Err(WireError::Incomplete {
                 needed: 4 - buf.len(),

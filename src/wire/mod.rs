@@ -37,7 +37,7 @@ pub mod stream;
 pub use extension::{ExtendedHandshake, ExtensionMessage, PexFlags, UtMetadata, UtPex};
 pub use handshake::{looks_like_handshake_prefix, Handshake, Reserved, HANDSHAKE_LEN};
 pub use message::{BlockRef, Message, MessageKind, KIND_COUNT, MAX_MESSAGE_LEN};
-pub use stream::{Decoded, DecoderState, GapEffect, Item, StreamDecoder, StreamError};
+pub use stream::{Decoded, GapEffect, Item, StreamDecoder, StreamError};
 
 use thiserror::Error;
 

@@ -89,24 +89,15 @@ pub struct Decoded<'a> {
     pub item: Item<'a>,
 }
 
-impl Decoded<'_> {
-    /// Stream offset one past the item's last byte.
-    pub fn end_offset(&self) -> u64 {
-        self.offset + self.bytes.len() as u64
-    }
-}
-
 /// What the decoder expects next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecoderState {
+enum DecoderState {
     /// The 68-byte handshake, then messages.
     ExpectHandshake,
     /// Length-prefixed messages.
     Messages,
     /// Looking for the next plausible message start.
     Hunting,
-    /// Stopped at an error; see [`StreamDecoder::error`].
-    Failed,
 }
 
 /// What a gap did to the stream (see [`StreamDecoder::gap`]).
@@ -136,7 +127,7 @@ pub struct StreamDecoder {
     start: usize,
     /// Stream offset of `buf[start]` (of the next byte to decode).
     offset: u64,
-    /// What to decode next (never `Failed`; see `failed`).
+    /// What to decode next.
     state: DecoderState,
     /// Set after an error; cleared by the recovery methods.
     failed: Option<StreamError>,
@@ -149,8 +140,6 @@ pub struct StreamDecoder {
     /// Piece data still to hand out, and where its message began.
     piece_left: u64,
     piece_at: u64,
-    /// Cap on a message's length prefix.
-    max_len: usize,
 }
 
 /// A buffer that grew past this (one big message) is given back once it is empty.
@@ -175,7 +164,6 @@ impl StreamDecoder {
             headers_only: false,
             piece_left: 0,
             piece_at: 0,
-            max_len: MAX_MESSAGE_LEN,
         }
     }
 
@@ -195,12 +183,6 @@ impl StreamDecoder {
         Self::with_state(DecoderState::Hunting)
     }
 
-    /// Uses `max` instead of [`MAX_MESSAGE_LEN`] as the cap on length prefixes.
-    pub fn with_max_message_len(mut self, max: usize) -> Self {
-        self.max_len = max;
-        self
-    }
-
     /// Numbers offsets from `offset` instead of 0 (e.g. a TCP stream picked up mid-way).
     pub fn starting_at(mut self, offset: u64) -> Self {
         self.offset = offset;
@@ -212,20 +194,6 @@ impl StreamDecoder {
     pub fn piece_headers(mut self) -> Self {
         self.headers_only = true;
         self
-    }
-
-    /// What the decoder expects next, or `Failed`.
-    pub fn state(&self) -> DecoderState {
-        if self.failed.is_some() {
-            DecoderState::Failed
-        } else {
-            self.state
-        }
-    }
-
-    /// The error that stopped the decoder, if any.
-    pub fn error(&self) -> Option<&StreamError> {
-        self.failed.as_ref()
     }
 
     /// Stream offset of the next byte to decode.
@@ -331,7 +299,6 @@ impl StreamDecoder {
         let rules = Rules {
             state: self.state,
             headers_only: self.headers_only,
-            max: self.max_len,
         };
         // Complete an unfinished item in the buffer with just the bytes it still needs.
         while self.start < self.buf.len() {
@@ -498,7 +465,9 @@ impl StreamDecoder {
         let pending = &self.buf[self.start..];
         let seen_end = self.offset + pending.len() as u64;
         let known_end = match be_u32(pending) {
-            Some(len) if (len as usize) <= self.max_len => Some(self.offset + 4 + u64::from(len)),
+            Some(len) if (len as usize) <= MAX_MESSAGE_LEN => {
+                Some(self.offset + 4 + u64::from(len))
+            }
             _ => None,
         };
         match known_end {
@@ -548,7 +517,7 @@ impl StreamDecoder {
         let avail = &self.buf[self.start..];
         let mut i = 0;
         while i + 5 <= avail.len() {
-            if let Some(frame) = plausible_frame_len(&avail[i..], self.max_len) {
+            if let Some(frame) = plausible_frame_len(&avail[i..]) {
                 let next = i + frame;
                 if next + 5 > avail.len() {
                     // Wait for the frame and the next header before deciding.
@@ -556,7 +525,7 @@ impl StreamDecoder {
                     return false;
                 }
                 let next_ok = avail[next..next + 4] == [0, 0, 0, 0]
-                    || plausible_frame_len(&avail[next..], self.max_len).is_some();
+                    || plausible_frame_len(&avail[next..]).is_some();
                 if next_ok {
                     self.discard(i);
                     return true;
@@ -574,7 +543,6 @@ impl StreamDecoder {
 struct Rules {
     state: DecoderState,
     headers_only: bool,
-    max: usize,
 }
 
 impl Rules {
@@ -584,10 +552,10 @@ impl Rules {
             return Handshake::parse(b).map(|(h, n)| (Item::Handshake(h), n));
         }
         if !self.headers_only {
-            return Message::parse_with_limit(b, self.max).map(|(m, n)| (Item::Message(m), n));
+            return Message::parse(b).map(|(m, n)| (Item::Message(m), n));
         }
         match (be_u32(b), b.get(4)) {
-            (Some(len), Some(&id::PIECE)) if len as usize <= self.max && len >= 9 => {
+            (Some(len), Some(&id::PIECE)) if len as usize <= MAX_MESSAGE_LEN && len >= 9 => {
                 let Some(h) = b.first_chunk::<PIECE_HEADER_LEN>() else {
                     return Err(WireError::Incomplete {
                         needed: PIECE_HEADER_LEN - b.len(),
@@ -600,7 +568,7 @@ impl Rules {
                 );
                 Ok((Item::PieceHeader(block), PIECE_HEADER_LEN))
             }
-            _ => match Message::parse_with_limit(b, self.max) {
+            _ => match Message::parse(b) {
                 // Ask for the id before the body: a piece's data is never buffered.
                 Err(WireError::Incomplete { needed }) if b.len() < 5 => {
                     Err(WireError::Incomplete {
@@ -615,16 +583,18 @@ impl Rules {
 
 /// If `b` starts with a plausible non-keep-alive message header (5 bytes: length, known id, valid
 /// length for it), the frame's total size.
-fn plausible_frame_len(b: &[u8], max: usize) -> Option<usize> {
+fn plausible_frame_len(b: &[u8]) -> Option<usize> {
     let (len_bytes, rest) = b.split_first_chunk::<4>()?;
     let len = u32::from_be_bytes(*len_bytes);
     let &id = rest.first()?;
-    if len == 0 || len as usize > max || matches!(MessageKind::from_id(id), MessageKind::Unknown(_))
+    if len == 0
+        || len as usize > MAX_MESSAGE_LEN
+        || matches!(MessageKind::from_id(id), MessageKind::Unknown(_))
     {
         return None;
     }
     // Reuse the parser's length rules: a 5-byte prefix gives Incomplete when they pass.
-    match Message::parse_with_limit(&b[..5], max) {
+    match Message::parse(&b[..5]) {
         Ok(_) | Err(WireError::Incomplete { .. }) => Some(4 + len as usize),
         Err(_) => None,
     }
@@ -856,8 +826,6 @@ mod tests {
         assert!(matches!(e.error, WireError::BadProtocol { .. }));
         // The error sticks until the caller acts; the bytes are kept for it.
         assert_eq!(dec.next_item(&mut &[1u8][..]).unwrap_err(), e);
-        assert_eq!(dec.error(), Some(&e));
-        assert_eq!(dec.state(), DecoderState::Failed);
         assert_eq!(dec.buffered(), b"\x13BitTorrent protocoX");
         assert!(e
             .to_string()
@@ -1103,7 +1071,7 @@ mod tests {
                 0 => StreamDecoder::new(),
                 1 => StreamDecoder::messages_only().piece_headers(),
                 _ => StreamDecoder::hunting(),
-            }.with_max_message_len(64);
+            };
             let mut last = 0;
             let mut stream = 0u64;
             for (i, c) in bytes.chunks(chunk).enumerate() {
@@ -1118,7 +1086,7 @@ mod tests {
                     match dec.next_item(&mut input) {
                         Ok(Some(d)) => {
                             prop_assert!(d.offset >= last);
-                            last = d.end_offset();
+                            last = d.offset + d.bytes.len() as u64;
                             prop_assert!(last <= stream);
                         }
                         Ok(None) => break,
