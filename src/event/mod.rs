@@ -95,14 +95,6 @@ pub enum Dir {
 }
 
 impl Dir {
-    /// The other direction.
-    pub fn reverse(self) -> Dir {
-        match self {
-            Dir::C2s => Dir::S2c,
-            Dir::S2c => Dir::C2s,
-        }
-    }
-
     /// 0 for client → server, 1 for server → client (for per-direction arrays).
     pub fn index(self) -> usize {
         match self {
