@@ -730,11 +730,11 @@ impl<'o> Analyzer<'o> {
                                 dec.hunting(dir).unwrap_or_default()
                             ));
                         }
-                    } else if dec.buffered(dir) > 0 && !dec.stopped(dir) {
+                    } else if dec.unfinished(dir) > 0 && !dec.stopped(dir) {
                         c.r.note(format!(
                             "{}: the connection ended inside a message ({} bytes of it seen)",
                             c.r.dir_words(dir),
-                            dec.buffered(dir)
+                            dec.unfinished(dir)
                         ));
                     }
                 }

@@ -34,6 +34,7 @@ use crate::tracker::http::{
 };
 use crate::tracker::TrackerError;
 use crate::wire::handshake::PROTOCOL_PREFIX;
+use crate::wire::message::PIECE_HEADER_LEN;
 use crate::wire::{
     extension::EXTENDED_HANDSHAKE_ID, BlockRef, ExtendedHandshake, ExtensionMessage, GapEffect,
     Handshake, Item, Message, MessageKind, StreamDecoder, StreamError,
@@ -230,7 +231,7 @@ impl Piece {
         f(PeerItem::Piece {
             dir,
             offset: self.at,
-            len: 13 + u64::from(self.block.length),
+            len: PIECE_HEADER_LEN as u64 + u64::from(self.block.length),
             block: self.block,
             sha1: self.sha.map(|s| s.finalize().into()),
             cut: self.cut,
@@ -374,9 +375,14 @@ impl ConnectionDecoder {
         }
     }
 
-    /// Bytes of `dir` held in the decoder (one unfinished message at most).
-    pub fn buffered(&self, dir: Dir) -> usize {
-        self.sides[dir.index()].dec.buffered().len()
+    /// Bytes seen of the unfinished message of `dir`, if any (a piece's data is counted, not
+    /// held).
+    pub fn unfinished(&self, dir: Dir) -> u64 {
+        let s = &self.sides[dir.index()];
+        match &s.piece {
+            Some(p) => PIECE_HEADER_LEN as u64 + u64::from(p.done),
+            None => s.dec.buffered().len() as u64,
+        }
     }
 
     /// Feeds the next `bytes` of direction `dir` and hands every item they complete to `f`,
@@ -1144,6 +1150,31 @@ pub(crate) mod tests {
             ]
         );
         assert!(!d.stopped(Dir::S2c));
+    }
+
+    #[test]
+    fn unfinished_counts_piece_data_it_does_not_hold() {
+        let mut s = hs(b"-bt0100-aaaaaaaaaaaa");
+        s.extend(
+            Message::Piece {
+                index: 0,
+                begin: 0,
+                data: &[5; 40],
+            }
+            .to_vec(),
+        );
+        let mut d = ConnectionDecoder::new();
+        assert_eq!(items(&mut d, Dir::C2s, &s[..68 + 18]), ["0 handshake"]);
+        assert_eq!(d.unfinished(Dir::C2s), 18);
+        assert_eq!(d.pending_offset(Dir::C2s), 68);
+        assert_eq!(items(&mut d, Dir::C2s, &s[68 + 18..]), ["68 piece 0"]);
+        assert_eq!(d.unfinished(Dir::C2s), 0);
+        items(&mut d, Dir::C2s, &[0, 0, 0]);
+        assert_eq!(d.unfinished(Dir::C2s), 3);
+        // A piece cut short by the end of the connection gives nothing, unless a gap cut it.
+        let mut got = Vec::new();
+        d.end(Dir::C2s, &mut |it| got.extend(short(&it)));
+        assert!(got.is_empty());
     }
 
     #[test]
