@@ -449,17 +449,15 @@ impl Out {
         for item in items.drain(..) {
             let (lo, hi) = (item.offset, item.end().max(item.offset + 1));
             let first = carried.partition_point(|c| c.end <= lo);
-            let frames: Vec<&Carried> = carried
-                .range(first..)
-                .take_while(|c| c.start < hi)
-                .collect();
-            let ts = frames.last().map_or(self.clock.last, |c| c.ts);
+            let n = carried.range(first..).take_while(|c| c.start < hi).count();
+            let frames = carried.range(first..first + n);
+            let ts = frames.clone().next_back().map_or(self.clock.last, |c| c.ts);
             let mut e = Event::new(ts, item.kind);
             e.conn = Some(stream);
             e.src = Some(src);
             e.dst = Some(dst);
             e.dir = Some(dir);
-            e.frames = frames.iter().map(|c| c.frame).collect();
+            e.frames = frames.map(|c| c.frame).collect();
             self.event(&e)?;
         }
         Ok(())
