@@ -3,24 +3,10 @@
 //! Every message is framed as `<len: u32 BE><id: u8><payload>`, where `len` counts the id and the
 //! payload but not itself; `len == 0` (no id) is a keep-alive.
 //!
-//! | id | message        | len   | payload                                  | BEP |
-//! |----|----------------|-------|------------------------------------------|-----|
-//! |  0 | choke          | 1     |                                          | 3   |
-//! |  1 | unchoke        | 1     |                                          | 3   |
-//! |  2 | interested     | 1     |                                          | 3   |
-//! |  3 | not interested | 1     |                                          | 3   |
-//! |  4 | have           | 5     | piece index                              | 3   |
-//! |  5 | bitfield       | 1 + n | one bit per piece, high bit first        | 3   |
-//! |  6 | request        | 13    | index, begin, length                     | 3   |
-//! |  7 | piece          | 9 + n | index, begin, block data                 | 3   |
-//! |  8 | cancel         | 13    | index, begin, length                     | 3   |
-//! |  9 | port           | 3     | DHT port (u16)                           | 5   |
-//! | 13 | suggest piece  | 5     | piece index                              | 6   |
-//! | 14 | have all       | 1     |                                          | 6   |
-//! | 15 | have none      | 1     |                                          | 6   |
-//! | 16 | reject request | 13    | index, begin, length                     | 6   |
-//! | 17 | allowed fast   | 5     | piece index                              | 6   |
-//! | 20 | extended       | 2 + n | extended id, payload (bencode, see [`super::extension`]) | 10 |
+//! Every message this codec knows is one row of the message table below (`message_table!`):
+//! id, name in words, event `type`, and the rule for its length prefix; [`MessageKind`] and
+//! everything that names or counts messages (packet comments, report rows, `--type`, the JSON
+//! `type`) comes from it. Each row's doc says its payload and BEP.
 //!
 //! [`Message`] borrows its variable-size payloads from the input, so parsing copies nothing.
 //! Ids not in the table are kept as [`Message::Unknown`] with their payload.
@@ -185,28 +171,37 @@ use LenRule::{Any, AtLeast, Exact};
 // emit); names, ids, report rows, event `type` strings and filters all come from this row.
 message_table! {
     // kind                         id                words             JSON type         length prefix
+    /// BEP 3, no payload.
     Choke = CHOKE 0,                                  "choke",          "choke",          Exact(1);
+    /// BEP 3, no payload.
     Unchoke = UNCHOKE 1,                              "unchoke",        "unchoke",        Exact(1);
+    /// BEP 3, no payload.
     Interested = INTERESTED 2,                        "interested",     "interested",     Exact(1);
+    /// BEP 3, no payload.
     NotInterested = NOT_INTERESTED 3,                 "not interested", "not_interested", Exact(1);
+    /// BEP 3: piece index.
     Have = HAVE 4,                                    "have",           "have",           Exact(5);
+    /// BEP 3: one bit per piece, high bit first.
     Bitfield = BITFIELD 5,                            "bitfield",       "bitfield",       Any;
+    /// BEP 3: index, begin, length.
     Request = REQUEST 6,                              "request",        "request",        Exact(13);
+    /// BEP 3: index, begin, block data.
     Piece = PIECE 7,                                  "piece",          "piece",          AtLeast(9);
+    /// BEP 3: index, begin, length.
     Cancel = CANCEL 8,                                "cancel",         "cancel",         Exact(13);
-    /// BEP 5.
+    /// BEP 5: DHT port (u16).
     Port = PORT 9,                                    "port",           "port",           Exact(3);
-    /// BEP 6.
+    /// BEP 6: piece index.
     Suggest = SUGGEST 13,                             "suggest piece",  "suggest",        Exact(5);
-    /// BEP 6.
+    /// BEP 6, no payload.
     HaveAll = HAVE_ALL 14,                            "have all",       "have_all",       Exact(1);
-    /// BEP 6.
+    /// BEP 6, no payload.
     HaveNone = HAVE_NONE 15,                          "have none",      "have_none",      Exact(1);
-    /// BEP 6.
+    /// BEP 6: index, begin, length.
     Reject = REJECT 16,                               "reject request", "reject",         Exact(13);
-    /// BEP 6.
+    /// BEP 6: piece index.
     AllowedFast = ALLOWED_FAST 17,                    "allowed fast",   "allowed_fast",   Exact(5);
-    /// BEP 10.
+    /// BEP 10: extended id, payload (bencode, see [`super::extension`]).
     Extended = EXTENDED 20,                           "extended",       "extended",       AtLeast(2);
 }
 
