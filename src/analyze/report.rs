@@ -38,7 +38,7 @@ const OTHER_TYPE_NAMES: &[&str] = &[
 
 /// The names `--type` accepts: the message types of the message table (as in the JSON
 /// `msg.type`), extension names, and the other event kinds.
-pub fn type_names_known() -> impl Iterator<Item = &'static str> {
+fn type_names_known() -> impl Iterator<Item = &'static str> {
     std::iter::once("handshake")
         .chain(MessageKind::ALL.iter().map(|k| k.type_name()))
         .chain(OTHER_TYPE_NAMES.iter().copied())
