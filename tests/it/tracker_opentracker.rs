@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::common::{skip_unless_installed, Program};
 use bt_trace::tracker::{
     self, http, udp, AnnounceRequest, Event, NoopObserver, ScrapeResponse, TrackerConfig,
     TrackerError, TrackerWire, UdpConfig,
@@ -191,6 +192,7 @@ fn addr(port: u16) -> SocketAddr {
 
 #[tokio::test]
 async fn http_peers_see_each_other() {
+    skip_unless_installed!(&[Program::Opentracker]);
     let url = http_url();
     let cfg = config();
     let mut seen: Vec<TrackerWire> = Vec::new();
@@ -227,6 +229,7 @@ async fn http_peers_see_each_other() {
 
 #[tokio::test]
 async fn udp_peers_see_each_other() {
+    skip_unless_installed!(&[Program::Opentracker]);
     let url = udp_url();
     let cfg = config();
     let mut seen: Vec<TrackerWire> = Vec::new();
@@ -271,6 +274,7 @@ async fn udp_peers_see_each_other() {
 
 #[tokio::test]
 async fn scrape_counts_over_http_and_udp() {
+    skip_unless_installed!(&[Program::Opentracker]);
     let cfg = config();
     let h = hash(SCRAPE_SWARM);
     tracker::announce(
@@ -306,6 +310,7 @@ async fn scrape_counts_over_http_and_udp() {
 
 #[tokio::test]
 async fn not_whitelisted_gives_the_failure_reason() {
+    skip_unless_installed!(&[Program::Opentracker]);
     let cfg = config();
     let req = peer(1, NOT_WHITELISTED, 44001, 1);
     let e = tracker::announce(&http_url(), &req, &cfg, &mut NoopObserver)
@@ -351,6 +356,7 @@ async fn unreachable_udp_tracker_times_out_within_the_tries() {
 
 #[tokio::test]
 async fn tiers_fall_through_to_opentracker() {
+    skip_unless_installed!(&[Program::Opentracker]);
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let dead_udp = format!("udp://{}/announce", silent.local_addr().unwrap());
     let cfg = TrackerConfig {

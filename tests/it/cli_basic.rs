@@ -4,6 +4,7 @@
 //! `bencode::Value`; one test also makes torrents with `mktorrent` and checks `info` against
 //! `transmission-show` (skipped when those programs are not installed).
 
+use crate::common::{skip_unless_installed, Program};
 use bt_trace::bencode::Value;
 use sha1::{Digest, Sha1};
 use std::ffi::OsStr;
@@ -424,15 +425,6 @@ fn closed_stdout_is_not_an_error() {
     assert!(out.status.success(), "{:?} {stderr}", out.status);
 }
 
-fn have(program: &str) -> bool {
-    Command::new(program)
-        .arg("--help")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 /// `transmission-show` output, parsed: (hash, piece count, tiers, file names).
 fn transmission_show(torrent: &Path) -> (String, usize, Vec<Vec<String>>, Vec<String>) {
     let out = Command::new("transmission-show")
@@ -475,10 +467,7 @@ fn transmission_show(torrent: &Path) -> (String, usize, Vec<Vec<String>>, Vec<St
 
 #[test]
 fn info_agrees_with_mktorrent_and_transmission_show() {
-    if !have("mktorrent") || !have("transmission-show") {
-        eprintln!("skipping: mktorrent or transmission-show not installed");
-        return;
-    }
+    skip_unless_installed!(&[Program::Mktorrent, Program::TransmissionShow]);
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("payload");
     std::fs::create_dir_all(root.join("sub")).unwrap();
