@@ -12,7 +12,7 @@
 //!
 //! The programs and their traps are described in `docs/testing.md`. Timing never decides a test: every
 //! wait below is a readiness wait with a generous bound, and a test fails only on wrong results.
-#![allow(dead_code)] // each test binary uses a different part of the harness
+#![allow(dead_code)] // a harness API: not every helper is used by the tests of the moment
 
 pub mod data;
 pub mod programs;
