@@ -1,22 +1,26 @@
 //! Test harness: real third-party BitTorrent programs on 127.0.0.1.
 //!
-//! Each integration test binary does `mod common;` and gets:
+//! The integration tests (`tests/it/`, one binary) declare it as `crate::common` and get:
 //! - [`free_port`], [`temp_dir`] and [`ChildGuard`] (a process killed and reaped on drop, with
 //!   readiness waits on a TCP port or a log line, always bounded by a timeout);
 //! - deterministic data and torrents ([`data`]: `make_data`, `mktorrent`, `transmission_show`);
 //! - opentracker, started once per test binary ([`tracker::Tracker::shared`]);
 //! - seeders: aria2c, transmission-daemon and libtorrent ([`seeders`]), and an aria2c leecher;
-//! - [`bt_trace`], which runs the binary under test with a timeout.
+//! - [`bt_trace`], which runs the binary under test with a timeout;
+//! - [`programs`]: which programs are installed, and [`skip_unless_installed!`], the one rule for a
+//!   test whose program is missing (skip with one line, or fail under `BT_TRACE_REQUIRE_ALL=1`).
 //!
 //! The programs and their traps are described in `docs/testing.md`. Timing never decides a test: every
 //! wait below is a readiness wait with a generous bound, and a test fails only on wrong results.
-#![allow(dead_code)] // each test binary uses a different part of the harness
+#![allow(dead_code)] // a harness API: not every helper is used by the tests of the moment
 
 pub mod data;
+pub mod programs;
 pub mod seeders;
 pub mod tracker;
 
 pub use data::*;
+pub use programs::*;
 pub use seeders::*;
 pub use tracker::*;
 

@@ -6,6 +6,7 @@
 //! a traced `handshake` or `peers` against a listener of ours that never answers, signal it
 //! and check the exit and the trace with `tshark` (skipped without it).
 
+use crate::common::{skip_unless_installed, Program};
 use bt_trace::bencode::Value;
 use sha1::{Digest, Sha1};
 use std::ffi::OsStr;
@@ -426,15 +427,6 @@ fn closed_stdout_is_not_an_error() {
     assert!(out.status.success(), "{:?} {stderr}", out.status);
 }
 
-fn have(program: &str) -> bool {
-    Command::new(program)
-        .arg("--help")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 /// `transmission-show` output, parsed: (hash, piece count, tiers, file names).
 fn transmission_show(torrent: &Path) -> (String, usize, Vec<Vec<String>>, Vec<String>) {
     let out = Command::new("transmission-show")
@@ -477,10 +469,7 @@ fn transmission_show(torrent: &Path) -> (String, usize, Vec<Vec<String>>, Vec<St
 
 #[test]
 fn info_agrees_with_mktorrent_and_transmission_show() {
-    if !have("mktorrent") || !have("transmission-show") {
-        eprintln!("skipping: mktorrent or transmission-show not installed");
-        return;
-    }
+    skip_unless_installed!(&[Program::Mktorrent, Program::TransmissionShow]);
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("payload");
     std::fs::create_dir_all(root.join("sub")).unwrap();
@@ -667,10 +656,7 @@ fn tshark_bittorrent_frames(pcapng: &Path, port: u16) -> Vec<String> {
 /// never answers, so the signal always lands while bt-trace waits.
 #[test]
 fn signals_end_a_traced_command_cleanly() {
-    if !have("tshark") {
-        eprintln!("skipping: tshark not installed");
-        return;
-    }
+    skip_unless_installed!(&[Program::Tshark]);
     let dir = tempfile::tempdir().unwrap();
     let torrent = small_torrent(dir.path(), "http://127.0.0.1:9/announce");
     let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -717,10 +703,7 @@ fn signals_end_a_traced_command_cleanly() {
 /// The same for `peers` against an HTTP tracker that reads the announce and never answers.
 #[test]
 fn sigterm_ends_peers_waiting_for_a_tracker() {
-    if !have("tshark") {
-        eprintln!("skipping: tshark not installed");
-        return;
-    }
+    skip_unless_installed!(&[Program::Tshark]);
     let dir = tempfile::tempdir().unwrap();
     let tracker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = tracker.local_addr().unwrap().port();

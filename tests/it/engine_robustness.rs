@@ -10,9 +10,7 @@
 //! The seeder and the trackers are written here, in Rust; aria2c serves the metadata for the
 //! magnet case. Bounds on time are generous (the bugs they catch took 13-35 s, or forever).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -199,14 +197,6 @@ fn magnet(t: &Torrent, tr: &str) -> String {
 }
 
 fn tshark_reads(pcapng: &Path) {
-    let ok = Command::new("tshark").arg("-v").output().is_ok();
-    if !ok {
-        eprintln!(
-            "NOTE: tshark is not installed; not reading {}",
-            pcapng.display()
-        );
-        return;
-    }
     let out = Command::new("tshark")
         .arg("-r")
         .arg(pcapng)
@@ -225,6 +215,7 @@ fn tshark_reads(pcapng: &Path) {
 
 #[test]
 fn silent_trackers_do_not_delay_peers_given_by_hand() {
+    skip_unless_installed!(&[Program::Mktorrent]);
     let silent = SilentTracker::start();
     for tracker in [silent.http(), silent.udp()] {
         let c = Case::new("silent", 4 << 20, 18, std::slice::from_ref(&tracker));
@@ -293,6 +284,7 @@ fn silent_trackers_do_not_delay_peers_given_by_hand() {
 
 #[test]
 fn magnet_download_with_a_silent_tracker_uses_the_peer_at_once() {
+    skip_unless_installed!(&[Program::Aria2c, Program::Mktorrent]);
     let silent = SilentTracker::start();
     let c = Case::new("silent-magnet", 2 << 20, 17, &[silent.http()]);
     let seeder = Aria2::seed(&c.torrent, &c.src_parent(), c.dir.path(), &[]);
@@ -368,6 +360,7 @@ fn ctrl_c_ends(command: &str, tracker: &SilentTracker, url: &str) {
 
 #[test]
 fn ctrl_c_during_a_silent_tracker_ends_the_command_at_once() {
+    skip_unless_installed!(&[Program::Mktorrent, Program::Tshark]);
     let silent = SilentTracker::start();
     ctrl_c_ends("download", &silent, &silent.udp());
     ctrl_c_ends("download", &silent, &silent.http());
@@ -411,6 +404,7 @@ fn resumed(stderr: &str) -> u32 {
 
 #[test]
 fn a_full_disk_ends_the_download_and_keeps_verified_pieces() {
+    skip_unless_installed!(&[Program::Mktorrent]);
     let c = Case::new("full", 8 << 20, 18, &[]);
     let Some(fs) = Tmpfs::mount(&c.out("small"), "2m") else {
         eprintln!("NOTE: cannot mount a tmpfs (not root?); skipping the full-disk test");
@@ -468,6 +462,7 @@ fn a_full_disk_ends_the_download_and_keeps_verified_pieces() {
 
 #[test]
 fn a_file_size_limit_and_an_unwritable_output_fail_fast_with_the_path() {
+    skip_unless_installed!(&[Program::Mktorrent]);
     let c = Case::new("limit", 2 << 20, 17, &[]);
     let seeder = c.seeder();
     let peer = seeder.addr.to_string();

@@ -11,7 +11,7 @@
 //!
 //! The harness (`tests/common`, `docs/testing.md`) starts and stops the programs.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::{Path, PathBuf};
@@ -48,6 +48,14 @@ impl Fixture {
         [(Client::Libtorrent, self.lt.port), (Client::Aria2, c.aria2)]
     }
 }
+
+/// The programs [`fixture`] starts.
+const NEEDS: &[Program] = &[
+    Program::Opentracker,
+    Program::Aria2c,
+    Program::Libtorrent,
+    Program::Mktorrent,
+];
 
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
@@ -193,6 +201,7 @@ fn check_handshake_output(stdout: &str, client: Client) {
 
 #[test]
 fn magnet_handshake_prints_the_real_peer_ids() {
+    skip_unless_installed!(NEEDS);
     let f = fixture();
     for c in f.cases() {
         for (client, port) in f.seeders(c) {
@@ -204,6 +213,7 @@ fn magnet_handshake_prints_the_real_peer_ids() {
 
 #[test]
 fn magnet_info_prints_what_info_prints() {
+    skip_unless_installed!(NEEDS);
     let f = fixture();
     for c in f.cases() {
         let want = info_of(&c.http);
@@ -232,6 +242,7 @@ fn check_download(c: &Case, link: &str) {
 
 #[test]
 fn magnet_download_from_each_seeder_alone() {
+    skip_unless_installed!(NEEDS);
     let f = fixture();
     for c in f.cases() {
         for (_, port) in f.seeders(c) {
@@ -242,6 +253,7 @@ fn magnet_download_from_each_seeder_alone() {
 
 #[test]
 fn magnet_download_piece_from_each_seeder_alone() {
+    skip_unless_installed!(NEEDS);
     let f = fixture();
     for c in f.cases() {
         let t = &c.http;
@@ -280,6 +292,7 @@ fn magnet_download_piece_from_each_seeder_alone() {
 
 #[test]
 fn magnet_through_the_http_tracker() {
+    skip_unless_installed!(NEEDS);
     let f = fixture();
     for c in f.cases() {
         let link = magnet(&c.http, c.http.announce.as_deref(), None);
@@ -291,6 +304,7 @@ fn magnet_through_the_http_tracker() {
 
 #[test]
 fn magnet_through_the_udp_tracker() {
+    skip_unless_installed!(NEEDS);
     let f = fixture();
     let c = &f.single;
     let link = magnet(&c.udp, c.udp.announce.as_deref(), None);
@@ -309,6 +323,7 @@ fn magnet_through_the_udp_tracker() {
 
 #[test]
 fn no_peer_at_all_is_a_clean_error() {
+    skip_unless_installed!(NEEDS);
     let f = fixture();
     let port = free_port(); // nothing listens there
     let r = run(&["magnet_info", &magnet(&f.single.http, None, Some(port))]);

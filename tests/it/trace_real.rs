@@ -28,34 +28,18 @@ use std::sync::OnceLock;
 use bt_trace::event::{Event, EventKind, Msg};
 use bt_trace::trace::jsonl::read_events;
 
-mod common;
+use crate::common::{self, skip_unless_installed, Program};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bt-trace");
 const DATA_LEN: usize = 3 * 1024 * 1024 + 1234;
 
-fn have(program: &str) -> bool {
-    let ok = Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        eprintln!("NOTE: {program} is not installed; skipping the real trace tests");
-    }
-    ok
-}
-
-fn tools() -> bool {
-    // opentracker has no --version; look for it on PATH.
-    let ot = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("opentracker").exists()))
-        .unwrap_or(false);
-    if !ot {
-        eprintln!("NOTE: opentracker is not installed; skipping the real trace tests");
-    }
-    ot && have("aria2c") && have("mktorrent") && have("tshark")
-}
+/// The programs every test here drives.
+const NEEDS: &[Program] = &[
+    Program::Opentracker,
+    Program::Aria2c,
+    Program::Mktorrent,
+    Program::Tshark,
+];
 
 /// Deterministic pseudo-random bytes (xorshift64*), so the info hash never changes.
 fn data(len: usize) -> Vec<u8> {
@@ -317,9 +301,7 @@ fn check_trace(pcapng: &Path, jsonl: &Path, cut: bool) -> Vec<Event> {
 
 #[test]
 fn download_trace_is_what_tshark_sees() {
-    if !tools() {
-        return;
-    }
+    skip_unless_installed!(NEEDS);
     let s = swarm();
     let work = tempfile::tempdir().unwrap();
     let traces = work.path().join("traces");
@@ -389,9 +371,7 @@ fn download_trace_is_what_tshark_sees() {
 
 #[test]
 fn snaplen_trace_keeps_every_message() {
-    if !tools() {
-        return;
-    }
+    skip_unless_installed!(NEEDS);
     let s = swarm();
     let work = tempfile::tempdir().unwrap();
     let traces = work.path().join("traces");
@@ -437,9 +417,7 @@ fn snaplen_trace_keeps_every_message() {
 
 #[test]
 fn handshake_and_peers_traces() {
-    if !tools() {
-        return;
-    }
+    skip_unless_installed!(NEEDS);
     let s = swarm();
     let work = tempfile::tempdir().unwrap();
     let traces = work.path().join("traces");

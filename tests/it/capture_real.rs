@@ -9,6 +9,7 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::common::{skip_unless_installed, Program};
 use bt_trace::capture::{
     process, CaptureError, CaptureFormat, CaptureReader, CloseReason, ConnId, ConnInfo, Datagram,
     Direction, Endian, Gap, Life, LinkType, Stats, StreamSink,
@@ -331,10 +332,7 @@ fn tshark_follow(path: &str, streams: u64) -> BTreeMap<u64, Nodes> {
 
 #[test]
 fn matches_tshark() {
-    if tshark(&["-v"]).is_none() {
-        eprintln!("tshark not on PATH: skipping the comparison with tshark");
-        return;
-    }
+    skip_unless_installed!(&[Program::Tshark]);
     let mut all_lives = Vec::new();
     for e in EXPECT {
         let path = captures().join(e.file);

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
+use crate::common::{skip_unless_installed, Program};
 use bt_trace::trace::pcapng::{PcapngOptions, PcapngWriter};
 use bt_trace::trace::synth::{udp_datagram, Frame, TcpConversation};
 
@@ -288,19 +289,9 @@ fn tshark(file: &Path, extra: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn have_tshark() -> bool {
-    let ok = Command::new("tshark").arg("--version").output().is_ok();
-    if !ok {
-        eprintln!("NOTE: tshark not on PATH; skipping the tshark checks");
-    }
-    ok
-}
-
 #[test]
 fn tshark_dissects_every_message_without_warnings() {
-    if !have_tshark() {
-        return;
-    }
+    skip_unless_installed!(&[Program::Tshark]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("trace.pcapng");
     write_trace(&file, None, false);
@@ -438,9 +429,7 @@ fn tshark_dissects_every_message_without_warnings() {
 
 #[test]
 fn snaplen_truncates_frames_and_keeps_original_length() {
-    if !have_tshark() {
-        return;
-    }
+    skip_unless_installed!(&[Program::Tshark]);
     let dir = tempfile::tempdir().unwrap();
     let full = dir.path().join("full.pcapng");
     let cut = dir.path().join("cut.pcapng");
@@ -478,9 +467,7 @@ fn snaplen_truncates_frames_and_keeps_original_length() {
 /// "Connection reset (RST)" (expert severity warning), even a clean one. Nothing else.
 #[test]
 fn reset_and_refused_raise_only_the_rst_warning() {
-    if !have_tshark() {
-        return;
-    }
+    skip_unless_installed!(&[Program::Tshark]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rst.pcapng");
     let out = std::fs::File::create(&file).unwrap();
@@ -548,9 +535,7 @@ fn reset_and_refused_raise_only_the_rst_warning() {
 /// message header) keeps every message visible to tshark.
 #[test]
 fn cutting_piece_data_keeps_every_message() {
-    if !have_tshark() {
-        return;
-    }
+    skip_unless_installed!(&[Program::Tshark]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pieces-cut.pcapng");
     write_trace(&file, None, true);

@@ -2,13 +2,14 @@
 //! (aria2c, transmission-daemon, libtorrent) on one ~2 MB torrent, and an aria2c leecher that finds
 //! them through the tracker and downloads the file.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::Duration;
 
 #[test]
 fn real_swarm_serves_an_aria2_leecher() {
+    skip_unless_installed!(SWARM);
     let tracker = Tracker::shared();
     let swarm = Swarm::start(tracker);
 

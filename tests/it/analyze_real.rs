@@ -13,7 +13,7 @@
 //! clear error (exit 1), `-` reads stdin, and the filters and `--torrent` / `--extract` work.
 //! Skipped (with a note) when tshark is missing.
 
-mod common;
+use crate::common::{self, skip_unless_installed, Program};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -40,19 +40,6 @@ const ALL: &[&str] = &[
     "lo_middownload_be.pcapng",
     "lo_middownload_truncated.pcapng",
 ];
-
-fn have_tshark() -> bool {
-    let ok = Command::new("tshark")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        eprintln!("NOTE: tshark is not installed; skipping the tshark comparisons");
-    }
-    ok
-}
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -211,9 +198,7 @@ fn by_conn<K: Ord + Clone, V: Clone>(
 
 #[test]
 fn every_capture_matches_tshark_per_connection() {
-    if !have_tshark() {
-        return;
-    }
+    skip_unless_installed!(&[Program::Tshark]);
     for name in ALL {
         let file = capture(name);
         let ev = ours(&file);
@@ -244,9 +229,7 @@ fn count(p: &Pdus, conn: u64, class: &str) -> usize {
 
 #[test]
 fn what_tshark_misses() {
-    if !have_tshark() {
-        return;
-    }
+    skip_unless_installed!(&[Program::Tshark]);
     // 1. A connection picked up mid-stream on port 7001: without `-d`, tshark's heuristic
     //    (which needs the handshake) finds none of its messages; analyze finds them all.
     let file = capture("lo_middownload.pcapng");
@@ -297,9 +280,7 @@ fn what_tshark_misses() {
 
 #[test]
 fn transmission_on_a_non_standard_port_without_hints() {
-    if !have_tshark() {
-        return;
-    }
+    skip_unless_installed!(&[Program::Tshark]);
     // Port 51413: both tshark's heuristic and analyze find it by its handshake.
     let file = capture("any_sll2_transmission_to_libtorrent.pcapng");
     let (our, _) = our_pdus(&ours(&file));
@@ -598,6 +579,7 @@ fn comparable_by_conn(ev: Vec<Event>) -> BTreeMap<(bool, u64), Vec<Event>> {
 
 #[test]
 fn download_trace_of_a_real_seeder_analyzes_to_its_jsonl() {
+    skip_unless_installed!(&[Program::Opentracker, Program::Aria2c, Program::Mktorrent]);
     let s = swarm::start();
     let work = tempfile::tempdir().unwrap();
     let traces = work.path().join("traces");

@@ -10,9 +10,9 @@
 //!
 //! Tests of a command are `#[ignore]`d until bt-trace implements it (then delete the attribute). To
 //! check the tests themselves, run them against the reference implementation:
-//! `BT_TRACE_BIN=tests/support/ref_cli.py cargo test --test cli_real -- --include-ignored`.
+//! `BT_TRACE_BIN=tests/support/ref_cli.py cargo test --test it cli_real:: -- --include-ignored`.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::{BTreeSet, HashMap};
@@ -261,6 +261,7 @@ fn check_info(t: &Torrent) {
 
 #[test]
 fn info_single_file_matches_transmission_show() {
+    skip_unless_installed!(SWARM);
     let f = fixture();
     check_info(&f.single().http);
     check_info(&f.solo(Client::Aria2).http);
@@ -268,6 +269,7 @@ fn info_single_file_matches_transmission_show() {
 
 #[test]
 fn info_short_last_piece() {
+    skip_unless_installed!(SWARM);
     let t = &fixture().short().http;
     assert_ne!(t.total_length % t.piece_length, 0);
     check_info(t);
@@ -275,6 +277,7 @@ fn info_short_last_piece() {
 
 #[test]
 fn info_multi_file_total_length() {
+    skip_unless_installed!(SWARM);
     let t = &fixture().multi().http;
     assert_eq!(t.total_length, 700_000 + 1 + (1 << 20) + 333_333 + 262_144);
     check_info(t);
@@ -282,6 +285,7 @@ fn info_multi_file_total_length() {
 
 #[test]
 fn info_udp_announce_url() {
+    skip_unless_installed!(SWARM);
     check_info(&fixture().multi().udp);
 }
 
@@ -332,6 +336,7 @@ fn assert_has_seeders(got: &BTreeSet<String>, case: &Case) {
 
 #[test]
 fn peers_http_tracker_lists_every_seeder() {
+    skip_unless_installed!(SWARM);
     let f = fixture();
     for case in [f.single(), f.multi(), f.solo(Client::Transmission)] {
         assert_has_seeders(&peers(&case.http), case);
@@ -340,6 +345,7 @@ fn peers_http_tracker_lists_every_seeder() {
 
 #[test]
 fn peers_udp_tracker_lists_every_seeder() {
+    skip_unless_installed!(SWARM);
     let f = fixture();
     for case in [f.single(), f.short(), f.solo(Client::Libtorrent)] {
         assert_has_seeders(&peers(&case.udp), case);
@@ -348,6 +354,7 @@ fn peers_udp_tracker_lists_every_seeder() {
 
 #[test]
 fn peers_announce_list_falls_back_to_the_next_tier() {
+    skip_unless_installed!(SWARM);
     let f = fixture();
     let dead = format!("http://127.0.0.1:{}/announce", free_port()); // nothing listens there
     let dir = temp_dir("peers-tiers");
@@ -364,6 +371,7 @@ fn peers_announce_list_falls_back_to_the_next_tier() {
 
 #[test]
 fn peers_unreachable_tracker_fails_cleanly() {
+    skip_unless_installed!(SWARM);
     let f = fixture();
     let dir = temp_dir("peers-dead");
     let dead = format!("http://127.0.0.1:{}/announce", free_port());
@@ -378,6 +386,7 @@ fn peers_unreachable_tracker_fails_cleanly() {
 
 #[test]
 fn peers_tracker_failure_reason_fails_cleanly() {
+    skip_unless_installed!(SWARM);
     // A torrent opentracker was never told about: it answers with a `failure reason`.
     let f = fixture();
     let dir = temp_dir("peers-unknown");
@@ -437,21 +446,25 @@ fn check_handshake(client: Client) {
 
 #[test]
 fn handshake_aria2() {
+    skip_unless_installed!(SWARM);
     check_handshake(Client::Aria2);
 }
 
 #[test]
 fn handshake_transmission() {
+    skip_unless_installed!(SWARM);
     check_handshake(Client::Transmission);
 }
 
 #[test]
 fn handshake_libtorrent() {
+    skip_unless_installed!(SWARM);
     check_handshake(Client::Libtorrent);
 }
 
 #[test]
 fn handshake_closed_port_fails_cleanly() {
+    skip_unless_installed!(SWARM);
     let f = fixture();
     let port = free_port(); // nothing listens there
     bt_trace(
@@ -494,6 +507,7 @@ fn check_piece(case: &Case, t: &Torrent, index: usize) {
 
 #[test]
 fn download_piece_from_each_seeder_alone() {
+    skip_unless_installed!(SWARM);
     let f = fixture();
     for client in Client::ALL {
         let case = f.solo(client);
@@ -504,6 +518,7 @@ fn download_piece_from_each_seeder_alone() {
 
 #[test]
 fn download_piece_short_last_piece_over_udp() {
+    skip_unless_installed!(SWARM);
     let case = fixture().short();
     let last = case.udp.piece_count() - 1;
     assert!(case.udp.piece_len(last) < case.udp.piece_length);
@@ -513,6 +528,7 @@ fn download_piece_short_last_piece_over_udp() {
 
 #[test]
 fn download_piece_spanning_files() {
+    skip_unless_installed!(SWARM);
     let case = fixture().multi();
     let t = &case.http;
     // The first piece that crosses a file boundary, and the last piece.
@@ -537,6 +553,7 @@ fn download_piece_spanning_files() {
 
 #[test]
 fn download_piece_two_runs_at_once() {
+    skip_unless_installed!(SWARM);
     // The course runs two download_piece commands at the same time.
     let case = fixture().single();
     std::thread::scope(|s| {
@@ -549,6 +566,7 @@ fn download_piece_two_runs_at_once() {
 
 #[test]
 fn download_piece_out_of_range_fails_cleanly() {
+    skip_unless_installed!(SWARM);
     let t = &fixture().single().http;
     let dir = temp_dir("piece-bad");
     let out = dir.path().join("piece");
@@ -607,6 +625,7 @@ fn check_download(case: &Case, t: &Torrent) {
 
 #[test]
 fn download_from_aria2_alone_http() {
+    skip_unless_installed!(SWARM);
     let c = fixture().solo_download(Client::Aria2, false);
     let _guard = solo_guard(c);
     check_download(c, &c.http);
@@ -614,6 +633,7 @@ fn download_from_aria2_alone_http() {
 
 #[test]
 fn download_from_aria2_alone_udp() {
+    skip_unless_installed!(SWARM);
     let c = fixture().solo_download(Client::Aria2, true);
     let _guard = solo_guard(c);
     check_download(c, &c.udp);
@@ -621,6 +641,7 @@ fn download_from_aria2_alone_udp() {
 
 #[test]
 fn download_from_transmission_alone_http() {
+    skip_unless_installed!(SWARM);
     let c = fixture().solo_download(Client::Transmission, false);
     let _guard = solo_guard(c);
     check_download(c, &c.http);
@@ -628,6 +649,7 @@ fn download_from_transmission_alone_http() {
 
 #[test]
 fn download_from_transmission_alone_udp() {
+    skip_unless_installed!(SWARM);
     let c = fixture().solo_download(Client::Transmission, true);
     let _guard = solo_guard(c);
     check_download(c, &c.udp);
@@ -635,6 +657,7 @@ fn download_from_transmission_alone_udp() {
 
 #[test]
 fn download_from_libtorrent_alone_http() {
+    skip_unless_installed!(SWARM);
     let c = fixture().solo_download(Client::Libtorrent, false);
     let _guard = solo_guard(c);
     check_download(c, &c.http);
@@ -642,6 +665,7 @@ fn download_from_libtorrent_alone_http() {
 
 #[test]
 fn download_from_libtorrent_alone_udp() {
+    skip_unless_installed!(SWARM);
     let c = fixture().solo_download(Client::Libtorrent, true);
     let _guard = solo_guard(c);
     check_download(c, &c.udp);
@@ -649,6 +673,7 @@ fn download_from_libtorrent_alone_udp() {
 
 #[test]
 fn download_single_file_from_all_three_http_and_udp() {
+    skip_unless_installed!(SWARM);
     let c = fixture().single();
     check_download(c, &c.http);
     check_download(c, &c.udp);
@@ -656,6 +681,7 @@ fn download_single_file_from_all_three_http_and_udp() {
 
 #[test]
 fn download_short_last_piece_from_all_three_http_and_udp() {
+    skip_unless_installed!(SWARM);
     let c = fixture().short();
     check_download(c, &c.http);
     check_download(c, &c.udp);
@@ -663,6 +689,7 @@ fn download_short_last_piece_from_all_three_http_and_udp() {
 
 #[test]
 fn download_multi_file_from_all_three_http_and_udp() {
+    skip_unless_installed!(SWARM);
     let c = fixture().multi();
     check_download(c, &c.http);
     check_download(c, &c.udp);
@@ -684,6 +711,7 @@ fn verified_pieces(t: &Torrent, file: &Path) -> usize {
 
 #[test]
 fn download_resumes_after_kill_9() {
+    skip_unless_installed!(SWARM);
     // A 64 MiB torrent from one rate-limited aria2c (~4 s for the whole file), so there is time to
     // kill bt-trace partway. Whether the kill lands midway only changes what is exercised, never
     // whether the test passes: the result must be correct either way.

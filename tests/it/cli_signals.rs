@@ -6,9 +6,7 @@
 //! The quicker signal tests (every signal, `handshake` and `peers` against listeners that never
 //! answer) are in `cli_basic.rs`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -53,6 +51,7 @@ fn resumed(stderr: &str) -> u32 {
 
 #[test]
 fn sigterm_mid_download_finishes_the_trace_and_keeps_the_pieces() {
+    skip_unless_installed!(&[Program::Aria2c, Program::Mktorrent, Program::Tshark]);
     // 32 MiB from one aria2c limited to 4 MiB/s: ~8 s, so the signal lands mid-transfer.
     let tracker = Tracker::shared();
     let src = temp_dir("signal-src");

@@ -2,7 +2,7 @@
 //! way. bt-trace must drop it, re-fetch anything it spoiled from the honest seeder, and finish
 //! with correct files, without a panic.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::io::{Read, Write};
@@ -162,6 +162,7 @@ fn serve_fake(
 
 #[test]
 fn hostile_peers_are_dropped_and_the_download_completes() {
+    skip_unless_installed!(&[Program::Opentracker, Program::Aria2c, Program::Mktorrent]);
     let tracker = Tracker::shared();
     let src = temp_dir("hostile-src");
     let content = src.path().join("hostile.bin");

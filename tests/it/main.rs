@@ -1,0 +1,23 @@
+//! The integration tests, as ONE test binary: each file here is a module, and the harness
+//! (`tests/common/`) is `crate::common`. One binary is linked once instead of once per file, which is
+//! most of what `cargo test --release` used to spend before the first test ran (docs/architecture.md,
+//! "Build time"). Run one file's tests with `cargo test --release --test it cli_real::`.
+//!
+//! A new test file goes here as a module (`mod name;` below), not as a new `tests/*.rs` binary.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod analyze_real;
+mod analyze_trace;
+mod capture_real;
+mod cli_basic;
+mod cli_real;
+mod cli_signals;
+mod engine_robustness;
+mod harness_selftest;
+mod hostile_peers;
+mod magnet_real;
+mod trace_real;
+mod trace_tshark;
+mod tracker_opentracker;
