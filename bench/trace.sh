@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The cost of --trace: the same download from an aria2c seeder on loopback, without and
 # with tracing (full frames, then --trace-snaplen 96), alternated ROUNDS times in one run.
-# Prints each time, the median ratios traced/untraced, and the trace sizes.
+# Prints each wall and CPU time, the median ratios traced/untraced, and the trace sizes.
 #
 #   bench/trace.sh [SIZE_MIB (256)] [ROUNDS (3)]
 #
@@ -37,46 +37,41 @@ done
 sleep 2
 
 # run NAME [extra args...] -> prints "wall_seconds cpu_seconds" (cpu: user + system of
-# bt-trace alone, which matters on a machine shared with other jobs)
+# bt-trace alone, from bash's `times` in a subshell; the steadier number on a machine
+# shared with other jobs)
 run() {
   local out="$WORK/out-$1.bin"; shift
   rm -f "$out"; rm -rf "$WORK/traces"
   local t0 t1 cpu
   t0=$(date +%s.%N)
-  "$BIN" download -q --port "$OURPORT" -o "$out" "$WORK/data.torrent" --peer "127.0.0.1:$PORT" "$@" >/dev/null 2>&1 &
-  local pid=$!
-  wait "$pid"
+  cpu=$( ( "$BIN" download -q --port "$OURPORT" -o "$out" "$WORK/data.torrent" \
+      --peer "127.0.0.1:$PORT" "$@" >/dev/null 2>&1; times ) | tail -1 |
+    awk '{ split($1,u,"m"); split($2,s,"m"); sub("s","",u[2]); sub("s","",s[2]); print u[1]*60+u[2]+s[1]*60+s[2] }')
   t1=$(date +%s.%N)
   cmp -s "$out" "$WORK/seed/data.bin" || { echo "download $out differs" >&2; exit 1; }
   rm -f "$out"
-  echo "$t1 - $t0" | bc -l
+  echo "$(echo "$t1 - $t0" | bc -l) $cpu"
 }
 
-# CPU seconds (user + system) of one download, measured with bash's `times` in a subshell.
-cpu_of() {
-  ( "$BIN" download -q --port "$OURPORT" -o "$WORK/out-cpu.bin" "$WORK/data.torrent" \
-      --peer "127.0.0.1:$PORT" "$@" >/dev/null 2>&1; times ) | tail -1 |
-    awk '{ split($1,u,"m"); split($2,s,"m"); sub("s","",u[2]); sub("s","",s[2]); print u[1]*60+u[2]+s[1]*60+s[2] }'
-  rm -f "$WORK/out-cpu.bin"; rm -rf "$WORK/traces"
-}
-
-declare -a PLAIN FULL CUT
+declare -a PW PC FW FC CW CC
 for r in $(seq 1 "$ROUNDS"); do
-  PLAIN+=("$(run plain)")
-  FULL+=("$(run full --trace "$WORK/traces")")
+  read -r w c <<<"$(run plain)"; PW+=("$w"); PC+=("$c")
+  read -r w c <<<"$(run full --trace "$WORK/traces")"; FW+=("$w"); FC+=("$c")
   FULL_SIZE=$(du -b "$WORK"/traces/*.pcapng | cut -f1)
   JSONL_SIZE=$(du -b "$WORK"/traces/*.jsonl | cut -f1)
-  CUT+=("$(run cut --trace "$WORK/traces" --trace-snaplen 96)")
+  read -r w c <<<"$(run cut --trace "$WORK/traces" --trace-snaplen 96)"; CW+=("$w"); CC+=("$c")
   CUT_SIZE=$(du -b "$WORK"/traces/*.pcapng | cut -f1)
-  printf 'round %d: plain %.2f s, --trace %.2f s, --trace-snaplen 96 %.2f s\n' \
-    "$r" "${PLAIN[-1]}" "${FULL[-1]}" "${CUT[-1]}"
+  printf 'round %d (wall/cpu): plain %.2f/%.2f s, --trace %.2f/%.2f s, --trace-snaplen 96 %.2f/%.2f s\n' \
+    "$r" "${PW[-1]}" "${PC[-1]}" "${FW[-1]}" "${FC[-1]}" "${CW[-1]}" "${CC[-1]}"
 done
-printf '\nCPU (user+sys) of one download: plain %.2f s, --trace %.2f s, --trace-snaplen 96 %.2f s\n' \
-  "$(cpu_of)" "$(cpu_of --trace "$WORK/traces")" "$(cpu_of --trace "$WORK/traces" --trace-snaplen 96)"
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
-P=$(median "${PLAIN[@]}"); F=$(median "${FULL[@]}"); C=$(median "${CUT[@]}")
-printf '\n%d MiB, median of %d: plain %.2f s (%.0f MiB/s)\n' "$SIZE_MIB" "$ROUNDS" "$P" "$(echo "$SIZE_MIB / $P" | bc -l)"
-printf '  --trace            %.2f s, ratio %.3f, pcapng %.1f MiB, jsonl %.1f MiB\n' \
-  "$F" "$(echo "$F / $P" | bc -l)" "$(echo "$FULL_SIZE / 1048576" | bc -l)" "$(echo "$JSONL_SIZE / 1048576" | bc -l)"
-printf '  --trace-snaplen 96 %.2f s, ratio %.3f, pcapng %.1f MiB\n' \
-  "$C" "$(echo "$C / $P" | bc -l)" "$(echo "$CUT_SIZE / 1048576" | bc -l)"
+P=$(median "${PW[@]}"); F=$(median "${FW[@]}"); C=$(median "${CW[@]}")
+PCPU=$(median "${PC[@]}"); FCPU=$(median "${FC[@]}"); CCPU=$(median "${CC[@]}")
+printf '\n%d MiB, median of %d: plain %.2f s (%.0f MiB/s), CPU %.2f s\n' "$SIZE_MIB" "$ROUNDS" "$P" \
+  "$(echo "$SIZE_MIB / $P" | bc -l)" "$PCPU"
+printf '  --trace            %.2f s, ratio %.3f; CPU %.2f s, ratio %.3f; pcapng %.1f MiB, jsonl %.1f MiB\n' \
+  "$F" "$(echo "$F / $P" | bc -l)" "$FCPU" "$(echo "$FCPU / $PCPU" | bc -l)" \
+  "$(echo "$FULL_SIZE / 1048576" | bc -l)" "$(echo "$JSONL_SIZE / 1048576" | bc -l)"
+printf '  --trace-snaplen 96 %.2f s, ratio %.3f; CPU %.2f s, ratio %.3f; pcapng %.1f MiB\n' \
+  "$C" "$(echo "$C / $P" | bc -l)" "$CCPU" "$(echo "$CCPU / $PCPU" | bc -l)" \
+  "$(echo "$CUT_SIZE / 1048576" | bc -l)"

@@ -11,6 +11,8 @@ use crate::event::Event;
 /// Writes events, one JSON object a line, through an internal buffer.
 pub struct JsonlWriter<W: Write> {
     out: BufWriter<W>,
+    /// One line, serialized here first (reused: no allocation per event).
+    line: Vec<u8>,
     events: u64,
     bytes: u64,
 }
@@ -20,6 +22,7 @@ impl<W: Write> JsonlWriter<W> {
     pub fn new(inner: W) -> Self {
         JsonlWriter {
             out: BufWriter::with_capacity(256 * 1024, inner),
+            line: Vec::with_capacity(1024),
             events: 0,
             bytes: 0,
         }
@@ -27,11 +30,12 @@ impl<W: Write> JsonlWriter<W> {
 
     /// Appends one event and a newline.
     pub fn write(&mut self, e: &Event) -> io::Result<()> {
-        let line = serde_json::to_vec(e).map_err(io::Error::other)?;
-        self.out.write_all(&line)?;
-        self.out.write_all(b"\n")?;
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, e).map_err(io::Error::other)?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)?;
         self.events += 1;
-        self.bytes += line.len() as u64 + 1;
+        self.bytes += self.line.len() as u64;
         Ok(())
     }
 

@@ -225,6 +225,41 @@ mod backlog_tests {
     }
 }
 
+/// Buffers for [`Cmd::Data`], handed back by the writer once their bytes are written: a
+/// traced download copies each read into one of a few warm buffers instead of allocating
+/// (and page-faulting) a fresh one per socket call.
+#[derive(Default)]
+struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl BufferPool {
+    /// Buffers kept for reuse (more are dropped): enough for the byte budget in 256 KiB reads.
+    const KEEP: usize = 80;
+    /// Larger buffers are not kept.
+    const MAX_CAPACITY: usize = 1 << 20;
+
+    /// A copy of `bytes`, in a reused buffer when one is free.
+    fn copy(&self, bytes: &[u8]) -> Vec<u8> {
+        let spare = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut v = spare.unwrap_or_default();
+        v.extend_from_slice(bytes);
+        v
+    }
+
+    /// Takes a buffer back.
+    fn put(&self, mut v: Vec<u8>) {
+        if v.capacity() > Self::MAX_CAPACITY {
+            return;
+        }
+        v.clear();
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < Self::KEEP {
+            free.push(v);
+        }
+    }
+}
+
 /// Closes the [`Backlog`] when the writer thread ends, however it ends (even by a panic).
 struct CloseOnDrop(Arc<Backlog>);
 
@@ -237,6 +272,7 @@ impl Drop for CloseOnDrop {
 struct Shared {
     tx: Sender<Cmd>,
     backlog: Arc<Backlog>,
+    pool: Arc<BufferPool>,
     thread: Mutex<Option<JoinHandle<io::Result<TraceStats>>>>,
     result: Mutex<Option<Result<TraceStats, String>>>,
     /// Bytes handed to the writer (for tests and progress).
@@ -274,16 +310,19 @@ impl Recorder {
         let backlog = Arc::new(Backlog::new(opts.queue_bytes));
         let writer = Writer::new(pcap, jsonl, opts);
         let gate = backlog.clone();
+        let pool = Arc::new(BufferPool::default());
+        let returns = pool.clone();
         let thread = std::thread::Builder::new()
             .name("bt-trace recorder".into())
             .spawn(move || {
                 let _close = CloseOnDrop(gate.clone());
-                writer.run(rx, &gate)
+                writer.run(rx, &gate, &returns)
             })?;
         Ok(Recorder {
             shared: Arc::new(Shared {
                 tx,
                 backlog,
+                pool,
                 thread: Mutex::new(Some(thread)),
                 result: Mutex::new(None),
                 queued_bytes: AtomicU64::new(0),
@@ -382,7 +421,7 @@ impl Recorder {
             conn,
             ts: now_ns(),
             outgoing,
-            bytes: bytes.to_vec(),
+            bytes: self.shared.pool.copy(bytes),
         });
     }
 }
@@ -647,7 +686,12 @@ impl Writer {
     /// Handles commands until `Finish` (or until every sender is gone), then closes the
     /// files. After a write error the rest of the commands are drained and dropped, so that
     /// no connection waits for room forever; the error is returned.
-    fn run(mut self, rx: Receiver<Cmd>, backlog: &Backlog) -> io::Result<TraceStats> {
+    fn run(
+        mut self,
+        rx: Receiver<Cmd>,
+        backlog: &Backlog,
+        pool: &BufferPool,
+    ) -> io::Result<TraceStats> {
         let mut error: Option<io::Error> = None;
         for cmd in rx.iter() {
             if matches!(cmd, Cmd::Finish) {
@@ -658,7 +702,7 @@ impl Writer {
                 _ => 0,
             };
             if error.is_none() {
-                if let Err(e) = self.handle(cmd) {
+                if let Err(e) = self.handle(cmd, pool) {
                     error = Some(e);
                 }
             }
@@ -704,7 +748,7 @@ impl Writer {
         })
     }
 
-    fn handle(&mut self, cmd: Cmd) -> io::Result<()> {
+    fn handle(&mut self, cmd: Cmd, pool: &BufferPool) -> io::Result<()> {
         match cmd {
             Cmd::Opened {
                 conn,
@@ -717,7 +761,11 @@ impl Writer {
                 ts,
                 outgoing,
                 bytes,
-            } => self.data(conn, ts, outgoing, &bytes),
+            } => {
+                let r = self.data(conn, ts, outgoing, &bytes);
+                pool.put(bytes);
+                r
+            }
             Cmd::Closed { conn, ts, error } => self.closed(conn, ts, error),
             Cmd::Note { conn, ts, text } => {
                 let at = self.out.clock.command(ts);
