@@ -7,6 +7,7 @@ pub mod bitfield;
 pub mod capture;
 pub mod cli;
 pub mod client;
+pub mod create;
 pub mod download;
 pub mod magnet;
 pub mod metadata;
