@@ -11,6 +11,8 @@
 //! A torrent may list several trackers in tiers (BEP 12): [`announce_tiers`] tries them in order,
 //! and [`Tiers`] does the one-time shuffle BEP 12 asks for.
 //!
+//! [`server`] is the other side: the built-in tracker (`bt-trace tracker`).
+//!
 //! Every byte exchanged with a tracker is reported to a [`TrackerObserver`], which is how the
 //! recorder (`--trace`) turns tracker traffic into pcapng frames.
 //!
@@ -19,6 +21,7 @@
 //! on any input and never allocate more than their configured caps.
 
 pub mod http;
+pub mod server;
 pub mod udp;
 
 use std::fmt;
