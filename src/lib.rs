@@ -1,6 +1,10 @@
 //! bt-trace: a BitTorrent client and protocol tracer.
 //!
 //! The library behind the `bt-trace` binary. See `docs/architecture.md` for the map.
+//!
+//! No `unsafe` anywhere: the codecs take hostile bytes, and safe Rust is what makes their
+//! no-panic, no-overrun contracts believable.
+#![forbid(unsafe_code)]
 pub mod analyze;
 pub mod bencode;
 pub mod bitfield;

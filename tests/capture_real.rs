@@ -1,6 +1,7 @@
 //! The capture layer on the real captures in `captures/` (see captures/README.md), checked against fixed counts
 //! and, when `tshark` is on PATH (it is in CI), against tshark's own reading of the same files: frame and UDP
-//! counts, TCP payload bytes, and every TCP stream's bytes in both directions (`-z follow,tcp,raw`).
+//! counts, TCP payload bytes, every TCP stream's bytes in both directions (`-z follow,tcp,raw`), and the frames
+//! of each connection's life (SYN, SYN-ACK, ACK, FIN, RST) from tshark's TCP flags.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -10,7 +11,7 @@ use std::process::Command;
 
 use bt_trace::capture::{
     process, CaptureError, CaptureFormat, CaptureReader, CloseReason, ConnId, ConnInfo, Datagram,
-    Direction, Endian, Gap, LinkType, Stats, StreamSink,
+    Direction, Endian, Gap, Life, LinkType, Stats, StreamSink,
 };
 
 fn captures() -> PathBuf {
@@ -23,6 +24,8 @@ struct Collect {
     streams: BTreeMap<(u64, usize), Vec<u8>>,
     gaps: Vec<(u64, Gap)>,
     closes: Vec<(u64, CloseReason)>,
+    /// Life steps other than ACKs after the close: (connection, step, frame).
+    lives: Vec<(u64, Life, u64)>,
     udp: u64,
     udp_bytes: u64,
 }
@@ -54,6 +57,11 @@ impl StreamSink for Collect {
     }
     fn on_close(&mut self, conn: ConnId, reason: CloseReason, _ts: i64) {
         self.closes.push((conn.0, reason));
+    }
+    fn on_life(&mut self, conn: ConnId, life: Life, frame_no: u64, _ts: i64) {
+        if !matches!(life, Life::AckAfterClose(_)) {
+            self.lives.push((conn.0, life, frame_no));
+        }
     }
     fn on_udp(&mut self, dg: &Datagram<'_>) {
         self.udp += 1;
@@ -327,6 +335,7 @@ fn matches_tshark() {
         eprintln!("tshark not on PATH: skipping the comparison with tshark");
         return;
     }
+    let mut all_lives = Vec::new();
     for e in EXPECT {
         let path = captures().join(e.file);
         let path = path.to_str().unwrap();
@@ -422,5 +431,112 @@ fn matches_tshark() {
             e.file
         );
         assert!(compared > 100_000);
+
+        let theirs = tshark_lives(path, &sink.conns);
+        assert_eq!(sink.lives, theirs, "{}: connection life", e.file);
+        all_lives.extend(sink.lives.iter().map(|(_, l, _)| *l));
     }
+    // The captures have complete handshakes and closes, so the comparison was not empty.
+    for l in [
+        Life::Syn,
+        Life::SynAck,
+        Life::Established,
+        Life::Fin(Direction::AtoB),
+        Life::Fin(Direction::BtoA),
+    ] {
+        assert!(all_lives.contains(&l), "no {l:?} in any capture");
+    }
+}
+
+/// The life steps of every connection, from tshark's TCP flags: the first SYN (opening the
+/// connection), the first SYN-ACK from B, A's first ACK after it, each side's first FIN, the
+/// first RST (a refusal if no SYN-ACK came before it); nothing after a RST or after both FINs.
+fn tshark_lives(path: &str, conns: &BTreeMap<u64, ConnInfo>) -> Vec<(u64, Life, u64)> {
+    let out = tshark(&[
+        "-n",
+        "-r",
+        path,
+        "-Y",
+        "tcp",
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+        "-e",
+        "tcp.stream",
+        "-e",
+        "tcp.srcport",
+        "-e",
+        "tcp.flags",
+    ])
+    .unwrap_or_default();
+    #[derive(Default)]
+    struct Seen {
+        syn: bool,
+        synack: bool,
+        ack: bool,
+        fin: [bool; 2],
+        closed: bool,
+    }
+    let mut seen: BTreeMap<u64, Seen> = BTreeMap::new();
+    let mut steps = Vec::new();
+    for line in out.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let (Some(frame), Some(stream), Some(port), Some(flags)) = (
+            f.first().and_then(|s| s.parse::<u64>().ok()),
+            f.get(1).and_then(|s| s.parse::<u64>().ok()),
+            f.get(2).and_then(|s| s.parse::<u16>().ok()),
+            f.get(3)
+                .and_then(|s| u16::from_str_radix(s.trim_start_matches("0x"), 16).ok()),
+        ) else {
+            continue;
+        };
+        let info = conns[&stream];
+        let dir = if port == info.a.port() {
+            Direction::AtoB
+        } else {
+            Direction::BtoA
+        };
+        let (fin, syn, rst, ack) = (
+            flags & 1 != 0,
+            flags & 2 != 0,
+            flags & 4 != 0,
+            flags & 0x10 != 0,
+        );
+        let opened = !seen.contains_key(&stream);
+        let s = seen.entry(stream).or_default();
+        if s.closed {
+            continue;
+        }
+        let mut step = |l| steps.push((stream, l, frame));
+        if opened && syn {
+            if ack {
+                s.synack = true;
+                step(Life::SynAck);
+            } else {
+                s.syn = true;
+                step(Life::Syn);
+            }
+        } else if syn && ack && dir == Direction::BtoA && !s.synack {
+            s.synack = true;
+            step(Life::SynAck);
+        } else if !syn && ack && dir == Direction::AtoB && s.synack && !s.ack {
+            s.ack = true;
+            step(Life::Established);
+        }
+        if fin && !s.fin[dir.index()] {
+            s.fin[dir.index()] = true;
+            step(Life::Fin(dir));
+        }
+        if rst {
+            s.closed = true;
+            step(if s.syn && !s.synack && dir == Direction::BtoA {
+                Life::Refused
+            } else {
+                Life::Reset(dir)
+            });
+        }
+        s.closed |= s.fin == [true, true];
+    }
+    steps
 }

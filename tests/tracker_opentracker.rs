@@ -14,8 +14,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bt_trace::tracker::{
-    self, http, udp, AnnounceRequest, Event, NoopObserver, ScrapeResponse, TrackerConfig,
-    TrackerError, TrackerWire, UdpConfig,
+    self, http1, query, reply, udp, AnnounceRequest, Event, NoopObserver, ScrapeResponse,
+    TrackerConfig, TrackerError, TrackerWire, UdpConfig,
 };
 
 /// Info hashes this binary uses; each test has its own so tests can run in parallel.
@@ -67,7 +67,7 @@ fn whitelist_loaded(port: u16) -> bool {
     let req = format!(
         "GET /announce?info_hash={}&peer_id=-BT0001-readyreadyre&port=1&uploaded=0&downloaded=0\
          &left=0&compact=1&event=stopped HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-        http::encode_bytes(&hash(READY))
+        query::encode_bytes(&hash(READY))
     );
     let mut resp = Vec::new();
     s.write_all(req.as_bytes()).is_ok()
@@ -214,15 +214,15 @@ async fn http_peers_see_each_other() {
         panic!("{seen:?}")
     };
     assert_eq!(ex.remote, addr(opentracker().port));
-    let (head, used) = http::parse_http_request(&ex.request).unwrap();
+    let (head, used) = http1::parse_http_request(&ex.request).unwrap();
     assert_eq!(used, ex.request.len());
-    let q = http::parse_announce_query(&head.target).unwrap();
+    let q = query::parse_announce_query(&head.target).unwrap();
     assert_eq!(q.info_hash, Some(hash(HTTP_SWARM)));
     assert_eq!(q.port, Some(41002));
     assert_eq!(q.event(), Some(Event::Started));
-    let (resp, _) = http::parse_http_response(&ex.response, true, 1 << 20).unwrap();
+    let (resp, _) = http1::parse_http_response(&ex.response, true, 1 << 20).unwrap();
     assert_eq!(resp.status, 200);
-    assert_eq!(http::parse_announce_response(&resp.body).unwrap(), b);
+    assert_eq!(reply::parse_announce_response(&resp.body).unwrap(), b);
 }
 
 #[tokio::test]

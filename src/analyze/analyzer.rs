@@ -4,10 +4,10 @@
 //! [`ConnReport`] per connection for the tables, hands [`Event`]s (the recorder's event
 //! model) to an [`EventOut`], and feeds piece data to the [`PieceChecker`].
 //!
-//! [`analyze`] drives one capture file: every packet goes through
-//! [`capture::handle_packet`]; around it, the TCP flags of the segment are looked at to know
-//! the frames of each connection's opening (SYN, SYN-ACK, ACK) and closing (FIN, FIN, ACK or
-//! RST), which the `conn_opened` and `conn_closed` events list like the recorder's.
+//! [`analyze`] drives one capture file: every packet goes once through
+//! [`capture::handle_packet`], whose reassembly reports each connection's life ([`Life`]: the
+//! frames of its opening SYN, SYN-ACK and ACK, its FINs or RST, and the last ACK after a FIN
+//! exchange); the `conn_opened` and `conn_closed` events list those frames like the recorder's.
 //!
 //! Memory: per open connection, its decoder state (at most one unfinished message per
 //! direction), the frames of that unfinished message, and up to [`SNIFF_LEN`] bytes a
@@ -17,11 +17,11 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 
 use crate::capture::{
-    self, dissect, CaptureError, CaptureFormat, CaptureReader, CloseReason, Conflict, ConnId,
-    ConnInfo, Datagram, Direction, Gap, Packet, Reassembler, ReassemblyConfig, Stats, StreamSink,
-    TcpFlags, Transport,
+    self, CaptureError, CaptureFormat, CaptureReader, CloseReason, Conflict, ConnId, ConnInfo,
+    Datagram, Direction, Gap, Life, Packet, ReassemblyConfig, Stats, StreamSink,
 };
 use crate::trace::decode::{decode_http_request, decode_http_response, decode_udp, Decoded};
 use crate::trace::event::{CloseHow, Dir, Event, EventKind, Msg};
@@ -426,7 +426,6 @@ struct CloseTrack {
 
 struct Conn {
     r: ConnReport,
-    key: (SocketAddr, SocketAddr),
     open: OpenTrack,
     close: CloseTrack,
     opened_emitted: bool,
@@ -444,19 +443,11 @@ struct Conn {
 
 /// A `conn_closed` waiting for the last ACK of a FIN exchange.
 struct PendingClose {
-    key: (SocketAddr, SocketAddr),
-    /// The side that sends the last ACK (the one that closed first).
-    acker: SocketAddr,
+    conn: u64,
+    /// The direction of the last ACK (from the side that closed first).
+    acker: Direction,
     event: Event,
     report: Option<ConnReport>,
-}
-
-/// The segment being handled, as the hooks around `handle_packet` see it.
-#[derive(Clone, Copy)]
-struct Seg {
-    src: SocketAddr,
-    dst: SocketAddr,
-    flags: TcpFlags,
 }
 
 /// The analyzer state for one capture file. See the [module docs](self).
@@ -464,30 +455,18 @@ pub struct Analyzer<'o> {
     opts: Options,
     out: &'o mut dyn EventOut,
     conns: HashMap<u64, Conn>,
-    keys: HashMap<(SocketAddr, SocketAddr), u64>,
-    /// Connections opened during the current packet.
-    new_conns: Vec<u64>,
-    /// Connections closed during the current packet (handled once its flags are known).
+    /// Connections closed during the current packet (handled at its end).
     closing: Vec<(u64, CloseReason, i64)>,
     pending_closes: Vec<PendingClose>,
-    /// Connections whose SYN-ACK was seen and not yet its ACK.
-    awaiting_ack: usize,
     udp: UdpTrackers,
     udp_streams: UdpStreams,
     checker: Option<&'o mut PieceChecker>,
     report: CaptureReport,
     error: Option<io::Error>,
-    cur: Option<Seg>,
+    /// A packet is being handled (not the end of the capture).
+    in_packet: bool,
     cur_frame: u64,
     cur_ts: i64,
-}
-
-fn norm(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
-    if a <= b {
-        (a, b)
-    } else {
-        (b, a)
-    }
 }
 
 /// Reads a whole capture and analyzes it; events go to `out` as they are found, piece data
@@ -503,42 +482,14 @@ pub fn analyze<R: Read>(
     out: &mut dyn EventOut,
     checker: Option<&mut PieceChecker>,
 ) -> Result<CaptureReport, AnalyzeError> {
-    let mut reasm = Reassembler::new(opts.reassembly);
+    let limits = opts.reassembly;
     let mut a = Analyzer::new(opts, out, checker);
     a.report.format = Some(reader.format());
     let mut stats = Stats::default();
-    let res = loop {
-        let pkt = match reader.next_packet() {
-            Ok(Some(p)) => p,
-            Ok(None) => break Ok(()),
-            Err(e) => break Err(e),
-        };
-        if pkt.frame_no == 1 {
-            a.out.capture_start(pkt.ts_ns);
-        }
-        a.before(&pkt);
-        capture::handle_packet(&pkt, &mut reasm, &mut a, &mut stats);
-        a.after();
-        if reader.has_warnings() {
-            take_reader_warnings(reader, &mut stats);
-        }
-        if a.error.is_some() {
-            break Ok(());
-        }
-    };
-    take_reader_warnings(reader, &mut stats);
-    a.cur = None;
-    reasm.finish(&mut a);
-    a.after();
+    let res = capture::process_with(reader, limits, &mut a, &mut stats);
+    // What the end of the capture closed, then the FIN exchanges still waiting for a last ACK.
+    a.end_packet();
     a.flush_pending_closes(None);
-    capture::add_reassembly_stats(&mut stats.reassembly, reasm.stats());
-    if let Err(e) = &res {
-        stats.warn(
-            None,
-            e.offset(),
-            format!("{e}; the report covers what came before"),
-        );
-    }
     if let Some(e) = a.error.take() {
         return Err(e.into());
     }
@@ -547,14 +498,6 @@ pub fn analyze<R: Read>(
     report.stats = stats;
     report.read_error = res.err().map(|e| e.to_string());
     Ok(report)
-}
-
-fn take_reader_warnings<R: Read>(reader: &mut CaptureReader<R>, stats: &mut Stats) {
-    let (ws, dropped) = reader.take_warnings();
-    for w in ws {
-        stats.warn(None, Some(w.offset), w.message);
-    }
-    stats.warnings_dropped += dropped;
 }
 
 impl<'o> Analyzer<'o> {
@@ -567,17 +510,14 @@ impl<'o> Analyzer<'o> {
             opts,
             out,
             conns: HashMap::new(),
-            keys: HashMap::new(),
-            new_conns: Vec::new(),
             closing: Vec::new(),
             pending_closes: Vec::new(),
-            awaiting_ack: 0,
             udp: UdpTrackers::default(),
             udp_streams: UdpStreams::default(),
             checker,
             report: CaptureReport::default(),
             error: None,
-            cur: None,
+            in_packet: false,
             cur_frame: 0,
             cur_ts: 0,
         }
@@ -598,93 +538,8 @@ impl<'o> Analyzer<'o> {
         }
     }
 
-    /// Looks at a TCP segment's flags before the reassembler sees it: the opening ACK, FINs
-    /// and RSTs of known connections, and the last ACK of a FIN exchange.
-    fn before(&mut self, pkt: &Packet<'_>) {
-        self.cur_frame = pkt.frame_no;
-        self.cur_ts = pkt.ts_ns;
-        self.cur = None;
-        let Ok(d) = dissect(pkt.link_type, pkt.data) else {
-            return;
-        };
-        let Transport::Tcp(seg) = d.transport else {
-            return;
-        };
-        let s = Seg {
-            src: SocketAddr::new(d.src, seg.src_port),
-            dst: SocketAddr::new(d.dst, seg.dst_port),
-            flags: seg.flags,
-        };
-        self.cur = Some(s);
-        let f = s.flags;
-        let interesting = f.syn() || f.fin() || f.rst();
-        if !interesting && self.awaiting_ack == 0 && self.pending_closes.is_empty() {
-            return;
-        }
-        let key = norm(s.src, s.dst);
-        if f.ack() && !f.syn() && !self.pending_closes.is_empty() {
-            if let Some(i) = self
-                .pending_closes
-                .iter()
-                .position(|p| p.key == key && p.acker == s.src)
-            {
-                let mut p = self.pending_closes.swap_remove(i);
-                p.event.frames.push(pkt.frame_no);
-                self.emit_close(p);
-            }
-        }
-        let Some(&id) = self.keys.get(&key) else {
-            return;
-        };
-        let Some(c) = self.conns.get_mut(&id) else {
-            return;
-        };
-        let from_client = s.src == c.r.client;
-        if f.syn() && f.ack() && !from_client && c.open.synack.is_none() {
-            c.open.synack = Some(pkt.frame_no);
-            if c.open.ack.is_none() {
-                self.awaiting_ack += 1;
-            }
-        } else if !f.syn()
-            && f.ack()
-            && from_client
-            && c.open.synack.is_some()
-            && c.open.ack.is_none()
-        {
-            c.open.ack = Some(pkt.frame_no);
-            self.awaiting_ack = self.awaiting_ack.saturating_sub(1);
-        }
-        let side = usize::from(!from_client);
-        if f.fin() && c.close.fin[side].is_none() {
-            c.close.fin[side] = Some(pkt.frame_no);
-            c.close
-                .first
-                .get_or_insert((from_client, pkt.frame_no, pkt.ts_ns));
-        }
-        if f.rst() && c.close.rst.is_none() {
-            c.close.rst = Some((from_client, pkt.frame_no));
-            c.close
-                .first
-                .get_or_insert((from_client, pkt.frame_no, pkt.ts_ns));
-        }
-    }
-
-    /// After the reassembler: the SYN of a new connection, then connections that closed.
-    fn after(&mut self) {
-        for id in std::mem::take(&mut self.new_conns) {
-            let (Some(s), Some(c)) = (self.cur, self.conns.get_mut(&id)) else {
-                continue;
-            };
-            if !s.flags.syn() || c.r.first_frame != self.cur_frame {
-                continue;
-            }
-            if s.flags.ack() {
-                c.open.synack = Some(self.cur_frame);
-                self.awaiting_ack += 1;
-            } else {
-                c.open.syn = Some((self.cur_frame, self.cur_ts));
-            }
-        }
+    /// After a packet: connections that closed during it, and old FIN exchanges.
+    fn end_packet(&mut self) {
         for (id, reason, ts) in std::mem::take(&mut self.closing) {
             self.close_conn(id, reason, ts);
         }
@@ -716,13 +571,6 @@ impl<'o> Analyzer<'o> {
             _ => "connection closed (FIN)",
         };
         self.emit(&p.event, words, p.report.as_ref());
-        if self
-            .keys
-            .get(&p.key)
-            .is_some_and(|id| !self.conns.contains_key(id))
-        {
-            self.keys.remove(&p.key);
-        }
     }
 
     /// The connection ended: decide what it was if still undecided, flush what is
@@ -744,9 +592,6 @@ impl<'o> Analyzer<'o> {
             }
             r => r,
         };
-        if c.open.synack.is_some() && c.open.ack.is_none() {
-            self.awaiting_ack = self.awaiting_ack.saturating_sub(1);
-        }
         // An undecided connection is decided now, with what there is.
         if matches!(c.live, Live::Undecided { .. }) {
             self.decide(&mut c, true);
@@ -844,8 +689,12 @@ impl<'o> Analyzer<'o> {
                 e.dst = Some(dst);
                 e.frames = frames;
                 Some(PendingClose {
-                    key: c.key,
-                    acker: src,
+                    conn: c.r.id,
+                    acker: if closer_is_client {
+                        Direction::AtoB
+                    } else {
+                        Direction::BtoA
+                    },
                     event: e,
                     report: report.clone(),
                 })
@@ -855,11 +704,7 @@ impl<'o> Analyzer<'o> {
         match pending {
             Some(p) if reason == CloseReason::Fin => self.pending_closes.push(p),
             Some(p) => self.emit_close(p),
-            None => {
-                if self.keys.get(&c.key) == Some(&id) {
-                    self.keys.remove(&c.key);
-                }
-            }
+            None => {}
         }
         if c.reportable {
             if self.report.conns.len() < self.opts.max_reports {
@@ -1327,15 +1172,30 @@ fn log_tracker(log: &mut Vec<String>, r: &ConnReport, words: &str) {
 }
 
 impl StreamSink for Analyzer<'_> {
+    fn on_packet(&mut self, pkt: &Packet<'_>) {
+        if pkt.frame_no == 1 {
+            self.out.capture_start(pkt.ts_ns);
+        }
+        self.cur_frame = pkt.frame_no;
+        self.cur_ts = pkt.ts_ns;
+        self.in_packet = true;
+    }
+
+    fn on_packet_end(&mut self) -> ControlFlow<()> {
+        self.end_packet();
+        self.in_packet = false;
+        if self.error.is_some() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
     fn on_open(&mut self, info: &ConnInfo) {
-        let key = norm(info.a, info.b);
-        self.keys.insert(key, info.id.0);
-        self.new_conns.push(info.id.0);
         self.conns.insert(
             info.id.0,
             Conn {
                 r: ConnReport::new(info),
-                key,
                 open: OpenTrack::default(),
                 close: CloseTrack::default(),
                 opened_emitted: false,
@@ -1526,10 +1386,49 @@ impl StreamSink for Analyzer<'_> {
         }
     }
 
+    /// Notes the frames of the opening and closing; the last ACK of a FIN exchange completes
+    /// its waiting `conn_closed`.
+    fn on_life(&mut self, conn: ConnId, life: Life, frame_no: u64, ts_ns: i64) {
+        if let Life::AckAfterClose(dir) = life {
+            if let Some(i) = self
+                .pending_closes
+                .iter()
+                .position(|p| p.conn == conn.0 && p.acker == dir)
+            {
+                let mut p = self.pending_closes.swap_remove(i);
+                p.event.frames.push(frame_no);
+                self.emit_close(p);
+            }
+            return;
+        }
+        let Some(c) = self.conns.get_mut(&conn.0) else {
+            return;
+        };
+        let ended = |dir: Direction| (dir == Direction::AtoB, frame_no, ts_ns);
+        match life {
+            Life::Syn => c.open.syn = Some((frame_no, ts_ns)),
+            Life::SynAck => c.open.synack = Some(frame_no),
+            Life::Established => c.open.ack = Some(frame_no),
+            Life::Fin(dir) => {
+                c.close.fin[dir.index()] = Some(frame_no);
+                c.close.first.get_or_insert(ended(dir));
+            }
+            Life::Reset(dir) => {
+                c.close.rst = Some((dir == Direction::AtoB, frame_no));
+                c.close.first.get_or_insert(ended(dir));
+            }
+            Life::Refused => {
+                c.close.rst = Some((false, frame_no));
+                c.close.first.get_or_insert(ended(Direction::BtoA));
+            }
+            Life::AckAfterClose(_) => {}
+        }
+    }
+
     fn on_close(&mut self, conn: ConnId, reason: CloseReason, ts_ns: i64) {
         self.closing.push((conn.0, reason, ts_ns));
         // Outside a packet (end of capture), nothing more will come for it.
-        if self.cur.is_none() {
+        if !self.in_packet {
             for (id, reason, ts) in std::mem::take(&mut self.closing) {
                 self.close_conn(id, reason, ts);
             }
@@ -1772,6 +1671,22 @@ mod tests {
         assert_eq!(words.len(), 3, "{words:?}");
         assert!(words[1].starts_with("protocol error: not a BitTorrent handshake"));
         assert_eq!(words[2], "connection reset (RST)");
+    }
+
+    #[test]
+    fn refused_and_unanswered_dials_are_counted_but_not_reported() {
+        const C: ([u8; 4], u16) = ([127, 0, 0, 1], 40001);
+        let frames = vec![
+            tcp(A, B, 100, "S", b""),
+            tcp(B, A, 0, "RA", b""), // refused
+            tcp(C, B, 300, "S", b""),
+            tcp(C, B, 300, "S", b""), // unanswered, retransmitted
+        ];
+        let (rep, ev) = run(&frames);
+        assert_eq!(rep.tcp_connections, 2);
+        assert_eq!((rep.bittorrent, rep.empty, rep.other), (0, 0, 0));
+        assert!(rep.conns.is_empty());
+        assert!(ev.is_empty(), "{ev:?}");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! ```text
 //! reader.rs      pcap / pcapng, streamed from any Read over one reused buffer   -> Packet<'_>
 //! link.rs        Ethernet(+VLAN) / SLL / SLL2 / raw IP / NULL / LOOP, IPv4, IPv6 -> Dissected<'_>
-//! reassembly.rs  TCP per connection and direction, bounded buffers              -> StreamSink callbacks
+//! reassembly.rs  TCP per connection and direction, bounded buffers, the life of
+//!                each connection (SYN ... FIN/RST, with frame numbers)           -> StreamSink callbacks
 //! ```
 //! [`process`] ties them together: it pulls every packet, dissects it, feeds TCP segments to a [`Reassembler`]
 //! and UDP datagrams straight to the sink, and counts what it saw in [`Stats`]. Nothing on this path allocates
@@ -26,8 +27,8 @@ pub use reader::{
     CaptureError, CaptureFormat, CaptureReader, Endian, InterfaceInfo, Packet, ReaderWarning,
 };
 pub use reassembly::{
-    CloseReason, Conflict, ConnId, ConnInfo, Datagram, Direction, Gap, GapReason, Reassembler,
-    ReassemblyConfig, ReassemblyStats, SeqNumber, StreamSink,
+    CloseReason, Conflict, ConnId, ConnInfo, Datagram, Direction, Gap, GapReason, Life,
+    Reassembler, ReassemblyConfig, ReassemblyStats, SeqNumber, StreamSink,
 };
 
 /// Warnings kept in [`Stats::warnings`]; later ones are only counted.
@@ -106,7 +107,17 @@ pub fn process<R: Read, S: StreamSink + ?Sized>(
     sink: &mut S,
     stats: &mut Stats,
 ) -> Result<(), CaptureError> {
-    let mut reasm = Reassembler::default();
+    process_with(reader, ReassemblyConfig::default(), sink, stats)
+}
+
+/// [`process`] with the given reassembly limits.
+pub fn process_with<R: Read, S: StreamSink + ?Sized>(
+    reader: &mut CaptureReader<R>,
+    limits: ReassemblyConfig,
+    sink: &mut S,
+    stats: &mut Stats,
+) -> Result<(), CaptureError> {
+    let mut reasm = Reassembler::new(limits);
     let res = feed(reader, &mut reasm, sink, stats);
     reasm.finish(sink);
     add_reassembly_stats(&mut stats.reassembly, reasm.stats());
@@ -121,7 +132,8 @@ pub fn process<R: Read, S: StreamSink + ?Sized>(
 }
 
 /// Feeds every packet of `reader` to `reasm` / `sink` without finishing the reassembler (for callers that
-/// drive it themselves). Reassembly counters stay in `reasm.stats()`.
+/// drive it themselves), between [`StreamSink::on_packet`] and [`StreamSink::on_packet_end`]; stops early
+/// (with `Ok`) when the sink asks to. Reassembly counters stay in `reasm.stats()`.
 pub fn feed<R: Read, S: StreamSink + ?Sized>(
     reader: &mut CaptureReader<R>,
     reasm: &mut Reassembler,
@@ -137,9 +149,14 @@ pub fn feed<R: Read, S: StreamSink + ?Sized>(
                 return Err(e);
             }
         };
+        sink.on_packet(&pkt);
         handle_packet(&pkt, reasm, sink, stats);
+        let flow = sink.on_packet_end();
         if reader.has_warnings() {
             collect_reader_warnings(reader, stats);
+        }
+        if flow.is_break() {
+            break;
         }
     }
     collect_reader_warnings(reader, stats);
@@ -345,6 +362,54 @@ mod tests {
             "{}",
             stats.warnings[0].message
         );
+    }
+
+    /// Counts packets and stops the reading after `stop_after` of them.
+    struct Stopper {
+        rec: Rec,
+        frames: Vec<u64>,
+        stop_after: usize,
+    }
+
+    impl StreamSink for Stopper {
+        fn on_packet(&mut self, pkt: &Packet<'_>) {
+            self.frames.push(pkt.frame_no);
+        }
+        fn on_packet_end(&mut self) -> std::ops::ControlFlow<()> {
+            if self.frames.len() >= self.stop_after {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        }
+        fn on_data(&mut self, c: ConnId, d: Direction, o: u64, data: &[u8], f: u64, ts: i64) {
+            self.rec.on_data(c, d, o, data, f, ts);
+        }
+        fn on_close(&mut self, conn: ConnId, reason: CloseReason, ts: i64) {
+            self.rec.on_close(conn, reason, ts);
+        }
+    }
+
+    #[test]
+    fn the_sink_sees_each_packet_and_can_stop_the_reading() {
+        let mut b = Builder::new(true);
+        b.shb().idb(1, None, None);
+        b.epb(0, 1, &eth_tcp(40000, 6881, 10, true, b""), 54);
+        b.epb(0, 2, &eth_tcp(40000, 6881, 11, false, b"kept"), 58);
+        b.epb(0, 3, &eth_tcp(40000, 6881, 15, false, b"never read"), 64);
+        let mut reader = CaptureReader::new(&b.out[..]).unwrap();
+        let mut sink = Stopper {
+            rec: Rec::default(),
+            frames: Vec::new(),
+            stop_after: 2,
+        };
+        let mut stats = Stats::default();
+        process(&mut reader, &mut sink, &mut stats).unwrap();
+        assert_eq!(sink.frames, [1, 2]);
+        assert_eq!(stats.frames, 2);
+        assert_eq!(sink.rec.stream(0, Direction::AtoB), b"kept");
+        // What was open is still closed at the end.
+        assert_eq!(sink.rec.closes(), vec![(0, CloseReason::EndOfCapture)]);
     }
 
     proptest::proptest! {

@@ -13,6 +13,9 @@
 //! carrying data or FIN does. FIN ends a direction once every byte before it arrived; FIN in both directions or
 //! RST closes the connection, which stays as a small tombstone (late ACKs do not open a new one) until idle
 //! expiry or a new SYN reuses the 4-tuple. Idle connections expire; the number of connections is capped.
+//! The steps of a connection's life that its flags show (SYN, SYN-ACK, the handshake's last ACK, each side's
+//! first FIN, a RST, a SYN refused with a RST, ACKs after the close) are reported as [`Life`] events with
+//! their frame numbers, before the segment's data, so a sink never needs to look at the packets itself.
 //!
 //! Delivered bytes are not retained (constant memory), so a retransmission of already-delivered bytes is counted
 //! as duplicate but not compared; overlaps are compared while the bytes are still buffered.
@@ -23,8 +26,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, SocketAddr};
+use std::ops::ControlFlow;
 
-use super::link::TcpSegment;
+use super::link::{TcpFlags, TcpSegment};
+use super::reader::Packet;
 
 /// A TCP sequence number; comparisons wrap around 2^32 (`a < b` iff `(a - b) as i32 < 0`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -135,6 +140,28 @@ pub enum CloseReason {
     EndOfCapture,
 }
 
+/// A step in a connection's life, read off the TCP flags of one of its segments. Each is reported once per
+/// connection, except [`Life::AckAfterClose`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Life {
+    /// A's opening SYN (it opened the connection).
+    Syn,
+    /// B's SYN-ACK (it may have opened the connection, when the SYN was not captured).
+    SynAck,
+    /// A's first ACK after the SYN-ACK: the three-way handshake is complete.
+    Established,
+    /// The first FIN sent in this direction.
+    Fin(Direction),
+    /// A RST sent in this direction: the connection is reset and closes ([`CloseReason::Rst`]).
+    Reset(Direction),
+    /// B answered A's SYN with a RST, without a SYN-ACK: the dial was refused. The connection closes
+    /// ([`CloseReason::Rst`]), as for [`Life::Reset`]`(BtoA)`.
+    Refused,
+    /// An ACK sent in this direction after the connection closed: the last ACK of a FIN exchange, or a late
+    /// one.
+    AckAfterClose(Direction),
+}
+
 /// A UDP datagram handed to the sink as is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Datagram<'a> {
@@ -149,6 +176,13 @@ pub struct Datagram<'a> {
 
 /// Receives reassembled streams. Only `on_data` is required.
 pub trait StreamSink {
+    /// A packet begins (when driven by [`super::feed`]): the callbacks up to [`StreamSink::on_packet_end`]
+    /// come from it.
+    fn on_packet(&mut self, _pkt: &Packet<'_>) {}
+    /// The packet's callbacks are over; `Break` stops the reading there (the sink cannot go on).
+    fn on_packet_end(&mut self) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
     fn on_open(&mut self, _info: &ConnInfo) {}
     /// In-order bytes of one direction, starting at stream `offset`, all from frame `frame_no`.
     fn on_data(
@@ -163,6 +197,8 @@ pub trait StreamSink {
     fn on_gap(&mut self, _conn: ConnId, _dir: Direction, _gap: &Gap) {}
     fn on_conflict(&mut self, _conn: ConnId, _dir: Direction, _conflict: &Conflict) {}
     fn on_close(&mut self, _conn: ConnId, _reason: CloseReason, _ts_ns: i64) {}
+    /// A step of the connection's life, seen in frame `frame_no` (before that frame's data, if any).
+    fn on_life(&mut self, _conn: ConnId, _life: Life, _frame_no: u64, _ts_ns: i64) {}
     fn on_udp(&mut self, _dg: &Datagram<'_>) {}
 }
 
@@ -303,6 +339,52 @@ struct Conn {
     half: [Half; 2],
     last_ts: i64,
     closed: bool,
+    life: LifeSeen,
+}
+
+/// The [`Life`] steps a connection has shown so far (each is reported once).
+#[derive(Default, Clone, Copy)]
+struct LifeSeen {
+    syn: bool,
+    synack: bool,
+    established: bool,
+    fin: [bool; 2],
+}
+
+impl LifeSeen {
+    /// The steps the flags of one segment take, in order (at most three: an opening step, a FIN,
+    /// a RST); `opened`: the segment opened the connection.
+    fn steps(&mut self, dir: Direction, f: TcpFlags, opened: bool) -> [Option<Life>; 3] {
+        let mut out = [None; 3];
+        if opened && f.syn() {
+            if f.ack() {
+                self.synack = true;
+                out[0] = Some(Life::SynAck);
+            } else {
+                self.syn = true;
+                out[0] = Some(Life::Syn);
+            }
+        } else if f.syn() && f.ack() && dir == Direction::BtoA && !self.synack {
+            self.synack = true;
+            out[0] = Some(Life::SynAck);
+        } else if !f.syn() && f.ack() && dir == Direction::AtoB && self.synack && !self.established
+        {
+            self.established = true;
+            out[0] = Some(Life::Established);
+        }
+        if f.fin() && !self.fin[dir.index()] {
+            self.fin[dir.index()] = true;
+            out[1] = Some(Life::Fin(dir));
+        }
+        if f.rst() {
+            out[2] = Some(if self.syn && !self.synack && dir == Direction::BtoA {
+                Life::Refused
+            } else {
+                Life::Reset(dir)
+            });
+        }
+        out
+    }
 }
 
 /// The context a direction needs to report to the sink and keep the counters.
@@ -715,10 +797,14 @@ impl Reassembler {
             } else if conn.closed {
                 self.stats.after_close_segments += 1;
                 conn.last_ts = self.now;
+                if seg.flags.ack() && !seg.flags.syn() {
+                    sink.on_life(conn.id, Life::AckAfterClose(dir), frame_no, ts_ns);
+                }
                 return;
             }
         }
-        if !self.flows.contains_key(&key) {
+        let opened = !self.flows.contains_key(&key);
+        if opened {
             if self.flows.len() >= self.cfg.max_connections.max(1) {
                 self.evict(sink);
             }
@@ -746,6 +832,7 @@ impl Reassembler {
                 half: [Half::default(), Half::default()],
                 last_ts: self.now,
                 closed: false,
+                life: LifeSeen::default(),
             };
             self.flows.insert(key, conn);
         }
@@ -758,6 +845,14 @@ impl Reassembler {
         } else {
             Direction::BtoA
         };
+        for life in conn
+            .life
+            .steps(dir, seg.flags, opened)
+            .into_iter()
+            .flatten()
+        {
+            sink.on_life(conn.id, life, frame_no, ts_ns);
+        }
         let mut ctx = Ctx {
             id: conn.id,
             dir,
@@ -983,6 +1078,11 @@ pub(crate) mod tests {
             conn: u64,
             reason: CloseReason,
         },
+        Life {
+            conn: u64,
+            life: Life,
+            frame: u64,
+        },
     }
 
     /// Records every callback and checks that data offsets follow each other.
@@ -1031,6 +1131,16 @@ pub(crate) mod tests {
                     } else {
                         None
                     }
+                })
+                .collect()
+        }
+        /// The life steps reported: (connection, step, frame).
+        pub fn lives(&self) -> Vec<(u64, Life, u64)> {
+            self.ev
+                .iter()
+                .filter_map(|e| match e {
+                    Ev::Life { conn, life, frame } => Some((*conn, *life, *frame)),
+                    _ => None,
                 })
                 .collect()
         }
@@ -1096,10 +1206,20 @@ pub(crate) mod tests {
                 reason,
             });
         }
+        fn on_life(&mut self, conn: ConnId, life: Life, frame_no: u64, _ts: i64) {
+            self.ev.push(Ev::Life {
+                conn: conn.0,
+                life,
+                frame: frame_no,
+            });
+        }
     }
 
     const A: (Ipv4Addr, u16) = (Ipv4Addr::new(127, 0, 0, 1), 40000);
     const B: (Ipv4Addr, u16) = (Ipv4Addr::new(127, 0, 0, 1), 6881);
+    const C: (Ipv4Addr, u16) = (Ipv4Addr::new(127, 0, 0, 1), 40001);
+    const D: (Ipv4Addr, u16) = (Ipv4Addr::new(127, 0, 0, 1), 40002);
+    const E: (Ipv4Addr, u16) = (Ipv4Addr::new(127, 0, 0, 1), 40003);
     const SYN: u16 = TcpFlags::SYN;
     const ACK: u16 = TcpFlags::ACK;
     const FIN: u16 = TcpFlags::FIN | TcpFlags::ACK;
@@ -1162,6 +1282,137 @@ pub(crate) mod tests {
         pub fn finish(&mut self) {
             self.r.finish(&mut self.rec);
         }
+    }
+
+    #[test]
+    fn life_of_a_connection_opened_and_closed_with_fins() {
+        use Direction::{AtoB, BtoA};
+        let mut t = T::new();
+        t.ab(1000, SYN, b""); // 1
+        t.ab(1000, SYN, b""); // 2: retransmitted SYN, same ISN
+        t.ba(5000, SYN | ACK, b""); // 3
+        t.ba(5000, SYN | ACK, b""); // 4: retransmitted SYN-ACK
+        t.ab(1001, ACK, b"hello"); // 5: the handshake's last ACK carries data
+        t.ab(1006, ACK, b""); // 6
+        t.ab(1006, FIN, b""); // 7
+        t.ab(1006, FIN, b""); // 8: retransmitted FIN
+        t.ba(5001, FIN, b"bye"); // 9: FIN with data closes the connection
+        t.ab(1007, ACK, b""); // 10: the last ACK, after the close
+        t.ba(5005, ACK, b""); // 11: a late ACK the other way
+        t.finish();
+        assert_eq!(
+            t.rec.lives(),
+            vec![
+                (0, Life::Syn, 1),
+                (0, Life::SynAck, 3),
+                (0, Life::Established, 5),
+                (0, Life::Fin(AtoB), 7),
+                (0, Life::Fin(BtoA), 9),
+                (0, Life::AckAfterClose(AtoB), 10),
+                (0, Life::AckAfterClose(BtoA), 11),
+            ]
+        );
+        assert_eq!(t.rec.closes(), vec![(0, CloseReason::Fin)]);
+        // Steps come before the data of their segment, and after the open.
+        let at = |pred: &dyn Fn(&Ev) -> bool| t.rec.ev.iter().position(pred).unwrap();
+        let est = at(&|e| {
+            matches!(
+                e,
+                Ev::Life {
+                    life: Life::Established,
+                    ..
+                }
+            )
+        });
+        let hello = at(&|e| matches!(e, Ev::Data { frame: 5, .. }));
+        let open = at(&|e| matches!(e, Ev::Open(_)));
+        let syn = at(&|e| {
+            matches!(
+                e,
+                Ev::Life {
+                    life: Life::Syn,
+                    ..
+                }
+            )
+        });
+        assert!(open < syn && est < hello, "{:?}", t.rec.ev);
+    }
+
+    #[test]
+    fn life_of_refused_unanswered_and_reset_dials() {
+        use Direction::{AtoB, BtoA};
+        let mut t = T::new();
+        // Refused: SYN answered by RST-ACK.
+        t.ab(100, SYN, b"");
+        t.ba(0, RST | ACK, b"");
+        // Unanswered: SYN, its retransmission, nothing back.
+        t.seg_between(C, B, 300, SYN, b"");
+        t.seg_between(C, B, 300, SYN, b"");
+        // Reset after the handshake, by B; then by A on another connection.
+        t.seg_between(D, B, 500, SYN, b"");
+        t.seg_between(B, D, 900, SYN | ACK, b"");
+        t.seg_between(D, B, 501, ACK, b"");
+        t.seg_between(B, D, 901, RST, b"");
+        t.seg_between(E, B, 700, SYN, b"");
+        t.seg_between(E, B, 701, RST, b""); // A gives up before any answer: a reset, not a refusal
+        t.finish();
+        assert_eq!(
+            t.rec.lives(),
+            vec![
+                (0, Life::Syn, 1),
+                (0, Life::Refused, 2),
+                (1, Life::Syn, 3),
+                (2, Life::Syn, 5),
+                (2, Life::SynAck, 6),
+                (2, Life::Established, 7),
+                (2, Life::Reset(BtoA), 8),
+                (3, Life::Syn, 9),
+                (3, Life::Reset(AtoB), 10),
+            ]
+        );
+        assert_eq!(
+            t.rec.closes(),
+            vec![
+                (0, CloseReason::Rst),
+                (2, CloseReason::Rst),
+                (3, CloseReason::Rst),
+                (1, CloseReason::EndOfCapture),
+            ]
+        );
+    }
+
+    #[test]
+    fn life_of_connections_picked_up_late() {
+        use Direction::{AtoB, BtoA};
+        let mut t = T::new();
+        // Mid-stream: no opening steps, but FIN and RST are still seen.
+        t.ab(7000, ACK, b"data");
+        t.ba(9000, FIN, b"");
+        t.ab(7004, RST | ACK, b"");
+        // The SYN was not captured: the SYN-ACK opens the connection (its receiver is A).
+        t.seg_between(B, C, 400, SYN | ACK, b"");
+        t.seg_between(C, B, 81, ACK, b"x");
+        t.finish();
+        assert_eq!(
+            t.rec.lives(),
+            vec![
+                (0, Life::Fin(BtoA), 2),
+                (0, Life::Reset(AtoB), 3),
+                (1, Life::SynAck, 4),
+                (1, Life::Established, 5),
+            ]
+        );
+        let opens: Vec<&ConnInfo> = t
+            .rec
+            .ev
+            .iter()
+            .filter_map(|e| match e {
+                Ev::Open(i) => Some(i),
+                _ => None,
+            })
+            .collect();
+        assert!(!opens[0].syn_seen);
+        assert!(opens[1].syn_seen && opens[1].a.port() == C.1 && opens[1].b.port() == B.1);
     }
 
     #[test]

@@ -16,10 +16,9 @@
 //! Contract: nothing here panics, for any bytes in any chunking. A direction that stops
 //! making sense gives one [`EventKind::ProtocolError`] and is not decoded further.
 
-use crate::tracker::http::{
-    parse_announce_query, parse_announce_response, parse_http_request, parse_http_response,
-    parse_scrape_response, HttpError,
-};
+use crate::tracker::http1::{parse_http_request, parse_http_response, HttpError};
+use crate::tracker::query::parse_announce_query;
+use crate::tracker::reply::{parse_announce_response, parse_scrape_response};
 use crate::tracker::TrackerError;
 use crate::wire::{
     extension::EXTENDED_HANDSHAKE_ID, ExtendedHandshake, ExtensionMessage, Item, Message,

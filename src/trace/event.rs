@@ -15,7 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
-use crate::tracker::http::AnnounceQuery;
+use crate::tracker::query::AnnounceQuery;
 use crate::tracker::udp;
 use crate::tracker::{AnnounceResponse, ScrapeResponse};
 use crate::wire::{

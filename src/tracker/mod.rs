@@ -3,9 +3,12 @@
 //! A tracker answers an *announce* (our info hash, peer id, port and progress) with a list of
 //! peers and how long to wait before asking again; a *scrape* asks only for swarm counts. Two
 //! transports exist:
-//! - [`http`]: `GET /announce?info_hash=...` with a bencoded reply (BEP 3, compact peers BEP 23,
-//!   IPv6 `peers6` BEP 7, scrape BEP 48). `http://` uses our own small HTTP/1.1 client so the
-//!   exact request and response bytes can be traced; `https://` goes through reqwest.
+//! - HTTP: `GET /announce?info_hash=...` with a bencoded reply (BEP 3, compact peers BEP 23,
+//!   IPv6 `peers6` BEP 7, scrape BEP 48), in four files by concern: [`query`] (the query
+//!   string), [`reply`] (the bencoded replies), [`http1`] (HTTP/1.1 framing) and [`http`] (the
+//!   client: `http://` through our own small HTTP/1.1 client so the exact request and response
+//!   bytes can be traced, `https://` through one shared reqwest client). Compact peer lists are
+//!   [`crate::wire::compact`]'s.
 //! - [`udp`]: the binary BEP 15 protocol (connect, then announce/scrape), with retransmissions.
 //!
 //! A torrent may list several trackers in tiers (BEP 12): [`announce_tiers`] tries them in order,
@@ -16,11 +19,14 @@
 //! Every byte exchanged with a tracker is reported to a [`TrackerObserver`], which is how the
 //! recorder (`--trace`) turns tracker traffic into pcapng frames.
 //!
-//! Contract: the pure parsers ([`http::parse_announce_response`], [`http::parse_announce_query`],
-//! [`http::parse_http_response`], [`udp::parse_request`], [`udp::parse_response`]) never panic
+//! Contract: the pure parsers ([`reply::parse_announce_response`], [`query::parse_announce_query`],
+//! [`http1::parse_http_response`], [`udp::parse_request`], [`udp::parse_response`]) never panic
 //! on any input and never allocate more than their configured caps.
 
 pub mod http;
+pub mod http1;
+pub mod query;
+pub mod reply;
 pub mod server;
 pub mod udp;
 

@@ -17,7 +17,8 @@
 //!
 //! The transports are [`udp`] (datagrams, connection ids) and [`http`] (one request per
 //! connection); both only translate requests into [`Swarms`] calls and replies into bytes,
-//! with the packet and query codecs of the tracker client ([`super::udp`], [`super::http`]).
+//! with the tracker client's codecs ([`super::udp`], [`super::query`], [`super::http1`]) and
+//! [`crate::wire::compact`].
 //! Nothing a client sends can make the server panic: malformed requests get an error reply
 //! (`failure reason`, UDP action 3) or are dropped.
 //!

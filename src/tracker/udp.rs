@@ -31,11 +31,11 @@ use std::time::{Duration, SystemTime};
 use tokio::net::UdpSocket;
 use tokio::time::{timeout_at, Instant};
 
-use super::http::{encode_compact_peers, parse_compact_peers};
 use super::{
     AnnounceRequest, AnnounceResponse, Event, ScrapeResponse, TrackerError, TrackerObserver,
     UdpDatagram,
 };
+use crate::wire::compact;
 
 /// The magic constant that opens every connect request.
 pub const PROTOCOL_ID: u64 = 0x0417_2710_1980;
@@ -281,7 +281,8 @@ pub fn parse_response(buf: &[u8], ipv6: bool) -> Result<(Response, usize), UdpEr
         }
         action::ANNOUNCE => {
             need(buf, 20)?;
-            let peers = parse_compact_peers(&buf[20..], ipv6).map_err(UdpError::Malformed)?;
+            let peers = compact::parse(&buf[20..], ipv6)
+                .map_err(|e| UdpError::Malformed(format!("compact peer list is {e}")))?;
             Ok((
                 Response::Announce {
                     transaction_id,
@@ -440,7 +441,7 @@ impl Response {
                 for n in [interval, leechers, seeders] {
                     out.extend_from_slice(&n.to_be_bytes());
                 }
-                let (v4, v6) = encode_compact_peers(peers);
+                let (v4, v6) = compact::emit_split(peers);
                 out.extend_from_slice(&v4);
                 out.extend_from_slice(&v6);
             }

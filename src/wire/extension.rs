@@ -29,6 +29,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 
 use crate::bencode::{self, Value};
 
+use super::compact;
 use super::message::{Message, MAX_MESSAGE_LEN};
 use super::WireError;
 
@@ -514,23 +515,22 @@ impl UtPex {
             }
         };
         Ok(UtPex {
-            added: with_flags(compact_v4("added", bytes("added")?)?, bytes("added.f")?),
-            dropped: compact_v4("dropped", bytes("dropped")?)?,
-            added6: with_flags(compact_v6("added6", bytes("added6")?)?, bytes("added6.f")?),
-            dropped6: compact_v6("dropped6", bytes("dropped6")?)?,
+            added: with_flags(
+                compact_list("added", bytes("added")?, compact::parse_v4)?,
+                bytes("added.f")?,
+            ),
+            dropped: compact_list("dropped", bytes("dropped")?, compact::parse_v4)?,
+            added6: with_flags(
+                compact_list("added6", bytes("added6")?, compact::parse_v6)?,
+                bytes("added6.f")?,
+            ),
+            dropped6: compact_list("dropped6", bytes("dropped6")?, compact::parse_v6)?,
         })
     }
 
     /// The bencoded payload. All six keys are always present (empty lists as empty strings).
     pub fn emit(&self) -> Vec<u8> {
-        let v4 = |a: &SocketAddrV4, out: &mut Vec<u8>| {
-            out.extend_from_slice(&a.ip().octets());
-            out.extend_from_slice(&a.port().to_be_bytes());
-        };
-        let v6 = |a: &SocketAddrV6, out: &mut Vec<u8>| {
-            out.extend_from_slice(&a.ip().octets());
-            out.extend_from_slice(&a.port().to_be_bytes());
-        };
+        let (v4, v6) = (compact::emit_v4, compact::emit_v6);
         let mut added = Vec::new();
         self.added.iter().for_each(|(a, _)| v4(a, &mut added));
         let mut dropped = Vec::new();
@@ -606,41 +606,13 @@ fn with_flags<A>(addrs: Vec<A>, flags: &[u8]) -> Vec<(A, PexFlags)> {
         .collect()
 }
 
-/// Parses a compact IPv4 peer list (BEP 23: 4 address bytes + 2 port bytes, big-endian each).
-pub fn compact_v4(key: &'static str, b: &[u8]) -> Result<Vec<SocketAddrV4>, WireError> {
-    let chunks = b.chunks_exact(6);
-    if !chunks.remainder().is_empty() {
-        return Err(bad(
-            UtPex::WHAT,
-            format!("{key} is {} bytes, not a multiple of 6", b.len()),
-        ));
-    }
-    Ok(chunks
-        .map(|c| {
-            SocketAddrV4::new(
-                Ipv4Addr::new(c[0], c[1], c[2], c[3]),
-                u16::from_be_bytes([c[4], c[5]]),
-            )
-        })
-        .collect())
-}
-
-/// Parses a compact IPv6 peer list (16 address bytes + 2 port bytes).
-pub fn compact_v6(key: &'static str, b: &[u8]) -> Result<Vec<SocketAddrV6>, WireError> {
-    let chunks = b.chunks_exact(18);
-    if !chunks.remainder().is_empty() {
-        return Err(bad(
-            UtPex::WHAT,
-            format!("{key} is {} bytes, not a multiple of 18", b.len()),
-        ));
-    }
-    Ok(chunks
-        .map(|c| {
-            let mut ip = [0u8; 16];
-            ip.copy_from_slice(&c[..16]);
-            SocketAddrV6::new(Ipv6Addr::from(ip), u16::from_be_bytes([c[16], c[17]]), 0, 0)
-        })
-        .collect())
+/// A compact peer list of `ut_pex` ([`compact`]), its error naming the key.
+fn compact_list<T>(
+    key: &'static str,
+    b: &[u8],
+    parse: fn(&[u8]) -> Result<Vec<T>, compact::CompactError>,
+) -> Result<Vec<T>, WireError> {
+    parse(b).map_err(|e| bad(UtPex::WHAT, format!("{key} is {e}")))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 //! - BEP 10 (extension protocol): message id 20, whose first payload byte is the extended id;
 //!   extended id 0 is the extended handshake (see [`extension`]).
 //! - BEP 9 (`ut_metadata`) and BEP 11 (`ut_pex`) payloads, in [`extension`].
+//! - BEP 23 compact peer lists (trackers and `ut_pex`), in [`compact`].
 //! - A [`StreamDecoder`] that cuts a TCP byte stream (fed in whatever chunks TCP delivers) into a
 //!   handshake followed by messages, remembering the stream offset of each.
 //!
@@ -26,6 +27,7 @@
 //! is not a protocol error: the [`StreamDecoder`] treats it as "wait for more data" and only
 //! reports real errors.
 
+pub mod compact;
 pub mod extension;
 pub mod handshake;
 pub mod message;

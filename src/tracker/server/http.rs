@@ -7,7 +7,7 @@
 //! and a `failure reason`, as clients expect; an unknown path gets 404, another method than GET 405, and
 //! bytes that are not an HTTP request 400. At most [`ServerConfig::max_http_connections`] requests are served at once,
 //! each within [`ServerConfig::http_timeout`], and a request head may not exceed
-//! [`crate::tracker::http::MAX_HEAD`] bytes.
+//! [`MAX_HEAD`] bytes.
 //!
 //! [`ServerConfig::max_http_connections`]: super::ServerConfig::max_http_connections
 //! [`ServerConfig::http_timeout`]: super::ServerConfig::http_timeout
@@ -23,10 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Announce, AnnounceReply, Shared};
 use crate::bencode::Value;
-use crate::tracker::http::{
-    encode_compact_peers, parse_announce_query, parse_http_request, HttpError, MAX_HEAD,
-};
+use crate::tracker::http1::{parse_http_request, HttpError, MAX_HEAD};
+use crate::tracker::query::parse_announce_query;
 use crate::tracker::Event;
+use crate::wire::compact;
 
 /// Accepts connections until `cancel` fires.
 pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
@@ -197,7 +197,7 @@ fn announce_body(r: &AnnounceReply, compact: bool, no_peer_id: bool, event: Even
     };
     if compact {
         let addrs: Vec<SocketAddr> = peers.iter().map(|(_, a)| *a).collect();
-        let (v4, v6) = encode_compact_peers(&addrs);
+        let (v4, v6) = compact::emit_split(&addrs);
         d.push(("peers", Value::Bytes(v4)));
         if !v6.is_empty() {
             d.push(("peers6", Value::Bytes(v6)));
@@ -252,7 +252,8 @@ mod tests {
     use super::super::{ServerConfig, Swarms};
     use super::*;
     use crate::bencode;
-    use crate::tracker::http::{encode_bytes, parse_announce_response, parse_scrape_response};
+    use crate::tracker::query::encode_bytes;
+    use crate::tracker::reply::{parse_announce_response, parse_scrape_response};
     use crate::tracker::{ScrapeResponse, TrackerError};
     use std::sync::Mutex;
 
@@ -459,7 +460,7 @@ mod tests {
         );
         let reply = ask(req.into_bytes()).await;
         let (resp, _) =
-            crate::tracker::http::parse_http_response(&reply, true, 1 << 20).expect("response");
+            crate::tracker::http1::parse_http_response(&reply, true, 1 << 20).expect("response");
         assert_eq!(resp.status, 200);
         parse_announce_response(&resp.body).expect("an announce reply");
         assert_eq!(h.counts(), (1, 1));
