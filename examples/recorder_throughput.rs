@@ -3,8 +3,8 @@
 //!
 //!   cargo run --release --example recorder_throughput [MiB] [snaplen]
 //!
-//! Prints the time the "download" side spent in the observer calls (it blocks when the
-//! bounded queue is full) and the total until the files are closed.
+//! Prints the time the "download" side spent feeding the observer (it waits for room, as a
+//! connection does, when the writer lags behind) and the total until the files are closed.
 
 use std::time::Instant;
 
@@ -48,10 +48,14 @@ fn main() {
         .emit(&mut stream);
     }
     let reads = mib * 1024 * 1024 / stream.len();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let t0 = Instant::now();
     for _ in 0..reads {
         // 256 KiB reads, not aligned to messages (as TCP delivers them).
         for chunk in stream.chunks(256 * 1024) {
+            rt.block_on(rec.room());
             rec.received(0, chunk);
         }
         rec.sent(0, &[0, 0, 0, 5, 4, 0, 0, 0, 1]);

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use tokio::sync::mpsc;
 
 use crate::bitfield::Bitfield;
 use crate::download::engine::{self, Layout, Options, Summary};
@@ -100,7 +101,6 @@ fn tracker_source_for(
     if let Some(o) = &cfg.tracker_observer {
         src.observer = Box::new(SharedObserver(o.clone()));
     }
-    src.extra_peers = cfg.extra_peers.clone();
     src
 }
 
@@ -190,6 +190,7 @@ fn options(cfg: &ClientConfig, wanted: Option<Bitfield>) -> Options {
         progress: cfg.progress,
         observer: cfg.conn_observer.clone(),
         cancel: cfg.cancel.clone(),
+        peers: cfg.extra_peers.clone(),
         ..Options::default()
     };
     if let Some(r) = cfg.reserved {
@@ -202,7 +203,7 @@ fn options(cfg: &ClientConfig, wanted: Option<Bitfield>) -> Options {
 pub async fn download(t: &Torrent, out: &Path, cfg: &ClientConfig) -> Result<Summary> {
     let opts = options(cfg, None);
     let source = tracker_source(t, cfg, opts.listen_port.unwrap_or(cfg.port));
-    if source.tiers.tiers().is_empty() && source.extra_peers.is_empty() {
+    if source.tiers.tiers().is_empty() && opts.peers.is_empty() {
         bail!("the torrent names no tracker; give peers with --peer IP:PORT");
     }
     let summary = engine::download(layout(t, file_layout(t, out)), Box::new(source), opts).await?;
@@ -228,7 +229,7 @@ pub async fn download_piece(
     wanted.set(index);
     let opts = options(cfg, Some(wanted));
     let source = tracker_source(t, cfg, opts.listen_port.unwrap_or(cfg.port));
-    if source.tiers.tiers().is_empty() && source.extra_peers.is_empty() {
+    if source.tiers.tiers().is_empty() && opts.peers.is_empty() {
         bail!("the torrent names no tracker; give peers with --peer IP:PORT");
     }
     let parent = out
@@ -242,13 +243,20 @@ pub async fn download_piece(
         .with_context(|| format!("creating a staging directory in {}", parent.display()))?;
     let files = file_layout(t, &stage.path().join("data"));
     let summary = engine::download(layout(t, files.clone()), Box::new(source), opts).await?;
-    if summary.complete {
-        let storage = crate::download::storage::Storage::open(&files, t.info.piece_length)?;
-        let (start, len) = storage.piece_range(index);
-        let mut buf = vec![0; len];
-        storage.read_at(start, &mut buf)?;
-        std::fs::write(out, &buf).with_context(|| format!("writing {}", out.display()))?;
-    }
+    // copy the piece out and remove the staging files, off the async workers
+    let (complete, piece_len, out) = (summary.complete, t.info.piece_length, out.to_path_buf());
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        if complete {
+            let storage = crate::download::storage::Storage::open(&files, piece_len)?;
+            let (start, len) = storage.piece_range(index);
+            let mut buf = vec![0; len];
+            storage.read_at(start, &mut buf)?;
+            std::fs::write(&out, &buf).with_context(|| format!("writing {}", out.display()))?;
+        }
+        drop(stage);
+        Ok(())
+    })
+    .await??;
     Ok(summary)
 }
 
@@ -258,39 +266,38 @@ pub async fn download_piece(
 /// How many peers we try at once when fetching metadata.
 const METADATA_PARALLEL: usize = 3;
 
-/// The peers of a magnet link: `--peer`, the link's `x.pe`, then what its trackers return
-/// (announcing `left` = the link's `xl`, or 1 since the length is not known yet). A failing
-/// tracker is only a warning when there are peers from elsewhere.
-pub async fn magnet_peers(m: &Magnet, cfg: &ClientConfig) -> Result<Vec<SocketAddr>> {
-    let mut peers = cfg.extra_peers.clone();
+/// The peers of a magnet link as they become known: `--peer` and the link's `x.pe` at once,
+/// then what its trackers return (announcing `left` = the link's `xl`, or 1 since the length
+/// is not known yet), from a task of its own so that a silent tracker delays nobody. The
+/// receiver ends when the announce is done; a failed announce sends its error.
+fn magnet_peers(m: &Magnet, cfg: &ClientConfig) -> Result<mpsc::Receiver<Result<Vec<SocketAddr>>>> {
+    let mut known = cfg.extra_peers.clone();
     for p in m.peer_addrs() {
-        if !peers.contains(&p) {
-            peers.push(p);
+        if !known.contains(&p) {
+            known.push(p);
         }
     }
-    if m.trackers.is_empty() {
-        if peers.is_empty() {
-            bail!("the magnet link names no tracker (`tr`) and no peer (`x.pe`); give peers with --peer IP:PORT");
-        }
-        return Ok(peers);
+    if m.trackers.is_empty() && known.is_empty() {
+        bail!("the magnet link names no tracker (`tr`) and no peer (`x.pe`); give peers with --peer IP:PORT");
     }
+    let (tx, rx) = mpsc::channel(2);
     let mut src = tracker_source_for(Tiers::new(None, &m.tiers()), m.info_hash, cfg, cfg.port);
     let left = m.exact_length.unwrap_or(1).max(1);
-    match src.announce_once(Event::Started, 0, 0, left).await {
-        Ok((_, resp)) => {
-            for p in resp.peers {
-                if !peers.contains(&p) {
-                    peers.push(p);
-                }
-            }
+    let has_trackers = !m.trackers.is_empty();
+    tokio::spawn(async move {
+        if !known.is_empty() && tx.send(Ok(known)).await.is_err() {
+            return;
         }
-        Err(e) if !peers.is_empty() => tracing::warn!("{e:#}"),
-        Err(e) => return Err(e),
-    }
-    if peers.is_empty() {
-        bail!("the tracker returned no peers for this magnet link");
-    }
-    Ok(peers)
+        if has_trackers {
+            // nobody listens any more (metadata found, or interrupted): stop asking
+            let r = tokio::select! {
+                r = src.announce_once(Event::Started, 0, 0, left) => r,
+                _ = tx.closed() => return,
+            };
+            let _ = tx.send(r.map(|(_, resp)| resp.peers)).await;
+        }
+    });
+    Ok(rx)
 }
 
 fn local(cfg: &ClientConfig) -> metadata::Local {
@@ -304,48 +311,71 @@ fn local(cfg: &ClientConfig) -> metadata::Local {
     }
 }
 
-/// Runs `attempt` on the peers, `METADATA_PARALLEL` at a time, and returns the first success.
-/// When all fail, the error lists each peer's reason.
-async fn first_success<T, F, Fut>(peers: &[SocketAddr], attempt: F) -> Result<T>
+/// Runs `attempt` on the peers as they arrive, `METADATA_PARALLEL` at a time, and returns the
+/// first success. When all fail, the error lists each peer's reason; when there was no peer
+/// at all, it is the tracker's error.
+async fn first_success<T, F, Fut>(
+    mut peers: mpsc::Receiver<Result<Vec<SocketAddr>>>,
+    attempt: F,
+) -> Result<T>
 where
     T: Send + 'static,
     F: Fn(SocketAddr) -> Fut,
     Fut: std::future::Future<Output = Result<T, MetadataError>> + Send + 'static,
 {
-    let mut pending = peers.iter().copied();
+    let mut pending = std::collections::VecDeque::new();
+    let mut seen = std::collections::HashSet::new();
     let mut tasks = tokio::task::JoinSet::new();
     let mut errors = Vec::new();
+    let mut tracker_error = None;
+    let mut more_peers = true;
     loop {
         while tasks.len() < METADATA_PARALLEL {
-            let Some(addr) = pending.next() else { break };
+            let Some(addr) = pending.pop_front() else {
+                break;
+            };
             let fut = attempt(addr);
             tasks.spawn(async move { (addr, fut.await) });
         }
-        let Some(joined) = tasks.join_next().await else {
+        if tasks.is_empty() && !more_peers {
             break;
-        };
-        match joined {
-            Ok((_, Ok(v))) => {
-                tasks.abort_all();
-                return Ok(v);
-            }
-            Ok((addr, Err(e))) => {
-                tracing::info!("peer {addr}: {e}");
-                errors.push(format!("{addr}: {e}"));
-            }
-            Err(e) => errors.push(format!("task failed: {e}")),
+        }
+        tokio::select! {
+            Some(joined) = tasks.join_next() => match joined {
+                Ok((_, Ok(v))) => {
+                    tasks.abort_all();
+                    return Ok(v);
+                }
+                Ok((addr, Err(e))) => {
+                    tracing::info!("peer {addr}: {e}");
+                    errors.push(format!("{addr}: {e}"));
+                }
+                Err(e) => errors.push(format!("task failed: {e}")),
+            },
+            got = peers.recv(), if more_peers => match got {
+                Some(Ok(list)) => pending.extend(list.into_iter().filter(|a| seen.insert(*a))),
+                Some(Err(e)) => {
+                    tracing::warn!("{e:#}");
+                    tracker_error = Some(e);
+                }
+                None => more_peers = false,
+            },
         }
     }
-    bail!("no peer could give us the metadata: {}", errors.join("; "))
+    match tracker_error {
+        Some(e) if seen.is_empty() => Err(e),
+        _ if seen.is_empty() => bail!("the tracker returned no peers for this magnet link"),
+        _ => bail!("no peer could give us the metadata: {}", errors.join("; ")),
+    }
 }
 
 /// Connects to the magnet link's peers until one completes the handshake and the extended
 /// handshake with `ut_metadata` (`bt-trace magnet_handshake`).
 pub async fn magnet_handshake(m: &Magnet, cfg: &ClientConfig) -> Result<ExtendedPeer> {
-    let peers = magnet_peers(m, cfg).await?;
+    let peers = magnet_peers(m, cfg)?;
     let local = local(cfg);
     let info_hash = m.info_hash;
-    first_success(&peers, move |addr| {
+    first_success(peers, move |addr| {
         let local = local.clone();
         async move {
             let (mut conn, peer) = metadata::connect_extended(addr, info_hash, &local).await?;
@@ -362,10 +392,10 @@ pub async fn magnet_handshake(m: &Magnet, cfg: &ClientConfig) -> Result<Extended
 /// Fetches the info dictionary of a magnet link from its peers and builds the torrent, whose
 /// trackers are the link's `tr` (`bt-trace magnet_info`). Also returns the peer that gave it.
 pub async fn magnet_info(m: &Magnet, cfg: &ClientConfig) -> Result<(Torrent, SocketAddr)> {
-    let peers = magnet_peers(m, cfg).await?;
+    let peers = magnet_peers(m, cfg)?;
     let local = local(cfg);
     let info_hash = m.info_hash;
-    let (peer, info) = first_success(&peers, move |addr| {
+    let (peer, info) = first_success(peers, move |addr| {
         let local = local.clone();
         async move { metadata::fetch_from(addr, info_hash, &local).await }
     })
@@ -396,7 +426,7 @@ pub async fn magnet_download(
     out: &Path,
     cfg: &ClientConfig,
 ) -> Result<(Torrent, Summary)> {
-    let (t, from) = magnet_info(m, cfg).await?;
+    let (t, from) = interruptible(cfg, magnet_info(m, cfg)).await?;
     let summary = download(&t, out, &magnet_download_config(m, cfg, from)).await?;
     Ok((t, summary))
 }
@@ -409,7 +439,19 @@ pub async fn magnet_download_piece(
     out: &Path,
     cfg: &ClientConfig,
 ) -> Result<(Torrent, Summary)> {
-    let (t, from) = magnet_info(m, cfg).await?;
+    let (t, from) = interruptible(cfg, magnet_info(m, cfg)).await?;
     let summary = download_piece(&t, index, out, &magnet_download_config(m, cfg, from)).await?;
     Ok((t, summary))
+}
+
+/// Runs `fut` until it ends or `cfg.cancel` is cancelled (Ctrl-C): then it fails with
+/// "interrupted".
+async fn interruptible<T>(
+    cfg: &ClientConfig,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::select! {
+        r = fut => r,
+        _ = cfg.cancel.cancelled() => bail!("interrupted"),
+    }
 }

@@ -43,9 +43,9 @@ pub use crate::wire::extension::METADATA_PIECE_LEN;
 /// `metadata_size` or `total_size` is refused before anything is allocated.
 pub const MAX_METADATA_SIZE: u64 = 16 * 1024 * 1024;
 
-/// The id under which we ask peers to send us `ut_metadata` messages (our `m` entry). The
-/// peer session announces the same id when it serves metadata.
-pub const OUR_UT_METADATA_ID: u8 = 1;
+/// The id under which we ask peers to send us `ut_metadata` messages (our `m` entry): the
+/// one the peer session announces when it serves metadata.
+pub use crate::peer::session::OUR_UT_METADATA_ID;
 
 /// How many metadata piece requests we keep outstanding at once.
 const REQUEST_WINDOW: u32 = 8;

@@ -470,7 +470,7 @@ mod tests {
     /// Runs `until_signal` on the job `make` builds from the cancellation token, raising `sig` at
     /// ourselves once the handlers are in place. One test at a time: every handler of the
     /// process sees every signal.
-    fn interrupt<F, Fut>(sig: libc::c_int, stop: Stop, make: F) -> Result<u32>
+    fn interrupt<F, Fut>(sig: &str, stop: Stop, make: F) -> Result<u32>
     where
         F: FnOnce(CancellationToken) -> Fut,
         Fut: Future<Output = Result<u32>>,
@@ -485,15 +485,25 @@ mod tests {
             let signals = Signals::new().expect("signal handlers");
             let cancel = CancellationToken::new();
             let job = make(cancel.clone());
-            // SAFETY: raise(3) on our own process, whose handler for `sig` is installed above.
-            unsafe { libc::raise(sig) };
+            raise(sig);
             until_signal(signals, cancel, stop, job).await
         })
     }
 
+    /// Sends signal `name` (`INT`, `TERM`, `HUP`) to this process with kill(1), so the crate needs
+    /// no `unsafe` for `raise(3)`. kill(1) returns once the signal is queued.
+    fn raise(name: &str) {
+        let pid = std::process::id().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-s", name, &pid])
+            .status()
+            .expect("running kill(1)");
+        assert!(status.success(), "kill -s {name} {pid}: {status}");
+    }
+
     #[test]
     fn every_signal_interrupts() {
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        for sig in ["INT", "TERM", "HUP"] {
             let e =
                 interrupt(sig, Stop::Drop, |_| std::future::pending()).expect_err("interrupted");
             assert!(e.is::<Interrupted>(), "{e:#}");
@@ -504,14 +514,14 @@ mod tests {
     #[test]
     fn a_cancel_job_is_waited_for() {
         // the job sees the token fire and returns what it has
-        let v = interrupt(libc::SIGTERM, Stop::Cancel, |token| async move {
+        let v = interrupt("TERM", Stop::Cancel, |token| async move {
             token.cancelled().await;
             Ok(7)
         });
         assert_eq!(v.expect("the job's value"), 7);
 
         // a job that fails once cancelled is still an interruption
-        let e = interrupt(libc::SIGHUP, Stop::Cancel, |token| async move {
+        let e = interrupt("HUP", Stop::Cancel, |token| async move {
             token.cancelled().await;
             anyhow::bail!("connection reset")
         })
@@ -522,10 +532,9 @@ mod tests {
 
     #[test]
     fn a_second_signal_stops_the_wait() {
-        let e = interrupt(libc::SIGTERM, Stop::Cancel, |token| async move {
+        let e = interrupt("TERM", Stop::Cancel, |token| async move {
             token.cancelled().await;
-            // SAFETY: raise(3) on our own process; the handlers are installed.
-            unsafe { libc::raise(libc::SIGINT) };
+            raise("INT");
             std::future::pending().await
         })
         .expect_err("interrupted");

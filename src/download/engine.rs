@@ -1,17 +1,27 @@
 //! The download engine: a swarm of peer sessions sharing one picker and one storage.
 //!
 //! ```text
-//!  tracker ──► candidates ──► connection manager ──spawns──► peer sessions (one task each)
-//!                                   ▲                               │ blocks
-//!                                   └──── ended / banned ◄──────────┤
-//!                                                                   ▼
-//!                       Swarm { picker, storage } ◄── verify (blocking pool) ── piece complete
+//!  announce task ──peer lists──► connection manager ──spawns──► peer sessions (one task each)
+//!  --peer, incoming ───────────►   ▲                               │ blocks (via PeerSwarm)
+//!                                  └──── ended / banned ◄──────────┤
+//!                                                                  ▼
+//!       Swarm { picker } ◄── commit ── write + verify (blocking pool) ◄── claimed blocks
 //! ```
-//! The [`Swarm`] is the shared state: the picker under a mutex (held for microseconds), the
-//! storage (positional I/O, no lock needed), counters, and a `watch` channel that wakes every
-//! session when something changed that may give it work (a piece verified, blocks released,
-//! endgame cancels). Sessions read the logs of verified pieces and cancels from a cursor, so a
-//! wake-up is never lost and nothing is queued per peer.
+//! The `Swarm` is the shared state, which sessions see only as a [`PeerSwarm`]: the picker
+//! under a mutex (held for microseconds, never during I/O), the storage, counters, and a
+//! `watch` channel that wakes every session when something changed that may give it work (a
+//! piece verified, blocks released, endgame cancels). Sessions read the logs of verified
+//! pieces and cancels from a cursor, so a wake-up is never lost and nothing is queued per peer.
+//!
+//! A block is claimed under the lock, written on the blocking pool, then committed under the
+//! lock; the last commit of a piece verifies it (still on the blocking pool). Each session has
+//! at most one batch of blocks (one read's worth) in flight, so memory stays bounded. A disk
+//! error ends the download with that error; no peer is blamed for it.
+//!
+//! Announces run in a task of their own and deliver peer lists by channel, so a silent
+//! tracker delays nothing: `--peer` peers and incoming peers are used at once, and Ctrl-C is
+//! seen at once. The engine owns no socket to the tracker and never waits on one, except for
+//! a short `completed`/`stopped` announce at the end to a tracker that answered before.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -22,15 +32,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use sha1::{Digest, Sha1};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::bitfield::Bitfield;
 use crate::download::picker::Picker;
+use crate::download::picker::Received;
 use crate::download::storage::Storage;
-use crate::peer::conn::{Conn, ConnObserver};
-use crate::peer::session::{self, Timeouts};
+use crate::peer::conn::{next_conn_id, Conn, ConnObserver};
+use crate::peer::session::{self, SessionEnd, Timeouts};
+use crate::peer::swarm::{BlockVerdict, Cursor, DiskError, News, PeerSwarm, SessionConfig};
 use crate::wire::{BlockRef, Reserved};
 
 /// The shape of a torrent's data, as the engine needs it.
@@ -51,40 +64,36 @@ impl Layout {
     }
 }
 
-/// Shared state of one torrent's swarm.
-pub struct Swarm {
-    pub info_hash: [u8; 20],
-    pub peer_id: [u8; 20],
-    /// The reserved bits of our handshake.
-    pub reserved: Reserved,
-    pub num_pieces: u32,
-    pub piece_len: u64,
-    pub total_len: u64,
-    pub hashes: Vec<[u8; 20]>,
-    pub storage: Storage,
-    pub observer: Option<Arc<dyn ConnObserver>>,
-    pub timeouts: Timeouts,
-    pub listen_port: Option<u16>,
-    pub info_bytes: Option<Vec<u8>>,
-    pub downloaded: AtomicU64,
-    pub uploaded: AtomicU64,
-    pub wasted: AtomicU64,
+/// Shared state of one torrent's swarm; sessions see it as a [`PeerSwarm`].
+struct Swarm {
+    config: SessionConfig,
+    piece_len: u64,
+    total_len: u64,
+    hashes: Vec<[u8; 20]>,
+    storage: Storage,
+    info_bytes: Option<Vec<u8>>,
+    downloaded: AtomicU64,
+    uploaded: AtomicU64,
+    wasted: AtomicU64,
     state: Mutex<SwarmState>,
     wake_tx: watch::Sender<u64>,
+    /// Cancelled when the swarm ends: finished, interrupted or failed.
     cancel: CancellationToken,
     finished: AtomicBool,
     done: tokio::sync::Notify,
+    /// The first disk error; it ends the download.
+    disk_error: Mutex<Option<DiskError>>,
 }
 
-/// The part of the swarm behind the lock.
-pub struct SwarmState {
-    pub picker: Picker,
+/// The part of the swarm behind the lock (held for microseconds: no I/O under it).
+struct SwarmState {
+    picker: Picker,
     /// Pieces verified since start, in order (sessions send `have` from a cursor).
-    pub have_log: Vec<u32>,
+    have_log: Vec<u32>,
     /// Endgame blocks that arrived while others also had them outstanding.
-    pub cancel_log: Vec<BlockRef>,
+    cancel_log: Vec<BlockRef>,
     /// Peers that sent bad data.
-    pub banned: HashSet<SocketAddr>,
+    banned: HashSet<SocketAddr>,
     /// Who sent each block of the pieces in progress: `(begin, peer)`.
     block_senders: HashMap<u32, Vec<(u32, SocketAddr)>>,
     /// Blocks of pieces that failed verification: `(begin, peer, SHA-1 of what it sent)`.
@@ -92,65 +101,102 @@ pub struct SwarmState {
     suspects: HashMap<u32, Vec<(u32, SocketAddr, [u8; 20])>>,
     /// Peers that sent us at least one useful block.
     sources: HashSet<SocketAddr>,
-    pub pieces_failed: u32,
-}
-
-impl SwarmState {
-    /// Remembers that `addr` sent the block at `begin` of piece `index` (to find the culprit
-    /// if the piece fails verification).
-    pub fn note_contributor(&mut self, index: u32, begin: u32, addr: SocketAddr) {
-        self.sources.insert(addr);
-        self.block_senders
-            .entry(index)
-            .or_default()
-            .push((begin, addr));
-    }
+    pieces_failed: u32,
 }
 
 impl Swarm {
-    pub fn lock(&self) -> MutexGuard<'_, SwarmState> {
+    fn lock(&self) -> MutexGuard<'_, SwarmState> {
         // a panic in another task must not wedge the download: take the state anyway
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Wakes every session (something may have work for them).
-    pub fn wake(&self) {
+    fn wake(&self) {
         self.wake_tx.send_modify(|g| *g = g.wrapping_add(1));
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.wake_tx.subscribe()
-    }
-
-    pub fn cancelled(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
-        self.cancel.cancelled()
-    }
-
-    pub fn is_finished(&self) -> bool {
+    fn is_finished(&self) -> bool {
         self.finished.load(Ordering::Acquire)
     }
 
-    /// A fresh connection id, unique in the process ([`crate::peer::conn::next_conn_id`]).
-    pub fn next_conn_id(&self) -> u64 {
-        crate::peer::conn::next_conn_id()
+    fn offset(&self, r: &BlockRef) -> u64 {
+        u64::from(r.index) * self.piece_len + u64::from(r.begin)
     }
 
-    pub fn metadata_size(&self) -> Option<usize> {
-        self.info_bytes.as_ref().map(Vec::len)
+    /// Records the first disk error and ends the swarm.
+    fn fail(&self, e: DiskError) {
+        tracing::debug!("disk error: {e}");
+        self.disk_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(e);
+        self.cancel.cancel();
     }
 
-    pub fn piece_size(&self, index: u32) -> u32 {
-        self.storage.piece_range(index).1 as u32
+    fn disk_error(&self) -> Option<DiskError> {
+        self.disk_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Writes accepted blocks, commits them in the picker, and verifies the pieces they
+    /// complete. Runs on the blocking pool; the lock is taken only between the I/O.
+    fn store_blocking(
+        &self,
+        from: SocketAddr,
+        blocks: &[(BlockRef, Bytes)],
+    ) -> Result<(), DiskError> {
+        let mut error = None;
+        let mut written = 0;
+        for (r, data) in blocks {
+            if let Err(e) = self.storage.write_at(self.offset(r), data) {
+                error = Some(DiskError(format!("writing {e}")));
+                break;
+            }
+            written += 1;
+        }
+        let mut complete = Vec::new();
+        {
+            let mut s = self.lock();
+            for (r, data) in &blocks[..written] {
+                self.downloaded
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                s.sources.insert(from);
+                s.block_senders
+                    .entry(r.index)
+                    .or_default()
+                    .push((r.begin, from));
+                if s.picker.written(r) {
+                    complete.push(r.index);
+                }
+            }
+            for (r, _) in &blocks[written..] {
+                s.picker.unwritten(r);
+            }
+        }
+        for index in complete {
+            self.verify_piece(index);
+        }
+        match error {
+            Some(e) => {
+                self.fail(e.clone());
+                Err(e)
+            }
+            None => Ok(()),
+        }
     }
 
     /// Hashes a complete piece on disk and records the verdict. Runs on the blocking pool.
-    pub fn verify_piece(&self, index: u32) {
+    fn verify_piece(&self, index: u32) {
         let mut buf = Vec::new();
         let ok = match self.storage.hash_piece(index, &mut buf) {
             Ok(h) => h == self.hashes[index as usize],
             Err(e) => {
-                tracing::error!("reading piece {index} back failed: {e}");
-                false
+                // our disk, not the peers: nobody is blamed
+                self.lock().picker.failed(index);
+                self.fail(DiskError(format!("reading {e}")));
+                return;
             }
         };
         let block = |begin: u32| {
@@ -193,6 +239,163 @@ impl Swarm {
         }
         drop(s);
         self.wake();
+    }
+}
+
+impl PeerSwarm for Arc<Swarm> {
+    fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    fn metadata(&self) -> Option<&[u8]> {
+        self.info_bytes.as_deref()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.wake_tx.subscribe()
+    }
+
+    fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    fn is_finished(&self) -> bool {
+        Swarm::is_finished(self)
+    }
+
+    fn our_pieces(&self) -> (Bitfield, Cursor) {
+        let s = self.lock();
+        let cursor = Cursor {
+            haves: s.have_log.len(),
+            cancels: s.cancel_log.len(),
+        };
+        (s.picker.have().clone(), cursor)
+    }
+
+    fn peer_announced(&self, has: &Bitfield) {
+        self.lock().picker.add_peer(has);
+    }
+
+    fn peer_has(&self, index: u32) {
+        self.lock().picker.add_have(index);
+    }
+
+    fn peer_left(
+        &self,
+        announced: Option<&Bitfield>,
+        outstanding: &mut dyn Iterator<Item = BlockRef>,
+    ) {
+        let mut s = self.lock();
+        for r in outstanding {
+            s.picker.release(&r);
+        }
+        if let Some(has) = announced {
+            s.picker.remove_peer(has);
+        }
+        drop(s);
+        self.wake();
+    }
+
+    fn news(&self, addr: SocketAddr, has: &Bitfield, cursor: &mut Cursor, out: &mut News) {
+        let s = self.lock();
+        out.banned = s.banned.contains(&addr);
+        out.haves
+            .extend_from_slice(s.have_log.get(cursor.haves..).unwrap_or_default());
+        out.cancels
+            .extend_from_slice(s.cancel_log.get(cursor.cancels..).unwrap_or_default());
+        cursor.haves = s.have_log.len();
+        cursor.cancels = s.cancel_log.len();
+        out.interesting = s.picker.is_interesting(has);
+        out.have_any = s.picker.have().count() > 0;
+    }
+
+    fn pick(
+        &self,
+        has: &Bitfield,
+        max: usize,
+        outstanding: &HashSet<BlockRef>,
+        rotate: u32,
+        out: &mut Vec<BlockRef>,
+    ) {
+        self.lock()
+            .picker
+            .pick(has, max, out, |r| outstanding.contains(r), rotate);
+    }
+
+    fn release(&self, r: &BlockRef) {
+        self.lock().picker.release(r);
+        self.wake();
+    }
+
+    fn accept_block(&self, r: &BlockRef) -> BlockVerdict {
+        let mut s = self.lock();
+        match s.picker.received(r) {
+            Received::Invalid => BlockVerdict::Invalid,
+            Received::Duplicate => {
+                self.wasted
+                    .fetch_add(u64::from(r.length), Ordering::Relaxed);
+                BlockVerdict::Duplicate
+            }
+            Received::Accepted { dups } => {
+                if dups > 0 {
+                    s.cancel_log.push(*r);
+                    drop(s);
+                    self.wake();
+                }
+                BlockVerdict::Accepted
+            }
+        }
+    }
+
+    fn store(
+        &self,
+        from: SocketAddr,
+        blocks: Vec<(BlockRef, Bytes)>,
+    ) -> impl Future<Output = Result<(), DiskError>> + Send {
+        let sw = self.clone();
+        // the job commits what it wrote even if the session is gone by then
+        let job = tokio::task::spawn_blocking(move || sw.store_blocking(from, &blocks));
+        async move {
+            job.await
+                .unwrap_or_else(|e| Err(DiskError(format!("the disk task failed: {e}"))))
+        }
+    }
+
+    fn can_serve(&self, r: &BlockRef) -> bool {
+        let s = self.lock();
+        r.index < self.config.num_pieces
+            && u64::from(r.begin) + u64::from(r.length) <= u64::from(s.picker.piece_size(r.index))
+            && s.picker.have().get(r.index)
+    }
+
+    fn read(
+        &self,
+        blocks: Vec<BlockRef>,
+    ) -> impl Future<Output = Result<Vec<u8>, DiskError>> + Send {
+        let sw = self.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let total = blocks.iter().map(|r| r.length as usize).sum();
+            let mut buf = vec![0; total];
+            let mut at = 0;
+            for r in &blocks {
+                let end = at + r.length as usize;
+                if let Err(e) = sw.storage.read_at(sw.offset(r), &mut buf[at..end]) {
+                    let e = DiskError(format!("reading {e}"));
+                    sw.fail(e.clone());
+                    return Err(e);
+                }
+                at = end;
+            }
+            Ok(buf)
+        });
+        async move {
+            job.await
+                .unwrap_or_else(|e| Err(DiskError(format!("the disk task failed: {e}"))))
+        }
+    }
+
+    fn uploaded(&self, bytes: u64) {
+        self.uploaded.fetch_add(bytes, Ordering::Relaxed);
     }
 }
 
@@ -257,6 +460,8 @@ pub struct Options {
     pub listen_port: Option<u16>,
     /// A bound listening socket: peers that connect to us join the swarm.
     pub listener: Option<Arc<std::net::TcpListener>>,
+    /// Peers to dial at once, whatever the trackers say (`--peer`, a magnet's `x.pe`).
+    pub peers: Vec<SocketAddr>,
     /// Pieces to fetch; `None` = all.
     pub wanted: Option<Bitfield>,
     /// Show a progress bar on stderr (only when it is a terminal).
@@ -277,6 +482,7 @@ impl Default for Options {
             timeouts: Timeouts::default(),
             listen_port: None,
             listener: None,
+            peers: Vec::new(),
             wanted: None,
             progress: false,
             observer: None,
@@ -313,7 +519,7 @@ struct PeerRecord {
 /// Downloads (the wanted pieces of) a torrent into its files, resuming from what is on disk.
 pub async fn download(
     layout: Layout,
-    mut source: Box<dyn PeerSource>,
+    source: Box<dyn PeerSource>,
     opts: Options,
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
@@ -325,16 +531,23 @@ pub async fn download(
         layout.piece_len,
         layout.hashes.clone(),
     );
-    let (storage, have) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-        let storage = Storage::open(&files, piece_len)?;
+    let stop = opts.cancel.clone();
+    let opening = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let storage =
+            Storage::open(&files, piece_len).map_err(|e| anyhow::anyhow!("opening {e}"))?;
         let have = if storage.existed() {
-            storage.check_existing(&hashes)?
+            storage
+                .check_existing(&hashes, || stop.is_cancelled())
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::Interrupted => anyhow::anyhow!("{e}"),
+                    _ => anyhow::anyhow!("reading {e}"),
+                })?
         } else {
             Bitfield::new(hashes.len() as u32)
         };
         Ok((storage, have))
-    })
-    .await??;
+    });
+    let (storage, have) = opening.await??;
     let pieces_resumed = have.count();
     let wanted = opts
         .wanted
@@ -343,17 +556,19 @@ pub async fn download(
     let picker = Picker::new(layout.piece_len, total_len, have, wanted);
     let (wake_tx, _) = watch::channel(0u64);
     let swarm = Arc::new(Swarm {
-        info_hash: layout.info_hash,
-        peer_id: opts.peer_id,
-        reserved: opts.reserved,
-        num_pieces,
+        config: SessionConfig {
+            info_hash: layout.info_hash,
+            peer_id: opts.peer_id,
+            reserved: opts.reserved,
+            num_pieces,
+            timeouts: opts.timeouts.clone(),
+            listen_port: opts.listen_port,
+            observer: opts.observer.clone(),
+        },
         piece_len: layout.piece_len,
         total_len,
         hashes: layout.hashes,
         storage,
-        observer: opts.observer.clone(),
-        timeouts: opts.timeouts.clone(),
-        listen_port: opts.listen_port,
         info_bytes: layout.info_bytes,
         downloaded: AtomicU64::new(0),
         uploaded: AtomicU64::new(0),
@@ -372,188 +587,22 @@ pub async fn download(
         wake_tx,
         cancel: opts.cancel.child_token(),
         done: tokio::sync::Notify::new(),
+        disk_error: Mutex::new(None),
     });
-
-    let left = |sw: &Swarm| -> u64 {
-        let s = sw.lock();
-        let p = &s.picker;
-        (0..p.num_pieces())
-            .filter(|&i| p.wants(i))
-            .map(|i| u64::from(p.piece_size(i)))
-            .sum()
-    };
 
     let bar = progress_bar(opts.progress, &swarm);
     let mut interrupted = false;
     if !swarm.is_finished() {
-        let first = source
-            .announce(AnnounceEvent::Started, 0, 0, left(&swarm).max(1))
-            .await?;
-        if first.peers.is_empty() {
-            tracing::warn!("the tracker returned no peers yet; will ask again");
-        }
-        let mut records: HashMap<SocketAddr, PeerRecord> = HashMap::new();
-        let mut candidates: VecDeque<SocketAddr> = VecDeque::new();
-        let mut retry: Vec<(Instant, SocketAddr)> = Vec::new();
-        // the tracker lists us too: skip our own listening address
-        let ourselves = |a: &SocketAddr| {
-            Some(a.port()) == opts.listen_port && (a.ip().is_loopback() || a.ip().is_unspecified())
-        };
-        let add_peers = |list: &[SocketAddr],
-                         records: &mut HashMap<SocketAddr, PeerRecord>,
-                         candidates: &mut VecDeque<SocketAddr>| {
-            for a in list.iter().filter(|a| !ourselves(a)) {
-                if let std::collections::hash_map::Entry::Vacant(e) = records.entry(*a) {
-                    e.insert(PeerRecord {
-                        failures: 0,
-                        last_error: None,
-                    });
-                    candidates.push_back(*a);
-                }
-            }
-        };
-        add_peers(&first.peers, &mut records, &mut candidates);
-        let mut interval = first
-            .interval
-            .clamp(Duration::from_secs(5), Duration::from_secs(1800));
-        let mut next_announce = Instant::now() + interval;
-        let mut quick_announces = 0u32;
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut active: HashSet<SocketAddr> = HashSet::new();
-        let listener = match &opts.listener {
-            Some(l) => {
-                let l = l.try_clone()?;
-                l.set_nonblocking(true)?;
-                Some(tokio::net::TcpListener::from_std(l)?)
-            }
-            None => None,
-        };
-        let mut incoming = tokio::task::JoinSet::new();
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        loop {
-            while active.len() < opts.max_peers {
-                let Some(addr) = candidates.pop_front() else {
-                    break;
-                };
-                if swarm.lock().banned.contains(&addr) || active.contains(&addr) {
-                    continue;
-                }
-                active.insert(addr);
-                let sw = swarm.clone();
-                tasks.spawn(async move { (addr, session::run(sw, addr).await) });
-            }
-            if swarm.is_finished() {
-                break;
-            }
-            // nobody to talk to: ask the tracker sooner, and give up after a while
-            if active.is_empty() && candidates.is_empty() && retry.is_empty() {
-                if quick_announces >= 6 {
-                    let why: Vec<String> = records
-                        .iter()
-                        .filter_map(|(a, r)| r.last_error.as_ref().map(|e| format!("{a}: {e}")))
-                        .collect();
-                    anyhow::bail!(
-                        "no peer could provide the data ({} of {} pieces verified); peers tried: {}",
-                        swarm.lock().picker.have().count(),
-                        num_pieces,
-                        if why.is_empty() { "none".to_string() } else { why.join("; ") }
-                    );
-                }
-                next_announce = next_announce.min(Instant::now() + Duration::from_secs(2));
-            }
-            tokio::select! {
-                accepted = accept(listener.as_ref()) => {
-                    if let Ok((stream, addr)) = accepted {
-                        if incoming.len() < opts.max_peers {
-                            incoming.spawn(serve_incoming(swarm.clone(), stream, addr));
-                        }
-                    }
-                }
-                Some(_) = incoming.join_next() => {}
-                Some(joined) = tasks.join_next() => {
-                    let Ok((addr, result)) = joined else { continue };
-                    active.remove(&addr);
-                    if let Some(rec) = records.get_mut(&addr) {
-                        match result {
-                            Ok(_) => {}
-                            Err(e) => {
-                                tracing::info!("peer {addr}: {e}");
-                                rec.failures += 1;
-                                rec.last_error = Some(e.to_string());
-                                let banned = swarm.lock().banned.contains(&addr);
-                                if !banned && rec.failures <= opts.peer_retries && !swarm.is_finished() {
-                                    let backoff = Duration::from_millis(500 << rec.failures.min(6));
-                                    retry.push((Instant::now() + backoff, addr));
-                                }
-                            }
-                        }
-                    }
-                }
-                _ = swarm.done.notified() => {}
-                _ = tokio::time::sleep_until(next_announce.into()) => {
-                    let (d, u) = (swarm.downloaded.load(Ordering::Relaxed), swarm.uploaded.load(Ordering::Relaxed));
-                    match source.announce(AnnounceEvent::Periodic, d, u, left(&swarm).max(1)).await {
-                        Ok(list) => {
-                            interval = list.interval.clamp(Duration::from_secs(5), Duration::from_secs(1800));
-                            // peers that failed before get another chance when the tracker lists them again
-                            for a in &list.peers {
-                                if let Some(r) = records.get_mut(a) {
-                                    if !active.contains(a) && r.failures > opts.peer_retries {
-                                        r.failures = 0;
-                                        candidates.push_back(*a);
-                                    }
-                                }
-                            }
-                            add_peers(&list.peers, &mut records, &mut candidates);
-                        }
-                        Err(e) => tracing::warn!("announce failed: {e:#}"),
-                    }
-                    if active.is_empty() && candidates.is_empty() && retry.is_empty() {
-                        quick_announces += 1;
-                    } else {
-                        quick_announces = 0;
-                    }
-                    next_announce = Instant::now() + interval;
-                }
-                _ = tick.tick() => {
-                    let now = Instant::now();
-                    retry.retain(|(t, a)| {
-                        if *t <= now { candidates.push_back(*a); false } else { true }
-                    });
-                    if let Some(b) = &bar {
-                        b.set_position(swarm.lock().picker.have().count() as u64 * swarm.piece_len);
-                        b.set_message(format!("{} peers", active.len()));
-                    }
-                }
-                _ = opts.cancel.cancelled() => { interrupted = true; break; }
-            }
-        }
-        swarm.cancel.cancel();
-        // let sessions finish their current step and release their state
-        let drain = async {
-            while tasks.join_next().await.is_some() {}
-            while incoming.join_next().await.is_some() {}
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
-        tasks.abort_all();
-        incoming.abort_all();
-        let d = swarm.downloaded.load(Ordering::Relaxed);
-        let u = swarm.uploaded.load(Ordering::Relaxed);
-        let ev = if swarm.is_finished() {
-            AnnounceEvent::Completed
-        } else {
-            AnnounceEvent::Stopped
-        };
-        let _ = tokio::time::timeout(
-            Duration::from_secs(3),
-            source.announce(ev, d, u, left(&swarm)),
-        )
-        .await;
+        interrupted = run_swarm(&swarm, source, &opts, bar.as_ref()).await?;
     }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    swarm.storage.sync()?;
+    if !interrupted {
+        // after Ctrl-C the kernel has the data anyway; an fsync could take seconds
+        let sw = swarm.clone();
+        tokio::task::spawn_blocking(move || sw.storage.sync()).await??;
+    }
     let s = swarm.lock();
     Ok(Summary {
         complete: s.picker.is_complete(),
@@ -571,6 +620,308 @@ pub async fn download(
     })
 }
 
+/// How long the last announce may take when we leave: `completed` after a finished download,
+/// `stopped` after Ctrl-C (short: the command must end within a second).
+const COMPLETED_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(3);
+const STOPPED_ANNOUNCE_TIMEOUT: Duration = Duration::from_millis(400);
+/// How long sessions get to wind down (release their blocks, close cleanly) before they are
+/// aborted.
+const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
+/// With nobody to talk to, ask the tracker again this soon.
+const QUICK_ANNOUNCE: Duration = Duration::from_secs(2);
+
+/// What the connection manager knows of the peers it heard of.
+struct PeerBook {
+    records: HashMap<SocketAddr, PeerRecord>,
+    /// Peers to dial, in order.
+    candidates: VecDeque<SocketAddr>,
+    /// Failed peers to dial again at a time.
+    retry: Vec<(Instant, SocketAddr)>,
+    /// Peers with a session running.
+    active: HashSet<SocketAddr>,
+    /// Our own listening port: the tracker lists us too.
+    listen_port: Option<u16>,
+    max_retries: u32,
+}
+
+impl PeerBook {
+    fn is_ourselves(&self, a: &SocketAddr) -> bool {
+        Some(a.port()) == self.listen_port && (a.ip().is_loopback() || a.ip().is_unspecified())
+    }
+
+    /// Peers from a tracker or `--peer`: new ones are dialed; ones that failed too often get
+    /// another chance, since someone lists them again.
+    fn add(&mut self, list: &[SocketAddr]) {
+        for &a in list {
+            if self.is_ourselves(&a) {
+                continue;
+            }
+            match self.records.entry(a) {
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(PeerRecord {
+                        failures: 0,
+                        last_error: None,
+                    });
+                    self.candidates.push_back(a);
+                }
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    let r = e.get_mut();
+                    if !self.active.contains(&a) && r.failures > self.max_retries {
+                        r.failures = 0;
+                        self.candidates.push_back(a);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Nobody to talk to now or soon.
+    fn is_idle(&self) -> bool {
+        self.active.is_empty() && self.candidates.is_empty() && self.retry.is_empty()
+    }
+
+    /// A session ended; a failed, unbanned peer is retried after a growing delay.
+    fn ended(&mut self, addr: SocketAddr, error: Option<String>, may_retry: bool) {
+        self.active.remove(&addr);
+        let (Some(rec), Some(e)) = (self.records.get_mut(&addr), error) else {
+            return;
+        };
+        rec.failures += 1;
+        rec.last_error = Some(e);
+        if may_retry && rec.failures <= self.max_retries {
+            let backoff = Duration::from_millis(500 << rec.failures.min(6));
+            self.retry.push((Instant::now() + backoff, addr));
+        }
+    }
+
+    /// Moves peers whose retry time has come back to the candidates.
+    fn due(&mut self, now: Instant) {
+        let candidates = &mut self.candidates;
+        self.retry.retain(|(t, a)| {
+            if *t <= now {
+                candidates.push_back(*a);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Why each peer we tried failed, for the final error.
+    fn failures(&self) -> String {
+        let why: Vec<String> = self
+            .records
+            .iter()
+            .filter_map(|(a, r)| r.last_error.as_ref().map(|e| format!("{a}: {e}")))
+            .collect();
+        if why.is_empty() {
+            "none".to_string()
+        } else {
+            why.join("; ")
+        }
+    }
+}
+
+/// Bytes still wanted (the `left` of an announce).
+fn left(swarm: &Swarm) -> u64 {
+    let s = swarm.lock();
+    let p = &s.picker;
+    (0..p.num_pieces())
+        .filter(|&i| p.wants(i))
+        .map(|i| u64::from(p.piece_size(i)))
+        .sum()
+}
+
+/// The announce task: `started`, then again every interval the tracker asks for (sooner when
+/// the engine has nobody to talk to), each result sent to the engine. It never blocks the
+/// engine: a silent tracker only delays its own peer lists. Returns the source for the last
+/// announce, and whether the tracker ever answered.
+async fn announce_loop(
+    mut source: Box<dyn PeerSource>,
+    swarm: Arc<Swarm>,
+    results: mpsc::Sender<anyhow::Result<PeerList>>,
+    soon: Arc<tokio::sync::Notify>,
+    stop: CancellationToken,
+) -> (Box<dyn PeerSource>, bool) {
+    let mut event = AnnounceEvent::Started;
+    let mut answered = false;
+    let mut interval = Duration::from_secs(30);
+    loop {
+        let d = swarm.downloaded.load(Ordering::Relaxed);
+        let u = swarm.uploaded.load(Ordering::Relaxed);
+        let result = tokio::select! {
+            r = source.announce(event, d, u, left(&swarm).max(1)) => r,
+            _ = stop.cancelled() => return (source, answered),
+        };
+        if let Ok(list) = &result {
+            answered = true;
+            event = AnnounceEvent::Periodic;
+            interval = list
+                .interval
+                .clamp(Duration::from_secs(5), Duration::from_secs(1800));
+        }
+        if results.send(result).await.is_err() {
+            return (source, answered);
+        }
+        let last = Instant::now();
+        let mut next = last + interval;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next.into()) => break,
+                _ = soon.notified() => next = next.min(last + QUICK_ANNOUNCE),
+                _ = stop.cancelled() => return (source, answered),
+            }
+        }
+    }
+}
+
+/// Runs the swarm until every wanted piece is verified, the download is cancelled (returns
+/// `true`), or it cannot go on (an error). The connection manager: dials peers from the
+/// announce task and `--peer` (at once), accepts incoming peers, retries failed ones.
+async fn run_swarm(
+    swarm: &Arc<Swarm>,
+    source: Box<dyn PeerSource>,
+    opts: &Options,
+    bar: Option<&indicatif::ProgressBar>,
+) -> anyhow::Result<bool> {
+    let mut book = PeerBook {
+        records: HashMap::new(),
+        candidates: VecDeque::new(),
+        retry: Vec::new(),
+        active: HashSet::new(),
+        listen_port: opts.listen_port,
+        max_retries: opts.peer_retries,
+    };
+    book.add(&opts.peers);
+    let (results_tx, mut results) = mpsc::channel(4);
+    let soon = Arc::new(tokio::sync::Notify::new());
+    let stop = CancellationToken::new();
+    let announcer = tokio::spawn(announce_loop(
+        source,
+        swarm.clone(),
+        results_tx,
+        soon.clone(),
+        stop.clone(),
+    ));
+    let listener = match &opts.listener {
+        Some(l) => {
+            let l = l.try_clone()?;
+            l.set_nonblocking(true)?;
+            Some(tokio::net::TcpListener::from_std(l)?)
+        }
+        None => None,
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut incoming = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut announces_answered = 0u32;
+    let mut idle_announces = 0u32;
+    let outcome: anyhow::Result<bool> = loop {
+        while book.active.len() < opts.max_peers {
+            let Some(addr) = book.candidates.pop_front() else {
+                break;
+            };
+            if swarm.lock().banned.contains(&addr) || book.active.contains(&addr) {
+                continue;
+            }
+            book.active.insert(addr);
+            let sw = swarm.clone();
+            tasks.spawn(async move { (addr, session::run(sw, addr).await) });
+        }
+        if swarm.is_finished() {
+            break Ok(false);
+        }
+        // nobody to talk to: ask the tracker sooner, and give up after a while
+        if book.is_idle() && incoming.is_empty() {
+            if idle_announces >= 6 {
+                break Err(anyhow::anyhow!(
+                    "no peer could provide the data ({} of {} pieces verified); peers tried: {}",
+                    swarm.lock().picker.have().count(),
+                    swarm.config.num_pieces,
+                    book.failures()
+                ));
+            }
+            soon.notify_one();
+        }
+        tokio::select! {
+            accepted = accept(listener.as_ref()) => {
+                if let Ok((stream, addr)) = accepted {
+                    if incoming.len() < opts.max_peers {
+                        incoming.spawn(serve_incoming(swarm.clone(), stream, addr));
+                    }
+                }
+            }
+            Some(_) = incoming.join_next() => {}
+            Some(joined) = tasks.join_next() => {
+                let Ok((addr, result)) = joined else { continue };
+                let result_end = result.as_ref().ok();
+                let error = result.as_ref().err().map(|e| {
+                    tracing::info!("peer {addr}: {e}");
+                    e.to_string()
+                });
+                // a session ended by our disk failing is no failure of the peer
+                let error = error.filter(|_| !matches!(result_end, Some(SessionEnd::DiskError)));
+                let may_retry = !swarm.lock().banned.contains(&addr) && !swarm.is_finished();
+                book.ended(addr, error, may_retry);
+            }
+            Some(result) = results.recv() => {
+                let idle = book.is_idle() && incoming.is_empty();
+                match result {
+                    Ok(list) => {
+                        announces_answered += 1;
+                        book.add(&list.peers);
+                        // `--peer` peers count as listed again
+                        book.add(&opts.peers);
+                    }
+                    // nothing else to try and the tracker never answered: that is the error
+                    Err(e) if idle && announces_answered == 0 && book.records.is_empty() => {
+                        break Err(e);
+                    }
+                    Err(e) => tracing::warn!("announce failed: {e:#}"),
+                }
+                idle_announces = if idle { idle_announces + 1 } else { 0 };
+            }
+            _ = swarm.done.notified() => {}
+            _ = tick.tick() => {
+                book.due(Instant::now());
+                if let Some(b) = bar {
+                    b.set_position(swarm.lock().picker.have().count() as u64 * swarm.piece_len);
+                    b.set_message(format!("{} peers", book.active.len()));
+                }
+            }
+            _ = opts.cancel.cancelled() => break Ok(true),
+            // a disk error, or Ctrl-C seen through the child token first
+            _ = swarm.cancel.cancelled() => break Ok(opts.cancel.is_cancelled()),
+        }
+    };
+    let outcome = match swarm.disk_error() {
+        Some(e) => Err(anyhow::Error::new(e)),
+        None => outcome,
+    };
+    swarm.cancel.cancel();
+    stop.cancel();
+    // let sessions finish their current step and release their state
+    let drain = async {
+        while tasks.join_next().await.is_some() {}
+        while incoming.join_next().await.is_some() {}
+    };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
+    tasks.abort_all();
+    incoming.abort_all();
+    // the last announce, only to a tracker that answers (a silent one would only delay us)
+    if let Ok((mut source, true)) = announcer.await {
+        let (ev, limit) = if swarm.is_finished() {
+            (AnnounceEvent::Completed, COMPLETED_ANNOUNCE_TIMEOUT)
+        } else {
+            (AnnounceEvent::Stopped, STOPPED_ANNOUNCE_TIMEOUT)
+        };
+        let d = swarm.downloaded.load(Ordering::Relaxed);
+        let u = swarm.uploaded.load(Ordering::Relaxed);
+        let _ = tokio::time::timeout(limit, source.announce(ev, d, u, left(swarm))).await;
+    }
+    outcome
+}
+
 /// Waits for the next incoming connection, forever when we do not listen.
 async fn accept(
     l: Option<&tokio::net::TcpListener>,
@@ -585,15 +936,15 @@ async fn accept(
 /// handshake for our torrent (e.g. aria2's MSE/PE encrypted attempt, which it retries in
 /// plaintext) is closed right away.
 async fn serve_incoming(swarm: Arc<Swarm>, stream: tokio::net::TcpStream, addr: SocketAddr) {
-    let id = swarm.next_conn_id();
-    let mut conn = match Conn::from_stream(stream, id, swarm.observer.clone()) {
+    let cfg = &swarm.config;
+    let mut conn = match Conn::from_stream(stream, next_conn_id(), cfg.observer.clone()) {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!("incoming {addr}: {e}");
             return;
         }
     };
-    let theirs = match tokio::time::timeout(swarm.timeouts.handshake, conn.read_handshake()).await {
+    let theirs = match tokio::time::timeout(cfg.timeouts.handshake, conn.read_handshake()).await {
         Ok(Ok(h)) => h,
         Ok(Err(e)) => {
             tracing::debug!(
@@ -607,12 +958,12 @@ async fn serve_incoming(swarm: Arc<Swarm>, stream: tokio::net::TcpStream, addr: 
             return;
         }
     };
-    if theirs.info_hash != swarm.info_hash {
+    if theirs.info_hash != cfg.info_hash {
         tracing::debug!("incoming {addr}: wants another torrent; closing");
         conn.report_closed(Some("handshake for another torrent"));
         return;
     }
-    if let Err(e) = session::run_on(swarm, conn, Some(theirs)).await {
+    if let Err(e) = session::run_on(swarm.clone(), conn, Some(theirs)).await {
         tracing::info!("incoming peer {addr}: {e}");
     }
 }

@@ -11,6 +11,10 @@
 //! 3. endgame: once every block has been requested from someone, blocks still outstanding may be
 //!    requested again from another peer; the first copy wins and the others are cancelled.
 //!
+//! A received block is first claimed (`Writing`: its bytes are on their way to the disk, so a
+//! second copy is a duplicate) and counts as received once written; a piece is complete, and
+//! verified, only when every block is on disk.
+//!
 //! The picker is plain data with no I/O; the engine holds it under a lock.
 
 use crate::bitfield::Bitfield;
@@ -26,6 +30,9 @@ const MAX_DUPLICATES: u8 = 3;
 enum BlockState {
     Free,
     Requested(u8),
+    /// Claimed by an arrived copy that is being written.
+    Writing,
+    /// On disk.
     Received,
 }
 
@@ -41,11 +48,10 @@ enum PieceState {
 /// What a received block means to the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Received {
-    /// Stored; the piece still needs more blocks. `dups` other peers may still send it.
-    Stored { dups: u8 },
-    /// Stored, and it was the piece's last block: verify the piece now.
-    PieceComplete { dups: u8 },
-    /// We already have this block (endgame duplicate or a stray resend): discard.
+    /// Claimed: write it, then call [`Picker::written`]. `dups` other peers may still send it.
+    Accepted { dups: u8 },
+    /// We already have this block, or a copy is being written (endgame duplicate or a stray
+    /// resend): discard.
     Duplicate,
     /// Not a block we could want (wrong piece, offset or length): the peer misbehaves.
     Invalid,
@@ -290,7 +296,7 @@ impl Picker {
         }
     }
 
-    /// A block arrived. The caller stores it only on `Stored`/`PieceComplete`.
+    /// A block arrived. The caller writes it only on `Accepted`.
     pub fn received(&mut self, r: &BlockRef) -> Received {
         if r.index >= self.num_pieces
             || r.begin % BLOCK_LEN != 0
@@ -303,18 +309,11 @@ impl Picker {
             return Received::Invalid;
         }
         let b = (r.begin / BLOCK_LEN) as usize;
-        let (state, complete) = match &mut self.pieces[r.index as usize] {
-            PieceState::Active(blocks) => {
-                let state = blocks[b];
-                if state != BlockState::Received {
-                    blocks[b] = BlockState::Received;
-                }
-                (state, blocks.iter().all(|s| *s == BlockState::Received))
-            }
-            _ => return Received::Duplicate,
+        let PieceState::Active(blocks) = &mut self.pieces[r.index as usize] else {
+            return Received::Duplicate;
         };
-        let dups = match state {
-            BlockState::Received => return Received::Duplicate,
+        let dups = match blocks[b] {
+            BlockState::Writing | BlockState::Received => return Received::Duplicate,
             BlockState::Free => {
                 // arrived after we gave up on it: still good data
                 self.free_blocks -= 1;
@@ -322,12 +321,40 @@ impl Picker {
             }
             BlockState::Requested(k) => k - 1,
         };
-        if complete {
+        blocks[b] = BlockState::Writing;
+        Received::Accepted { dups }
+    }
+
+    /// An accepted block is on disk. Returns true when it was the piece's last one: verify
+    /// the piece now.
+    pub fn written(&mut self, r: &BlockRef) -> bool {
+        let Some(PieceState::Active(blocks)) = self.pieces.get_mut(r.index as usize) else {
+            return false;
+        };
+        let Some(state) = blocks.get_mut((r.begin / BLOCK_LEN) as usize) else {
+            return false;
+        };
+        if *state != BlockState::Writing {
+            return false;
+        }
+        *state = BlockState::Received;
+        if blocks.iter().all(|s| *s == BlockState::Received) {
             self.pieces[r.index as usize] = PieceState::Verifying;
             self.active.retain(|&i| i != r.index);
-            Received::PieceComplete { dups }
-        } else {
-            Received::Stored { dups }
+            return true;
+        }
+        false
+    }
+
+    /// Writing an accepted block failed: it is free again.
+    pub fn unwritten(&mut self, r: &BlockRef) {
+        if let Some(PieceState::Active(blocks)) = self.pieces.get_mut(r.index as usize) {
+            if let Some(state) = blocks.get_mut((r.begin / BLOCK_LEN) as usize) {
+                if *state == BlockState::Writing {
+                    *state = BlockState::Free;
+                    self.free_blocks += 1;
+                }
+            }
         }
     }
 
@@ -404,9 +431,13 @@ mod tests {
         let mut dup = vec![];
         p.pick(&all, 100, &mut dup, |r| r.index == 1, 0);
         assert_eq!(dup.len(), 2);
-        assert_eq!(p.received(&out[0]), Received::Stored { dups: 1 });
+        assert_eq!(p.received(&out[0]), Received::Accepted { dups: 1 });
+        // a second copy while the first is being written is a duplicate too
         assert_eq!(p.received(&out[0]), Received::Duplicate);
-        assert_eq!(p.received(&out[1]), Received::PieceComplete { dups: 1 });
+        assert!(!p.written(&out[0]));
+        assert_eq!(p.received(&out[0]), Received::Duplicate);
+        assert_eq!(p.received(&out[1]), Received::Accepted { dups: 1 });
+        assert!(p.written(&out[1]));
         p.failed(0);
         assert!(!p.in_endgame());
         p.verified(1);
@@ -414,13 +445,30 @@ mod tests {
         let mut again = vec![];
         p.pick(&all, 100, &mut again, |_| false, 0);
         assert_eq!(again.len(), 2);
-        assert!(p.received(&again[0]) == Received::Stored { dups: 0 });
-        assert!(matches!(
-            p.received(&again[1]),
-            Received::PieceComplete { .. }
-        ));
+        assert_eq!(p.received(&again[0]), Received::Accepted { dups: 0 });
+        assert_eq!(p.received(&again[1]), Received::Accepted { dups: 0 });
+        // the piece is complete only once both blocks are written
+        assert!(!p.written(&again[1]));
+        assert!(p.written(&again[0]));
         p.verified(0);
         assert!(p.is_complete());
+    }
+
+    #[test]
+    fn a_failed_write_frees_the_block() {
+        let mut p = picker(1, 16_384, 16_384);
+        let all = Bitfield::full(1);
+        let mut out = vec![];
+        p.pick(&all, 1, &mut out, |_| false, 0);
+        assert!(p.in_endgame());
+        assert_eq!(p.received(&out[0]), Received::Accepted { dups: 0 });
+        p.unwritten(&out[0]);
+        assert!(!p.in_endgame());
+        let mut again = vec![];
+        p.pick(&all, 1, &mut again, |_| false, 0);
+        assert_eq!(again, out);
+        assert_eq!(p.received(&again[0]), Received::Accepted { dups: 0 });
+        assert!(p.written(&again[0]));
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Peers from trackers: the engine's [`PeerSource`] backed by BEP 12 tracker tiers.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -10,7 +9,8 @@ use anyhow::Context;
 use crate::download::engine::{AnnounceEvent, PeerList, PeerSource};
 use crate::tracker::{AnnounceRequest, Event, Tiers, TrackerConfig, TrackerObserver};
 
-/// Announces to a torrent's trackers, plus any peers given by hand (`--peer`, magnet `x.pe`).
+/// Announces to a torrent's trackers. With no tracker it returns no peers (the engine has
+/// the peers given by hand, `--peer` and a magnet's `x.pe`, from its options).
 pub struct TrackerSource {
     pub tiers: Tiers,
     pub info_hash: [u8; 20],
@@ -18,7 +18,6 @@ pub struct TrackerSource {
     pub port: u16,
     pub config: TrackerConfig,
     pub observer: Box<dyn TrackerObserver>,
-    pub extra_peers: Vec<SocketAddr>,
     key: u32,
 }
 
@@ -31,7 +30,6 @@ impl TrackerSource {
             port,
             config: TrackerConfig::default(),
             observer: Box::new(crate::tracker::NoopObserver),
-            extra_peers: Vec::new(),
             key: rand::random(),
         }
     }
@@ -82,24 +80,18 @@ impl PeerSource for TrackerSource {
                 AnnounceEvent::Completed => Event::Completed,
                 AnnounceEvent::Stopped => Event::Stopped,
             };
-            let mut peers = self.extra_peers.clone();
-            let no_trackers = self.tiers.tiers().is_empty();
-            let interval = if no_trackers {
-                Duration::from_secs(30)
-            } else {
-                match self.announce_once(ev, downloaded, uploaded, left).await {
-                    Ok((_, resp)) => {
-                        peers.extend(resp.peers);
-                        Duration::from_secs(u64::from(resp.interval.max(5)))
-                    }
-                    // with peers given by hand, a failing tracker is only a warning
-                    Err(e) if !peers.is_empty() => {
-                        tracing::warn!("{e:#}");
-                        Duration::from_secs(30)
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
+            if self.tiers.tiers().is_empty() {
+                return Ok(PeerList {
+                    peers: Vec::new(),
+                    interval: Duration::from_secs(1800),
+                });
+            }
+            let (url, resp) = self.announce_once(ev, downloaded, uploaded, left).await?;
+            if resp.peers.is_empty() && event == AnnounceEvent::Started {
+                tracing::warn!("the tracker {url} returned no peers yet; will ask again");
+            }
+            let interval = Duration::from_secs(u64::from(resp.interval.max(5)));
+            let peers = resp.peers;
             Ok(PeerList { peers, interval })
         })
     }

@@ -164,11 +164,22 @@ impl Storage {
     }
 
     /// Resume: hashes every piece on disk and returns the ones that match. Only worth calling
-    /// when [`Storage::existed`]; a fresh sparse file holds no valid piece.
-    pub fn check_existing(&self, hashes: &[[u8; 20]]) -> io::Result<Bitfield> {
+    /// when [`Storage::existed`]; a fresh sparse file holds no valid piece. Stops with
+    /// `ErrorKind::Interrupted` as soon as `stop()` says so (Ctrl-C during a long check).
+    pub fn check_existing(
+        &self,
+        hashes: &[[u8; 20]],
+        stop: impl Fn() -> bool,
+    ) -> io::Result<Bitfield> {
         let mut have = Bitfield::new(hashes.len() as u32);
         let mut buf = Vec::new();
         for (i, h) in hashes.iter().enumerate() {
+            if stop() {
+                return Err(io::Error::new(
+                    io::ErrorKind::Interrupted,
+                    "interrupted while checking the files on disk",
+                ));
+            }
             if self.hash_piece(i as u32, &mut buf)? == *h {
                 have.set(i as u32);
             }
@@ -228,7 +239,9 @@ mod tests {
         let s = Storage::open(&files, 4).unwrap();
         s.write_at(4, &[99]).unwrap();
         assert!(s.existed());
-        let have = s.check_existing(&hashes).unwrap();
+        let have = s.check_existing(&hashes, || false).unwrap();
+        let stopped = s.check_existing(&hashes, || true).unwrap_err();
+        assert_eq!(stopped.kind(), io::ErrorKind::Interrupted);
         assert_eq!(have.iter_ones().collect::<Vec<_>>(), vec![0, 2]);
     }
 }

@@ -9,7 +9,9 @@
 //! protocol error (wrong handshake, a length over the cap, a malformed fixed-size message) ends
 //! the connection.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +22,9 @@ use tokio::net::TcpStream;
 use crate::wire::{Handshake, Message, WireError, HANDSHAKE_LEN};
 
 /// Receives the raw bytes of a connection as they are written and read (the tracer).
-/// Implementations must be cheap or buffer internally; they may block briefly to apply
-/// back-pressure (a trace is never silently incomplete).
+/// Calls must be cheap and must never block (they run on the async workers); back-pressure
+/// goes through [`ConnObserver::room`], which a connection awaits before each read and write,
+/// so that a trace is never silently incomplete and its memory stays bounded.
 pub trait ConnObserver: Send + Sync {
     /// A connection was established (`local` is our end).
     fn opened(&self, conn: u64, local: SocketAddr, remote: SocketAddr);
@@ -33,6 +36,11 @@ pub trait ConnObserver: Send + Sync {
     fn closed(&self, conn: u64, error: Option<&str>);
     /// A note about the connection that is not bytes (e.g. "dropped: sent bad piece data").
     fn note(&self, _conn: u64, _text: &str) {}
+    /// Resolves when the observer can take more bytes (its backlog is under its budget).
+    /// The default always has room.
+    fn room(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// Why a peer connection ended.
@@ -137,6 +145,7 @@ impl Conn {
         if self.wbuf.is_empty() {
             return Ok(());
         }
+        self.room().await;
         self.stream.write_all(&self.wbuf).await?;
         if let Some(o) = &self.observer {
             o.sent(self.id, &self.wbuf);
@@ -148,6 +157,7 @@ impl Conn {
     /// Writes `head` then `body` (a piece message without copying the block into the buffer).
     pub async fn write_two(&mut self, head: &[u8], body: &[u8]) -> Result<(), PeerError> {
         self.flush().await?;
+        self.room().await;
         self.stream.write_all(head).await?;
         self.stream.write_all(body).await?;
         if let Some(o) = &self.observer {
@@ -162,6 +172,8 @@ impl Conn {
         if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
             self.rbuf.reserve(READ_CHUNK);
         }
+        // before the read, so that a cancelled `fill` never leaves read bytes unreported
+        self.room().await;
         let before = self.rbuf.len();
         let n = self.stream.read_buf(&mut self.rbuf).await?;
         if n == 0 {
@@ -171,6 +183,13 @@ impl Conn {
             o.received(self.id, &self.rbuf[before..]);
         }
         Ok(n)
+    }
+
+    /// Waits until the observer (if any) can take more bytes.
+    async fn room(&self) {
+        if let Some(o) = &self.observer {
+            o.room().await;
+        }
     }
 
     /// Sends our handshake and reads theirs (both with a timeout). Checks the info hash.
@@ -220,6 +239,12 @@ impl Conn {
             Err(WireError::Incomplete { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Takes `n` parsed bytes off the front of the read buffer without copying them (a
+    /// block to store keeps only its part of the buffer alive).
+    pub fn take(&mut self, n: usize) -> bytes::Bytes {
+        self.rbuf.split_to(n).freeze()
     }
 
     /// Drops `n` parsed bytes from the front of the read buffer.

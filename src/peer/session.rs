@@ -6,26 +6,28 @@
 //! - once the peer `unchoke`s us we keep a pipeline of block `request`s outstanding (deeper for
 //!   fast peers, never above what the peer announced as `reqq`, and well below the 512 that
 //!   Transmission accepts);
-//! - each `piece` is checked against what we asked for, written in place, and the piece is
-//!   SHA-1 verified once its last block is in;
+//! - each `piece` is checked against what we asked for and handed to the swarm, which writes
+//!   it off the async workers and verifies the piece once its last block is written;
 //! - `choke` without the fast extension cancels everything outstanding; with it the peer
 //!   `reject`s explicitly;
 //! - we serve the peer's requests for pieces we have (unchoking interested peers).
 //!
 //! The loop never trusts the peer: wrong bitfield sizes, out-of-range indexes, blocks we did
 //! not ask for with a wrong size, or silence while requests are pending end the connection.
+//!
+//! The session sees the torrent only through [`PeerSwarm`]; it never touches the picker, the
+//! storage or the engine.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use crate::bencode::Value;
 use crate::bitfield::Bitfield;
-use crate::download::engine::Swarm;
-use crate::download::picker::Received;
 use crate::peer::conn::{Conn, PeerError};
+use crate::peer::swarm::{BlockVerdict, Cursor, News, PeerSwarm};
 use crate::wire::{BlockRef, Handshake, Message, Reserved};
 
 /// The reserved bits bt-trace advertises: fast extension and extension protocol.
@@ -65,11 +67,16 @@ impl Default for Timeouts {
 }
 
 /// How a session ended, for the connection manager.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum SessionEnd {
     /// The download finished or was cancelled.
     Done,
+    /// Our disk failed; the swarm is ending (not the peer's fault).
+    DiskError,
 }
+
+/// The id we announce `ut_metadata` under in our extended handshake.
+pub const OUR_UT_METADATA_ID: u8 = 1;
 
 struct PeerState {
     addr: SocketAddr,
@@ -84,8 +91,10 @@ struct PeerState {
     depth: usize,
     reqq: usize,
     their_requests: std::collections::VecDeque<BlockRef>,
-    have_cursor: usize,
-    cancel_cursor: usize,
+    cursor: Cursor,
+    news: News,
+    /// Accepted blocks of the current read, written together.
+    arrived: Vec<(BlockRef, Bytes)>,
     last_block: Instant,
     last_recv: Instant,
     last_sent: Instant,
@@ -94,34 +103,35 @@ struct PeerState {
     rotate: u32,
     added_to_picker: bool,
     scratch: Vec<BlockRef>,
-    serve_buf: Vec<u8>,
     /// The id the peer wants `ut_metadata` messages under (from its extended handshake).
     their_ut_metadata: Option<u8>,
 }
 
 /// Connects to `addr` and runs the session until the download is done, the swarm is cancelled,
 /// or the connection fails.
-pub async fn run(swarm: Arc<Swarm>, addr: SocketAddr) -> Result<SessionEnd, PeerError> {
-    let id = swarm.next_conn_id();
-    let conn = Conn::connect(addr, swarm.timeouts.connect, id, swarm.observer.clone()).await?;
+pub async fn run<S: PeerSwarm>(swarm: S, addr: SocketAddr) -> Result<SessionEnd, PeerError> {
+    let cfg = swarm.config();
+    let id = crate::peer::conn::next_conn_id();
+    let conn = Conn::connect(addr, cfg.timeouts.connect, id, cfg.observer.clone()).await?;
     run_on(swarm, conn, None).await
 }
 
 /// Runs a session on an established connection. `their_handshake` is set when we accepted the
 /// connection and already read the peer's handshake (then we answer with ours).
-pub async fn run_on(
-    swarm: Arc<Swarm>,
+pub async fn run_on<S: PeerSwarm>(
+    swarm: S,
     mut conn: Conn,
     their_handshake: Option<Handshake>,
 ) -> Result<SessionEnd, PeerError> {
-    let ours = Handshake::new(swarm.reserved, swarm.info_hash, swarm.peer_id);
+    let cfg = swarm.config();
+    let ours = Handshake::new(cfg.reserved, cfg.info_hash, cfg.peer_id);
     let theirs = match their_handshake {
         Some(h) => {
             conn.out().extend_from_slice(&ours.emit());
             conn.flush().await?;
             h
         }
-        None => conn.handshake(&ours, swarm.timeouts.handshake).await?,
+        None => conn.handshake(&ours, cfg.timeouts.handshake).await?,
     };
     tracing::debug!(
         "{}: handshake ok, peer id {}, reserved {}",
@@ -129,13 +139,13 @@ pub async fn run_on(
         String::from_utf8_lossy(&theirs.peer_id),
         theirs.reserved
     );
-    if theirs.peer_id == swarm.peer_id {
+    if theirs.peer_id == cfg.peer_id {
         return Err(PeerError::Protocol("connected to ourselves".into()));
     }
     let mut st = PeerState {
         addr: conn.remote,
-        has: Bitfield::new(swarm.num_pieces),
-        fast: theirs.reserved.fast() && swarm.reserved.fast(),
+        has: Bitfield::new(cfg.num_pieces),
+        fast: theirs.reserved.fast() && cfg.reserved.fast(),
         extended: theirs.reserved.extended(),
         am_choked: true,
         am_interested: false,
@@ -145,8 +155,9 @@ pub async fn run_on(
         depth: 64,
         reqq: MAX_DEPTH,
         their_requests: Default::default(),
-        have_cursor: 0,
-        cancel_cursor: 0,
+        cursor: Cursor::default(),
+        news: News::default(),
+        arrived: Vec::new(),
         last_block: Instant::now(),
         last_recv: Instant::now(),
         last_sent: Instant::now(),
@@ -155,21 +166,19 @@ pub async fn run_on(
         rotate: rand::random::<u32>(),
         added_to_picker: false,
         scratch: Vec::new(),
-        serve_buf: Vec::new(),
         their_ut_metadata: None,
     };
-    let result = session_loop(&swarm, &mut conn, &mut st).await;
-    // give back everything this peer held
-    {
-        let mut s = swarm.lock();
-        for r in st.outstanding.drain() {
-            s.picker.release(&r);
-        }
-        if st.added_to_picker {
-            s.picker.remove_peer(&st.has);
+    let mut result = session_loop(&swarm, &mut conn, &mut st).await;
+    // blocks accepted before the loop ended mid-read: store them, they are claimed
+    if !st.arrived.is_empty() {
+        let blocks = std::mem::take(&mut st.arrived);
+        if swarm.store(st.addr, blocks).await.is_err() {
+            result = Ok(SessionEnd::DiskError);
         }
     }
-    swarm.wake();
+    // give back everything this peer held
+    let announced = st.added_to_picker.then_some(&st.has);
+    swarm.peer_left(announced, &mut st.outstanding.drain());
     match &result {
         Ok(_) => conn.report_closed(None),
         Err(e) => conn.report_closed(Some(&e.to_string())),
@@ -180,15 +189,17 @@ pub async fn run_on(
     result
 }
 
-async fn session_loop(
-    swarm: &Arc<Swarm>,
+async fn session_loop<S: PeerSwarm>(
+    swarm: &S,
     conn: &mut Conn,
     st: &mut PeerState,
 ) -> Result<SessionEnd, PeerError> {
+    let cfg = swarm.config();
+    let metadata_size = swarm.metadata().map(<[u8]>::len);
     // Extension handshake first (BEP 10), then what we have.
-    if st.extended && swarm.reserved.extended() {
+    if st.extended && cfg.reserved.extended() {
         let mut m = Vec::new();
-        if swarm.metadata_size().is_some() {
+        if metadata_size.is_some() {
             m.push(("ut_metadata", Value::Int(1)));
         }
         let mut hs = vec![
@@ -199,10 +210,10 @@ async fn session_loop(
             ),
             ("reqq", Value::Int(MAX_PEER_REQUESTS as i64)),
         ];
-        if let Some(port) = swarm.listen_port {
+        if let Some(port) = cfg.listen_port {
             hs.push(("p", Value::Int(i64::from(port))));
         }
-        if let Some(size) = swarm.metadata_size() {
+        if let Some(size) = metadata_size {
             hs.push(("metadata_size", Value::Int(size as i64)));
         }
         let payload = Value::dict(hs).encode();
@@ -212,10 +223,8 @@ async fn session_loop(
         });
     }
     {
-        let s = swarm.lock();
-        st.have_cursor = s.have_log.len();
-        st.cancel_cursor = s.cancel_log.len();
-        let have = s.picker.have();
+        let (have, cursor) = swarm.our_pieces();
+        st.cursor = cursor;
         if have.is_full() && st.fast {
             conn.queue(&Message::HaveAll);
         } else if have.count() == 0 {
@@ -230,16 +239,40 @@ async fn session_loop(
     st.last_sent = Instant::now();
 
     let mut wake = swarm.subscribe();
+    let cancel = swarm.cancel_token().clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        // 1. handle every complete message in the buffer
+        // 1. handle every complete message in the buffer; blocks are kept (without a copy:
+        //    they are split off the read buffer) and stored together
         while let Some((msg, used)) = conn.next_message()? {
             st.last_recv = Instant::now();
+            if let Message::Piece { index, begin, data } = msg {
+                let r = BlockRef {
+                    index,
+                    begin,
+                    length: data.len() as u32,
+                };
+                if on_block(swarm, st, r)? {
+                    let frame = conn.take(used);
+                    st.arrived
+                        .push((r, frame.slice(used - r.length as usize..)));
+                } else {
+                    conn.consume(used);
+                }
+                continue;
+            }
             let out = handle(swarm, st, msg)?;
             conn.consume(used);
             if let Some(bytes) = out {
                 conn.out().extend_from_slice(&bytes);
+            }
+        }
+        if !st.arrived.is_empty() {
+            let blocks = std::mem::take(&mut st.arrived);
+            if let Err(e) = swarm.store(st.addr, blocks).await {
+                tracing::debug!("{}: {e}", st.addr);
+                return Ok(SessionEnd::DiskError);
             }
         }
         // 2. catch up with the swarm and refill the pipeline
@@ -247,7 +280,10 @@ async fn session_loop(
             return Ok(SessionEnd::Done);
         }
         sync(swarm, st, conn)?;
-        serve(swarm, st, conn).await?;
+        if let Err(e) = serve(swarm, st, conn).await? {
+            tracing::debug!("{}: {e}", st.addr);
+            return Ok(SessionEnd::DiskError);
+        }
         if conn.has_output() {
             conn.flush().await?;
             st.last_sent = Instant::now();
@@ -256,8 +292,8 @@ async fn session_loop(
         tokio::select! {
             r = conn.fill() => { r?; }
             _ = wake.changed() => {}
-            _ = tick.tick() => housekeeping(&swarm.timeouts, st, conn)?,
-            _ = swarm.cancelled() => return Ok(SessionEnd::Done),
+            _ = tick.tick() => housekeeping(&cfg.timeouts, st, conn)?,
+            _ = cancel.cancelled() => return Ok(SessionEnd::Done),
         }
     }
 }
@@ -265,11 +301,11 @@ async fn session_loop(
 /// Reacts to one message. Returns bytes to send, if any, so that `msg` (which borrows the
 /// connection's read buffer) need not outlive this call.
 fn handle(
-    swarm: &Arc<Swarm>,
+    swarm: &impl PeerSwarm,
     st: &mut PeerState,
     msg: Message<'_>,
 ) -> Result<Option<Vec<u8>>, PeerError> {
-    let n = swarm.num_pieces;
+    let n = swarm.config().num_pieces;
     tracing::trace!("{}: received {msg}", st.addr);
     match msg {
         Message::KeepAlive => {}
@@ -277,12 +313,9 @@ fn handle(
             st.am_choked = true;
             if !st.fast {
                 // BEP 3: a choke discards all pending requests
-                let mut s = swarm.lock();
                 for r in st.outstanding.drain() {
-                    s.picker.release(&r);
+                    swarm.release(&r);
                 }
-                drop(s);
-                swarm.wake();
             }
         }
         Message::Unchoke => st.am_choked = false,
@@ -296,11 +329,10 @@ fn handle(
             }
             if !st.has.get(index) {
                 st.has.set(index);
-                let mut s = swarm.lock();
                 if st.added_to_picker {
-                    s.picker.add_have(index);
+                    swarm.peer_has(index);
                 } else {
-                    s.picker.add_peer(&st.has);
+                    swarm.peer_announced(&st.has);
                     st.added_to_picker = true;
                 }
             }
@@ -315,7 +347,7 @@ fn handle(
             }
             st.has =
                 Bitfield::from_bytes(bits, n).map_err(|e| PeerError::Protocol(e.to_string()))?;
-            swarm.lock().picker.add_peer(&st.has);
+            swarm.peer_announced(&st.has);
             st.added_to_picker = true;
         }
         Message::HaveAll | Message::HaveNone => {
@@ -329,7 +361,7 @@ fn handle(
             } else {
                 Bitfield::new(n)
             };
-            swarm.lock().picker.add_peer(&st.has);
+            swarm.peer_announced(&st.has);
             st.added_to_picker = true;
         }
         Message::Request(r) => {
@@ -343,21 +375,9 @@ fn handle(
             st.their_requests.push_back(r);
         }
         Message::Cancel(r) => st.their_requests.retain(|q| *q != r),
-        Message::Piece { index, begin, data } => {
-            let r = BlockRef {
-                index,
-                begin,
-                length: data.len() as u32,
-            };
-            st.outstanding.remove(&r);
-            st.last_block = Instant::now();
-            st.blocks_this_second += 1;
-            on_block(swarm, st, r, data)?;
-        }
         Message::Reject(r) => {
             if st.outstanding.remove(&r) {
-                swarm.lock().picker.release(&r);
-                swarm.wake();
+                swarm.release(&r);
             }
         }
         Message::Extended { ext_id: 0, payload } => {
@@ -374,12 +394,14 @@ fn handle(
         }
         Message::Extended { ext_id, payload } if ext_id == OUR_UT_METADATA_ID => {
             return Ok(metadata_reply(
-                swarm.info_bytes.as_deref(),
+                swarm.metadata(),
                 st.their_ut_metadata,
                 payload,
             ));
         }
-        Message::Port(_)
+        // blocks are taken by the session loop before it calls us ([`on_block`])
+        Message::Piece { .. }
+        | Message::Port(_)
         | Message::Suggest(_)
         | Message::AllowedFast(_)
         | Message::Extended { .. }
@@ -387,9 +409,6 @@ fn handle(
     }
     Ok(None)
 }
-
-/// The id we announce `ut_metadata` under in our extended handshake (the `1` above).
-const OUR_UT_METADATA_ID: u8 = crate::metadata::OUR_UT_METADATA_ID;
 
 /// Answers a BEP 9 `ut_metadata` message sent to us: a request for a piece of our info
 /// dictionary gets the piece (`data`, 16 KiB or the shorter last one) or, for a piece out of
@@ -429,79 +448,45 @@ fn reject(st: &PeerState, r: BlockRef) -> Option<Vec<u8>> {
     }
 }
 
-/// A block arrived: check it, store it, and verify the piece if it was the last block.
-fn on_block(
-    swarm: &Arc<Swarm>,
-    st: &mut PeerState,
-    r: BlockRef,
-    data: &[u8],
-) -> Result<(), PeerError> {
-    let mut s = swarm.lock();
-    let outcome = s.picker.received(&r);
-    match outcome {
-        Received::Invalid => {
-            drop(s);
-            return Err(PeerError::Protocol(format!(
-                "sent a block we cannot use: piece {} begin {} length {}",
-                r.index, r.begin, r.length
-            )));
-        }
-        Received::Duplicate => {
-            swarm.wasted.fetch_add(data.len() as u64, Ordering::Relaxed);
-        }
-        Received::Stored { dups } | Received::PieceComplete { dups } => {
-            // written under the lock so that verification never races a pending write
-            let offset = u64::from(r.index) * swarm.piece_len + u64::from(r.begin);
-            swarm
-                .storage
-                .write_at(offset, data)
-                .map_err(|e| PeerError::Protocol(format!("writing to disk failed: {e}")))?;
-            swarm
-                .downloaded
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
-            s.note_contributor(r.index, r.begin, st.addr);
-            if dups > 0 {
-                s.cancel_log.push(r);
-            }
-            let complete = matches!(outcome, Received::PieceComplete { .. });
-            drop(s);
-            if dups > 0 {
-                swarm.wake();
-            }
-            if complete {
-                let sw = swarm.clone();
-                tokio::task::spawn_blocking(move || sw.verify_piece(r.index));
-            }
-        }
+/// A block arrived: check it against the swarm. Returns whether to store it (the caller keeps
+/// its bytes); a block we could not have asked for ends the connection.
+fn on_block(swarm: &impl PeerSwarm, st: &mut PeerState, r: BlockRef) -> Result<bool, PeerError> {
+    st.outstanding.remove(&r);
+    st.last_block = Instant::now();
+    st.blocks_this_second += 1;
+    match swarm.accept_block(&r) {
+        BlockVerdict::Accepted => Ok(true),
+        BlockVerdict::Duplicate => Ok(false),
+        BlockVerdict::Invalid => Err(PeerError::Protocol(format!(
+            "sent a block we cannot use: piece {} begin {} length {}",
+            r.index, r.begin, r.length
+        ))),
     }
-    Ok(())
 }
 
 /// Brings this peer up to date with the swarm: our new pieces (`have`), endgame cancels,
 /// interest, and the request pipeline.
-fn sync(swarm: &Arc<Swarm>, st: &mut PeerState, conn: &mut Conn) -> Result<(), PeerError> {
-    let mut s = swarm.lock();
-    if s.banned.contains(&st.addr) {
+fn sync(swarm: &impl PeerSwarm, st: &mut PeerState, conn: &mut Conn) -> Result<(), PeerError> {
+    let news = &mut st.news;
+    news.haves.clear();
+    news.cancels.clear();
+    swarm.news(st.addr, &st.has, &mut st.cursor, news);
+    if news.banned {
         return Err(PeerError::Protocol(
             "dropped: sent data that failed SHA-1 verification".into(),
         ));
     }
-    while st.have_cursor < s.have_log.len() {
-        let index = s.have_log[st.have_cursor];
-        st.have_cursor += 1;
+    for &index in &news.haves {
         Message::Have { index }.emit(conn.out());
     }
-    while st.cancel_cursor < s.cancel_log.len() {
-        let r = s.cancel_log[st.cancel_cursor];
-        st.cancel_cursor += 1;
-        if st.outstanding.remove(&r) {
-            Message::Cancel(r).emit(conn.out());
+    for r in &news.cancels {
+        if st.outstanding.remove(r) {
+            Message::Cancel(*r).emit(conn.out());
         }
     }
-    let interesting = s.picker.is_interesting(&st.has);
-    if interesting != st.am_interested {
-        st.am_interested = interesting;
-        let m = if interesting {
+    if news.interesting != st.am_interested {
+        st.am_interested = news.interesting;
+        let m = if news.interesting {
             Message::Interested
         } else {
             Message::NotInterested
@@ -509,7 +494,7 @@ fn sync(swarm: &Arc<Swarm>, st: &mut PeerState, conn: &mut Conn) -> Result<(), P
         m.emit(conn.out());
     }
     // unchoke interested peers so they can download from us too
-    if st.peer_interested && st.peer_choked && s.picker.have().count() > 0 {
+    if st.peer_interested && st.peer_choked && news.have_any {
         st.peer_choked = false;
         Message::Unchoke.emit(conn.out());
     }
@@ -517,13 +502,12 @@ fn sync(swarm: &Arc<Swarm>, st: &mut PeerState, conn: &mut Conn) -> Result<(), P
         let want = st.depth.min(st.reqq);
         if st.outstanding.len() < want {
             st.scratch.clear();
-            let outstanding = &st.outstanding;
-            s.picker.pick(
+            swarm.pick(
                 &st.has,
-                want - outstanding.len(),
-                &mut st.scratch,
-                |r| outstanding.contains(r),
+                want - st.outstanding.len(),
+                &st.outstanding,
                 st.rotate,
+                &mut st.scratch,
             );
             tracing::trace!(
                 "{}: requesting {} blocks ({} outstanding, depth {want})",
@@ -543,35 +527,46 @@ fn sync(swarm: &Arc<Swarm>, st: &mut PeerState, conn: &mut Conn) -> Result<(), P
     Ok(())
 }
 
-/// Sends the blocks the peer asked for (pieces we have), a few at a time so that a greedy
-/// peer cannot starve our own downloading.
-async fn serve(swarm: &Arc<Swarm>, st: &mut PeerState, conn: &mut Conn) -> Result<(), PeerError> {
-    for _ in 0..16 {
+/// How many of the peer's requests we serve per round, so that a greedy peer cannot starve
+/// our own downloading.
+const SERVE_BATCH: usize = 16;
+
+/// Sends the blocks the peer asked for (pieces we have), read off the async workers in one go.
+/// The outer error is the connection's; the inner one our disk's.
+async fn serve(
+    swarm: &impl PeerSwarm,
+    st: &mut PeerState,
+    conn: &mut Conn,
+) -> Result<Result<(), crate::peer::swarm::DiskError>, PeerError> {
+    let mut batch = Vec::new();
+    while batch.len() < SERVE_BATCH {
         let Some(r) = st.their_requests.pop_front() else {
-            return Ok(());
+            break;
         };
-        let ok = r.length > 0
-            && r.length <= MAX_SERVE_LEN
-            && r.index < swarm.num_pieces
-            && u64::from(r.begin) + u64::from(r.length) <= u64::from(swarm.piece_size(r.index))
-            && swarm.lock().picker.have().get(r.index);
-        if !ok {
-            if let Some(b) = reject(st, r) {
-                conn.out().extend_from_slice(&b);
-            }
-            continue;
+        if r.length > 0 && r.length <= MAX_SERVE_LEN && swarm.can_serve(&r) {
+            batch.push(r);
+        } else if let Some(b) = reject(st, r) {
+            conn.out().extend_from_slice(&b);
         }
-        st.serve_buf.resize(r.length as usize, 0);
-        let offset = u64::from(r.index) * swarm.piece_len + u64::from(r.begin);
-        swarm.storage.read_at(offset, &mut st.serve_buf)?;
-        let mut head = Vec::with_capacity(13);
-        Message::emit_piece_header(&mut head, r.index, r.begin, r.length as usize);
-        conn.write_two(&head, &st.serve_buf).await?;
-        swarm
-            .uploaded
-            .fetch_add(u64::from(r.length), Ordering::Relaxed);
     }
-    Ok(())
+    if batch.is_empty() {
+        return Ok(Ok(()));
+    }
+    let data = match swarm.read(batch.clone()).await {
+        Ok(d) => d,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut at = 0;
+    for r in batch {
+        let Some(body) = data.get(at..at + r.length as usize) else {
+            break;
+        };
+        at += r.length as usize;
+        let head = Message::piece_header(r.index, r.begin, body.len());
+        conn.write_two(&head, body).await?;
+        swarm.uploaded(u64::from(r.length));
+    }
+    Ok(Ok(()))
 }
 
 /// Once a second: adapt the pipeline depth, send keep-alives, detect dead or snubbing peers.
@@ -597,4 +592,290 @@ fn housekeeping(t: &Timeouts, st: &mut PeerState, conn: &mut Conn) -> Result<(),
         Message::KeepAlive.emit(conn.out());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! A session against a fake [`PeerSwarm`] (two pieces of 32 KiB in memory) and a scripted
+    //! remote peer on loopback.
+
+    use super::*;
+    use crate::peer::swarm::{DiskError, SessionConfig};
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::watch;
+    use tokio_util::sync::CancellationToken;
+
+    const PIECE: u32 = 32 * 1024;
+    const BLOCK: u32 = 16 * 1024;
+    const INFO_HASH: [u8; 20] = [7; 20];
+
+    fn byte_at(index: u32, offset: u32) -> u8 {
+        ((index * PIECE + offset) % 251) as u8
+    }
+
+    fn all_blocks() -> Vec<BlockRef> {
+        (0..2)
+            .flat_map(|i| (0..2).map(move |b| BlockRef::new(i, b * BLOCK, BLOCK)))
+            .collect()
+    }
+
+    #[derive(Default)]
+    struct FakeState {
+        free: Vec<BlockRef>,
+        claimed: HashSet<BlockRef>,
+        stored: Vec<(BlockRef, Vec<u8>)>,
+        announced: Option<Bitfield>,
+        left_with: Option<(Option<Bitfield>, Vec<BlockRef>)>,
+    }
+
+    struct FakeInner {
+        config: SessionConfig,
+        cancel: CancellationToken,
+        wake: watch::Sender<u64>,
+        state: Mutex<FakeState>,
+        disk_full: bool,
+    }
+
+    #[derive(Clone)]
+    struct Fake(Arc<FakeInner>);
+
+    impl Fake {
+        fn new(disk_full: bool) -> Fake {
+            Fake(Arc::new(FakeInner {
+                config: SessionConfig {
+                    info_hash: INFO_HASH,
+                    peer_id: *b"-bt0000-fakeswarm000",
+                    reserved: Reserved::new(),
+                    num_pieces: 2,
+                    timeouts: Timeouts::default(),
+                    listen_port: None,
+                    observer: None,
+                },
+                cancel: CancellationToken::new(),
+                wake: watch::channel(0).0,
+                state: Mutex::new(FakeState {
+                    free: all_blocks(),
+                    ..FakeState::default()
+                }),
+                disk_full,
+            }))
+        }
+
+        fn state(&self) -> std::sync::MutexGuard<'_, FakeState> {
+            self.0.state.lock().unwrap()
+        }
+    }
+
+    impl PeerSwarm for Fake {
+        fn config(&self) -> &SessionConfig {
+            &self.0.config
+        }
+        fn metadata(&self) -> Option<&[u8]> {
+            None
+        }
+        fn subscribe(&self) -> watch::Receiver<u64> {
+            self.0.wake.subscribe()
+        }
+        fn cancel_token(&self) -> &CancellationToken {
+            &self.0.cancel
+        }
+        fn is_finished(&self) -> bool {
+            self.state().stored.len() == all_blocks().len()
+        }
+        fn our_pieces(&self) -> (Bitfield, Cursor) {
+            (Bitfield::new(2), Cursor::default())
+        }
+        fn peer_announced(&self, has: &Bitfield) {
+            self.state().announced = Some(has.clone());
+        }
+        fn peer_has(&self, index: u32) {
+            if let Some(b) = self.state().announced.as_mut() {
+                b.set(index);
+            }
+        }
+        fn peer_left(
+            &self,
+            announced: Option<&Bitfield>,
+            outstanding: &mut dyn Iterator<Item = BlockRef>,
+        ) {
+            self.state().left_with = Some((announced.cloned(), outstanding.collect()));
+        }
+        fn news(&self, _: SocketAddr, has: &Bitfield, _: &mut Cursor, out: &mut News) {
+            let s = self.state();
+            out.interesting = s.free.iter().any(|r| has.get(r.index));
+        }
+        fn pick(
+            &self,
+            has: &Bitfield,
+            max: usize,
+            outstanding: &HashSet<BlockRef>,
+            _: u32,
+            out: &mut Vec<BlockRef>,
+        ) {
+            let mut s = self.state();
+            while out.len() < max {
+                let Some(at) = s
+                    .free
+                    .iter()
+                    .position(|r| has.get(r.index) && !outstanding.contains(r))
+                else {
+                    break;
+                };
+                out.push(s.free.remove(at));
+            }
+        }
+        fn release(&self, r: &BlockRef) {
+            self.state().free.push(*r);
+        }
+        fn accept_block(&self, r: &BlockRef) -> BlockVerdict {
+            let mut s = self.state();
+            if !all_blocks().contains(r) {
+                BlockVerdict::Invalid
+            } else if s.claimed.insert(*r) {
+                s.free.retain(|f| f != r);
+                BlockVerdict::Accepted
+            } else {
+                BlockVerdict::Duplicate
+            }
+        }
+        fn store(
+            &self,
+            _: SocketAddr,
+            blocks: Vec<(BlockRef, Bytes)>,
+        ) -> impl std::future::Future<Output = Result<(), DiskError>> + Send {
+            let result = if self.0.disk_full {
+                Err(DiskError("writing fake: No space left on device".into()))
+            } else {
+                let mut s = self.state();
+                s.stored
+                    .extend(blocks.into_iter().map(|(r, b)| (r, b.to_vec())));
+                Ok(())
+            };
+            std::future::ready(result)
+        }
+        fn can_serve(&self, _: &BlockRef) -> bool {
+            false
+        }
+        fn read(
+            &self,
+            _: Vec<BlockRef>,
+        ) -> impl std::future::Future<Output = Result<Vec<u8>, DiskError>> + Send {
+            std::future::ready(Err(DiskError("nothing to serve".into())))
+        }
+        fn uploaded(&self, _: u64) {}
+    }
+
+    /// How the scripted remote peer behaves after handshake, bitfield (both pieces) and
+    /// unchoke.
+    #[derive(Clone, Copy)]
+    enum Remote {
+        /// Answers every request with the right data.
+        Honest,
+        /// Sends a block nobody asked for (a begin off the block grid).
+        Unasked,
+    }
+
+    /// Runs the remote peer on a loopback listener; returns its address and, when the session
+    /// hangs up, the requests it received.
+    async fn remote(how: Remote) -> (SocketAddr, tokio::task::JoinHandle<Vec<BlockRef>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut hs = [0u8; 68];
+            s.read_exact(&mut hs).await.unwrap();
+            assert_eq!(&hs[28..48], &INFO_HASH);
+            let mut out = Handshake::new(Reserved::new(), INFO_HASH, *b"-XX0000-remotepeer00")
+                .emit()
+                .to_vec();
+            Message::Bitfield(&[0xc0]).emit(&mut out);
+            Message::Unchoke.emit(&mut out);
+            if let Remote::Unasked = how {
+                Message::Piece {
+                    index: 0,
+                    begin: 3,
+                    data: &[0; 100],
+                }
+                .emit(&mut out);
+            }
+            s.write_all(&out).await.unwrap();
+            let mut requests = Vec::new();
+            let mut buf = Vec::new();
+            loop {
+                let mut chunk = [0u8; 4096];
+                let n = s.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    return requests;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let mut reply = Vec::new();
+                while let Ok((m, used)) = Message::parse(&buf) {
+                    if let Message::Request(r) = m {
+                        requests.push(r);
+                        let data: Vec<u8> = (r.begin..r.begin + r.length)
+                            .map(|o| byte_at(r.index, o))
+                            .collect();
+                        Message::Piece {
+                            index: r.index,
+                            begin: r.begin,
+                            data: &data,
+                        }
+                        .emit(&mut reply);
+                    }
+                    buf.drain(..used);
+                }
+                if s.write_all(&reply).await.is_err() {
+                    return requests;
+                }
+            }
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn downloads_every_block_once_through_the_interface() {
+        let fake = Fake::new(false);
+        let (addr, peer) = remote(Remote::Honest).await;
+        let end = run(fake.clone(), addr).await.unwrap();
+        assert_eq!(end, SessionEnd::Done);
+        let mut requests = peer.await.unwrap();
+        requests.sort_by_key(|r| (r.index, r.begin));
+        assert_eq!(requests, all_blocks(), "each block requested exactly once");
+        let s = fake.state();
+        assert_eq!(s.stored.len(), 4);
+        for (r, data) in &s.stored {
+            let want: Vec<u8> = (r.begin..r.begin + r.length)
+                .map(|o| byte_at(r.index, o))
+                .collect();
+            assert_eq!(data, &want, "block {r:?}");
+        }
+        let (announced, outstanding) = s.left_with.clone().expect("peer_left called");
+        assert_eq!(announced, Some(Bitfield::full(2)));
+        assert!(outstanding.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_block_nobody_asked_for_ends_the_session() {
+        let fake = Fake::new(false);
+        let (addr, peer) = remote(Remote::Unasked).await;
+        let err = run(fake.clone(), addr).await.unwrap_err();
+        assert!(err.to_string().contains("block we cannot use"), "{err}");
+        peer.await.unwrap();
+        let s = fake.state();
+        assert!(s.stored.is_empty());
+        // what was requested before is given back
+        let (announced, _) = s.left_with.clone().expect("peer_left called");
+        assert_eq!(announced, Some(Bitfield::full(2)));
+    }
+
+    #[tokio::test]
+    async fn a_disk_error_ends_the_session_without_blaming_the_peer() {
+        let fake = Fake::new(true);
+        let (addr, peer) = remote(Remote::Honest).await;
+        let end = run(fake.clone(), addr).await.unwrap();
+        assert_eq!(end, SessionEnd::DiskError);
+        peer.await.unwrap();
+        assert!(fake.state().stored.is_empty());
+    }
 }

@@ -4,10 +4,11 @@
 //! [`Recorder`] implements [`ConnObserver`] (peer connections) and [`TrackerObserver`]
 //! (HTTP and UDP trackers). Those calls happen where bytes hit the socket, on the download's
 //! tasks, so they only take a timestamp, copy the bytes and hand them to a dedicated writer
-//! thread over a **bounded** channel. When the disk is slower than the network the channel
-//! fills up and the caller blocks until there is room: the download waits, and the trace is
-//! never silently incomplete. [`Recorder::finish`] drains the channel, flushes both files and
-//! returns [`TraceStats`].
+//! thread over a channel; they never block. The channel's memory is bounded by a byte budget:
+//! a connection awaits [`ConnObserver::room`] before it reads or writes
+//! more, so when the disk is slower than the network the download waits (asynchronously, no
+//! worker thread is parked) and the trace is never silently incomplete. [`Recorder::finish`]
+//! drains the channel, flushes both files and returns [`TraceStats`].
 //!
 //! On the writer thread each peer connection is a [`TcpConversation`] (SYN, SYN-ACK, ACK on
 //! open; data segments; FIN on a clean close, RST on an error) and a [`ConnectionDecoder`]
@@ -23,11 +24,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::SystemTime;
@@ -44,9 +47,9 @@ use super::jsonl::JsonlWriter;
 use super::pcapng::{PcapngOptions, PcapngWriter};
 use super::synth::{self, Frame, FrameKind, IsnMode, SynthError, TcpConversation};
 
-/// Commands queued (at most) between the observers and the writer thread. A peer read is at
-/// most 256 KiB, so the queue holds at most ~16 MiB.
-pub const DEFAULT_QUEUE: usize = 64;
+/// Bytes of connection data that may wait for the writer thread before connections wait
+/// for room. Each connection may add one more read (at most 256 KiB) after it was given room.
+pub const DEFAULT_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Timestamps of deterministic traces start here: 2024-01-01T00:00:00Z.
 pub const DETERMINISTIC_EPOCH_NS: u64 = 1_704_067_200_000_000_000;
@@ -67,8 +70,9 @@ pub struct RecorderOptions {
     /// Our listening port: a connection whose local port is this one was accepted (the peer
     /// is the TCP client); every other one was dialed by us.
     pub listen_port: Option<u16>,
-    /// Capacity of the queue to the writer thread (commands, not bytes).
-    pub queue: usize,
+    /// Bytes of connection data queued for the writer thread above which connections
+    /// wait for room ([`ConnObserver::room`]).
+    pub queue_bytes: usize,
 }
 
 impl RecorderOptions {
@@ -80,7 +84,7 @@ impl RecorderOptions {
             snaplen: None,
             deterministic: false,
             listen_port: None,
-            queue: DEFAULT_QUEUE,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
         }
     }
 }
@@ -134,8 +138,106 @@ enum Cmd {
     Finish,
 }
 
+/// The memory bound of the channel to the writer: bytes of connection data sent and not yet
+/// written. Observer calls never block; connections await [`Backlog::room`] instead.
+struct Backlog {
+    bytes: AtomicU64,
+    limit: u64,
+    /// Woken when `bytes` drops under `limit`, and when the writer stops.
+    drained: tokio::sync::Notify,
+    writer_gone: AtomicBool,
+}
+
+impl Backlog {
+    fn new(limit: usize) -> Backlog {
+        Backlog {
+            bytes: AtomicU64::new(0),
+            limit: limit.max(1) as u64,
+            drained: tokio::sync::Notify::new(),
+            writer_gone: AtomicBool::new(false),
+        }
+    }
+
+    fn add(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Ordering::AcqRel);
+    }
+
+    /// The writer is done with `n` bytes.
+    fn written(&self, n: usize) {
+        let before = self.bytes.fetch_sub(n as u64, Ordering::AcqRel);
+        if before >= self.limit && before - (n as u64) < self.limit {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// The writer stopped: nobody needs to wait any more.
+    fn close(&self) {
+        self.writer_gone.store(true, Ordering::Release);
+        self.drained.notify_waiters();
+    }
+
+    async fn room(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            // registered before the check, so a wake-up between check and await is not lost
+            drained.as_mut().enable();
+            if self.bytes.load(Ordering::Acquire) < self.limit
+                || self.writer_gone.load(Ordering::Acquire)
+            {
+                return;
+            }
+            drained.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod backlog_tests {
+    use super::Backlog;
+    use std::sync::Arc;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn room_waits_for_the_writer_and_never_after_it_stopped() {
+        let b = Arc::new(Backlog::new(10));
+        b.room().await; // empty: room at once
+        b.add(25);
+        let waiter = tokio::spawn({
+            let b = b.clone();
+            async move { b.room().await }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !waiter.is_finished(),
+            "25 bytes queued, budget 10: must wait"
+        );
+        b.written(10); // still 15 queued
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiter.is_finished());
+        b.written(10); // 5 queued: under the budget
+        waiter.await.unwrap();
+        b.add(100);
+        b.close();
+        b.room().await; // the writer is gone: nothing to wait for
+    }
+}
+
+/// Closes the [`Backlog`] when the writer thread ends, however it ends (even by a panic).
+struct CloseOnDrop(Arc<Backlog>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 struct Shared {
-    tx: SyncSender<Cmd>,
+    tx: Sender<Cmd>,
+    backlog: Arc<Backlog>,
     thread: Mutex<Option<JoinHandle<io::Result<TraceStats>>>>,
     result: Mutex<Option<Result<TraceStats, String>>>,
     /// Bytes handed to the writer (for tests and progress).
@@ -169,14 +271,20 @@ impl Recorder {
         }
         let pcap = PcapngWriter::new(File::create(&opts.pcapng)?, &PcapngOptions::default())?;
         let jsonl = JsonlWriter::new(File::create(&opts.jsonl)?);
-        let (tx, rx) = mpsc::sync_channel(opts.queue.max(1));
+        let (tx, rx) = mpsc::channel();
+        let backlog = Arc::new(Backlog::new(opts.queue_bytes));
         let writer = Writer::new(pcap, jsonl, opts);
+        let gate = backlog.clone();
         let thread = std::thread::Builder::new()
             .name("bt-trace recorder".into())
-            .spawn(move || writer.run(rx))?;
+            .spawn(move || {
+                let _close = CloseOnDrop(gate.clone());
+                writer.run(rx, &gate)
+            })?;
         Ok(Recorder {
             shared: Arc::new(Shared {
                 tx,
+                backlog,
                 thread: Mutex::new(Some(thread)),
                 result: Mutex::new(None),
                 queued_bytes: AtomicU64::new(0),
@@ -184,8 +292,8 @@ impl Recorder {
         })
     }
 
-    /// Queues a command, blocking while the queue is full. After [`finish`](Self::finish)
-    /// the writer is gone and commands are dropped.
+    /// Queues a command; never blocks (memory is bounded by [`ConnObserver::room`]). After
+    /// [`finish`](Self::finish) the writer is gone and commands are dropped.
     fn send(&self, cmd: Cmd) {
         let _ = self.shared.tx.send(cmd);
     }
@@ -256,6 +364,10 @@ impl ConnObserver for Recorder {
             text: text.to_string(),
         });
     }
+
+    fn room(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.shared.backlog.room())
+    }
 }
 
 impl Recorder {
@@ -266,6 +378,7 @@ impl Recorder {
         self.shared
             .queued_bytes
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.shared.backlog.add(bytes.len());
         self.send(Cmd::Data {
             conn,
             ts: now_ns(),
@@ -660,18 +773,23 @@ impl Writer {
 
     /// Handles commands until `Finish` (or until every sender is gone), then closes the
     /// files. After a write error the rest of the commands are drained and dropped, so that
-    /// no sender blocks forever; the error is returned.
-    fn run(mut self, rx: Receiver<Cmd>) -> io::Result<TraceStats> {
+    /// no connection waits for room forever; the error is returned.
+    fn run(mut self, rx: Receiver<Cmd>, backlog: &Backlog) -> io::Result<TraceStats> {
         let mut error: Option<io::Error> = None;
         for cmd in rx.iter() {
             if matches!(cmd, Cmd::Finish) {
                 break;
             }
+            let data_len = match &cmd {
+                Cmd::Data { bytes, .. } => bytes.len(),
+                _ => 0,
+            };
             if error.is_none() {
                 if let Err(e) = self.handle(cmd) {
                     error = Some(e);
                 }
             }
+            backlog.written(data_len);
         }
         // `rx` is dropped here: later observer calls fail to send and are ignored.
         if let Some(e) = error {
