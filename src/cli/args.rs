@@ -177,6 +177,27 @@ pub enum Command {
     /// byte; hidden and empty files included), so mktorrent with the same piece length makes
     /// the same info hash.
     Create(CreateArgs),
+
+    /// Run a BitTorrent tracker: HTTP and UDP (BEP 15) on one port, like opentracker.
+    ///
+    /// Prints `listening on http://ADDR/announce and udp://ADDR` on stderr and serves until
+    /// Ctrl-C, SIGTERM or SIGHUP (exit status 0). Any info hash is accepted; peers that stop
+    /// announcing are dropped after twice the interval and a minute. See docs/trackers.md.
+    Tracker(TrackerArgs),
+}
+
+/// `tracker` options.
+#[derive(Args, Debug, Clone)]
+pub struct TrackerArgs {
+    /// The port, for both TCP (HTTP) and UDP; 0 picks a free one.
+    #[arg(long, default_value_t = 6969)]
+    pub port: u16,
+    /// The address to listen on (0.0.0.0 or :: for every interface).
+    #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+    pub bind: std::net::IpAddr,
+    /// Seconds clients wait between announces (`interval`).
+    #[arg(long, default_value_t = 120, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub interval: u64,
 }
 
 /// `create` options.

@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-use super::args::{Cli, Command, CreateArgs, NetArgs};
+use super::args::{Cli, Command, CreateArgs, NetArgs, TrackerArgs};
 use super::{analyze, output, read_magnet, read_torrent, Interrupted};
 use crate::bencode::{self, Value};
 use crate::client::{self, ClientConfig};
@@ -188,6 +188,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
         }
         Command::Analyze(args) => analyze::run(&args, out)?,
         Command::Create(args) => create(&args, out)?,
+        Command::Tracker(args) => tracker(&args)?,
     }
     out.flush()?;
     Ok(())
@@ -237,6 +238,38 @@ fn create(args: &CreateArgs, out: &mut impl Write) -> Result<()> {
     }
     output::write_info_hash(out, &made.torrent)?;
     Ok(())
+}
+
+/// `tracker`: serves until a signal, then stops cleanly (that is its normal end: exit 0).
+fn tracker(args: &TrackerArgs) -> Result<()> {
+    use crate::tracker::server::{ServerConfig, Tracker};
+    let interval = Duration::from_secs(args.interval);
+    let cfg = ServerConfig {
+        interval,
+        min_interval: interval / 4,
+        peer_timeout: interval * 2 + Duration::from_secs(60),
+        ..Default::default()
+    };
+    let bind = std::net::SocketAddr::new(args.bind, args.port);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let signals = {
+        let _entered = rt.enter();
+        Signals::new().context("installing the signal handlers")?
+    };
+    let cancel = CancellationToken::new();
+    let served = rt.block_on(async {
+        let (handle, task) = Tracker::start(cfg, bind, cancel.clone())
+            .await
+            .with_context(|| format!("listening on {bind}"))?;
+        eprintln!("{}", output::tracker_listening(&handle));
+        let serve = async { task.await.context("the tracker failed") };
+        until_signal(signals, cancel, Stop::Cancel, serve).await
+    });
+    rt.shutdown_timeout(SHUTDOWN_TIMEOUT);
+    served
 }
 
 /// How a networked command stops after a signal.

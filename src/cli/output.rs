@@ -177,6 +177,11 @@ pub fn hashing_bar(total: u64) -> indicatif::ProgressBar {
     bar
 }
 
+/// The line on stderr once `tracker` listens.
+pub fn tracker_listening(h: &crate::tracker::server::TrackerHandle) -> String {
+    format!("listening on {} and {}", h.http_url(), h.udp_url())
+}
+
 /// The one line on stderr after a download: pieces, bytes, time, rate, peers, and failed
 /// pieces and banned peers when there were any.
 pub fn download_report(s: &Summary) -> String {
