@@ -308,6 +308,52 @@ mod tests {
     }
 
     #[test]
+    fn peers_of_the_clients_family_only() {
+        let s = shared();
+        let ids = ConnIds::new(s.started);
+        let now = s.started;
+        let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 5006));
+        let c6 = match handle(&s, &ids, &connect(1), v6, now).map(|b| parse_response(&b, true)) {
+            Some(Ok((Response::Connect { connection_id, .. }, _))) => connection_id,
+            other => panic!("no connect reply: {other:?}"),
+        };
+        handle(&s, &ids, &announce(c6, 2, 1, 6, 0, 2, 6886), v6, now).expect("a reply");
+        let c4 = conn_id(&s, &ids, 5004, now);
+        reply(&s, &ids, &announce(c4, 3, 1, 4, 0, 2, 6884), 5004, now);
+        // a third peer over IPv4 gets the IPv4 one only, in 6 bytes
+        let c = conn_id(&s, &ids, 5005, now);
+        let r = reply(&s, &ids, &announce(c, 4, 1, 5, 9, 2, 6885), 5005, now);
+        assert!(
+            matches!(r, Response::Announce { ref peers, seeders: 2, .. } if *peers == [from(6884)]),
+            "{r:?}"
+        );
+        // and a second IPv6 peer the first one, in 18 bytes
+        let v6b = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 5007));
+        let bytes = handle(&s, &ids, &connect(5), v6b, now).expect("reply");
+        let Ok((Response::Connect { connection_id, .. }, _)) = parse_response(&bytes, true) else {
+            panic!("no connect reply")
+        };
+        let bytes = handle(
+            &s,
+            &ids,
+            &announce(connection_id, 6, 1, 7, 9, 0, 6887),
+            v6b,
+            now,
+        )
+        .expect("reply");
+        assert_eq!(bytes.len(), 20 + 18);
+        match parse_response(&bytes, true).expect("valid").0 {
+            Response::Announce { peers, .. } => {
+                assert_eq!(
+                    peers,
+                    [SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 6886))]
+                )
+            }
+            other => panic!("not an announce reply: {other:?}"),
+        }
+    }
+
+    #[test]
     fn connection_ids_are_checked_and_expire() {
         let s = shared();
         let ids = ConnIds::new(s.started);
