@@ -135,7 +135,16 @@ fn over_http_aria2_seeds_and_bt_trace_downloads() {
     // `bt-trace peers` announced once as a leecher (with its own peer id) and never stopped
     let s = tracker.scrape(&torrent);
     assert_eq!((s.complete, s.incomplete, s.downloaded), (2, 1, 1), "{s:?}");
-    tracker.child.assert_running();
+
+    // Ctrl-C is the tracker's normal end
+    run_ok(Command::new("kill").args(["-INT", &tracker.child.id().to_string()]));
+    let status = tracker.child.wait_exit(Duration::from_secs(10));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        tracker.child.log_tail()
+    );
 }
 
 #[test]
