@@ -584,7 +584,8 @@ mod tests {
         let later = t0 + Duration::from_secs(1);
         // a full swarm drops its least recently seen peer
         for p in 1..=3u8 {
-            s.announce(&ann(1, p, 1000 + u16::from(p), 1, Event::None), t0)
+            let at = t0 + Duration::from_millis(u64::from(p));
+            s.announce(&ann(1, p, 1000 + u16::from(p), 1, Event::None), at)
                 .expect("ok");
         }
         s.announce(&ann(1, 1, 1001, 1, Event::None), later)
