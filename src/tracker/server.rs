@@ -15,11 +15,10 @@
 //!   all. A full swarm drops its least recently seen peer for a new one (expired peers are gone
 //!   before that); a full tracker refuses new torrents and peers with a failure reason.
 //!
-//! The transports are [`udp`] (datagrams, connection ids) and [`http`] (one request per
-//! connection); both only translate requests into [`Swarms`] calls and replies into bytes,
-//! with the tracker client's codecs ([`super::udp`], [`super::query`], [`super::http1`]) and
-//! [`crate::wire::compact`].
-//! Nothing a client sends can make the server panic: malformed requests get an error reply
+//! The transports are `server/udp.rs` (datagrams, connection ids) and `server/http.rs` (one
+//! request per connection); both only translate requests into [`Swarms`] calls and replies
+//! into bytes, with the tracker client's codecs ([`super::udp`], [`super::query`],
+//! [`super::http1`]) and [`crate::wire::compact`]. Nothing a client sends can make the server panic: malformed requests get an error reply
 //! (`failure reason`, UDP action 3) or are dropped.
 //!
 //! This module never talks to other trackers or to peers.
