@@ -2,7 +2,7 @@
 //! BEP 7) and `GET /scrape?info_hash=...` (BEP 48), one request per connection.
 //!
 //! Requests are read with the client's parsers ([`parse_http_request`],
-//! [`parse_announce_query`]) and answered with bencoded dictionaries. What a client gets wrong
+//! [`parse_announce_query`], [`parse_scrape_query`]) and answered with bencoded dictionaries. What a client gets wrong
 //! (a missing `info_hash`, a 19-byte `peer_id`, an unknown `event`) is answered with HTTP 200
 //! and a `failure reason`, as clients expect; an unknown path gets 404, another method than GET 405, and
 //! bytes that are not an HTTP request 400. At most [`ServerConfig::max_http_connections`] requests are served at once,
@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Announce, AnnounceReply, Shared};
 use crate::bencode::Value;
 use crate::tracker::http1::{parse_http_request, HttpError, MAX_HEAD};
-use crate::tracker::query::parse_announce_query;
+use crate::tracker::query::{parse_announce_query, parse_scrape_query};
 use crate::tracker::Event;
 use crate::wire::compact;
 
@@ -224,18 +224,7 @@ fn announce_body(r: &AnnounceReply, compact: bool, no_peer_id: bool, event: Even
 /// BEP 48: `files` maps each asked info hash (or every torrent, when none is given) to its
 /// `complete`, `incomplete` and `downloaded` counts.
 fn scrape(shared: &Shared, target: &str) -> Result<Vec<u8>, String> {
-    let query = target.split_once('?').map_or("", |(_, q)| q);
-    // each `info_hash=` pair decoded by the announce query parser
-    let hashes = query
-        .split('&')
-        .filter(|p| p.starts_with("info_hash="))
-        .map(|p| {
-            parse_announce_query(p)
-                .map_err(|e| e.to_string())?
-                .info_hash
-                .ok_or_else(|| "empty info_hash".to_string())
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let hashes = parse_scrape_query(target).map_err(|e| e.to_string())?;
     let files = shared.swarms().scrape(&hashes).into_iter().map(|(h, c)| {
         let counts = Value::dict([
             ("complete", Value::Int(i64::from(c.complete))),
