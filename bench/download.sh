@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Download benchmark on loopback: one swarm of real seeders (aria2c, transmission-daemon, libtorrent)
 # serving one deterministic torrent through opentracker; then, one after the other in the same run,
-# bt-trace, aria2c, a libtorrent leecher and rqbit download it. Prints MiB/s for each, the ratio of
-# bt-trace to each, and bt-trace's peak RSS. Every download is checked (SHA-1) before it counts.
+# bt-trace, aria2c, a libtorrent leecher and rqbit download it, BENCH_RUNS rounds. Prints for each
+# client the median seconds and MiB/s, CPU seconds per GiB and peak RSS, and the ratios of bt-trace to
+# each (and to the faster of rqbit and libtorrent). Every download is checked (SHA-1) before it counts.
 #
 #   bench/download.sh                  # 1 GiB
 #   BENCH_MB=64 bench/download.sh      # quick check
@@ -10,7 +11,7 @@
 # Environment:
 #   BENCH_MB=1024        torrent size in MiB
 #   BENCH_PIECE_LOG2=18  piece length 2^N (256 KiB)
-#   BENCH_RUNS=1         downloads per client; the best rate is reported
+#   BENCH_RUNS=3         rounds (each client once a round); the median is reported
 #   BENCH_CLIENTS="bt-trace aria2c libtorrent rqbit"   which leechers to time
 #   BENCH_TOOLS=bench/.tools   where rqbit is installed (cargo install --root), built once
 #   BENCH_DIR            work directory (default: a new one under /tmp, removed at the end)
@@ -24,7 +25,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH_MB=${BENCH_MB:-1024}
 BENCH_PIECE_LOG2=${BENCH_PIECE_LOG2:-18}
-BENCH_RUNS=${BENCH_RUNS:-1}
+BENCH_RUNS=${BENCH_RUNS:-3}
 BENCH_CLIENTS=${BENCH_CLIENTS:-"bt-trace aria2c libtorrent rqbit"}
 BENCH_TOOLS=${BENCH_TOOLS:-$ROOT/bench/.tools}
 PY=/usr/bin/python3 # Debian's python3, the one with the libtorrent module
@@ -224,10 +225,9 @@ restart_transmission() {
 
 # ---------------------------------------------------------------------------------------------
 # Leechers
-declare -A RATE SECS
-BT_RSS_KB=""
-
-now() { date +%s.%N; }
+# Each download runs under /usr/bin/time -v: wall seconds (from start to exit: announce, connects,
+# download, verify, write), CPU seconds (user + system) and peak RSS of the client's process.
+declare -A WALLS CPUS RSS_KB
 
 check_output() { # file client
   if [[ ! -f $1 ]]; then
@@ -242,64 +242,45 @@ check_output() { # file client
   fi
 }
 
-record() { # client seconds
-  local rate
-  rate=$(awk -v mb="$BENCH_MB" -v s="$2" 'BEGIN { printf "%.1f", mb / s }')
-  log "$1: $(printf '%.2f' "$2") s, $rate MiB/s"
-  if [[ -z ${RATE[$1]:-} ]] || awk -v a="$rate" -v b="${RATE[$1]}" 'BEGIN { exit !(a > b) }'; then
-    RATE[$1]=$rate
-    SECS[$1]=$2
+# timed CLIENT DIR LOG CMD... : runs CMD under /usr/bin/time -v (stdout and stderr to DIR/LOG), checks
+# DIR/$NAME, and records wall, CPU and RSS for CLIENT.
+timed() {
+  local client=$1 dir=$2 logf=$3 t0 t1 wall cpu rss
+  shift 3
+  t0=$(date +%s.%N)
+  if ! /usr/bin/time -v -o "$dir/time.txt" "$@" >"$dir/$logf" 2>&1 </dev/null; then
+    log "$client: failed; log tail:"
+    tail -n 5 "$dir/$logf" >&2 || true
+    return 1
   fi
+  t1=$(date +%s.%N)
+  check_output "$dir/$NAME" "$client" || return 1
+  wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+  cpu=$(awk -F: '/User time|System time/ { s += $2 } END { printf "%.3f", s }' "$dir/time.txt")
+  rss=$(awk -F: '/Maximum resident set size/ { gsub(/ /, "", $2); print $2 }' "$dir/time.txt")
+  log "$client: ${wall} s, $(awk -v mb="$BENCH_MB" -v s="$wall" 'BEGIN { printf "%.1f", mb / s }') MiB/s, CPU ${cpu} s, RSS $((rss / 1024)) MiB"
+  WALLS[$client]="${WALLS[$client]:-} $wall"
+  CPUS[$client]="${CPUS[$client]:-} $cpu"
+  if [[ -z ${RSS_KB[$client]:-} || $rss -gt ${RSS_KB[$client]} ]]; then RSS_KB[$client]=$rss; fi
 }
 
 run_bt_trace() { # dir
-  local out=$1/$NAME t0 t1 rss
-  t0=$(now)
-  if ! /usr/bin/time -v -o "$1/time.txt" "$BT_TRACE" download -o "$out" "$TORRENT" \
-    >"$1/bt-trace.out" 2>"$1/bt-trace.err" </dev/null; then
-    log "bt-trace: download failed; skipping it. stderr tail:"
-    tail -n 5 "$1/bt-trace.err" >&2 || true
-    return 1
-  fi
-  t1=$(now)
-  check_output "$out" bt-trace || return 1
-  rss=$(awk -F: '/Maximum resident set size/ {gsub(/ /, "", $2); print $2}' "$1/time.txt")
-  if [[ -z $BT_RSS_KB || $rss -gt $BT_RSS_KB ]]; then BT_RSS_KB=$rss; fi
-  record bt-trace "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
+  timed bt-trace "$1" bt-trace.log "$BT_TRACE" download -q -o "$1/$NAME" "$TORRENT"
 }
 
 run_aria2c() {
-  local port t0 t1
-  port=$(free_port)
-  t0=$(now)
-  aria2c "${ARIA2_COMMON[@]}" --seed-time=0 --listen-port="$port" --dir="$1" "$TORRENT" \
-    >"$1/aria2c.log" 2>&1 </dev/null || { log "aria2c: failed"; tail -n 5 "$1/aria2c.log" >&2; return 1; }
-  t1=$(now)
-  check_output "$1/$NAME" aria2c || return 1
-  record aria2c "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
+  timed aria2c "$1" aria2c.log aria2c "${ARIA2_COMMON[@]}" --seed-time=0 --listen-port="$(free_port)" \
+    --dir="$1" "$TORRENT"
 }
 
 run_libtorrent() {
-  local t0 t1
-  t0=$(now)
-  "$PY" "$SUPPORT/lt_leech.py" "$TORRENT" "$1" >"$1/lt.out" 2>"$1/lt.err" </dev/null ||
-    { log "libtorrent: failed"; tail -n 5 "$1/lt.err" >&2; return 1; }
-  t1=$(now)
-  check_output "$1/$NAME" libtorrent || return 1
-  record libtorrent "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
+  timed libtorrent "$1" lt.log "$PY" "$SUPPORT/lt_leech.py" "$TORRENT" "$1"
 }
 
 run_rqbit() {
-  local port t0 t1
-  port=$(free_port)
-  t0=$(now)
-  "$RQBIT" --disable-dht --disable-dht-persistence --disable-upnp-port-forward --disable-lsd \
-    --listen-ip 127.0.0.1 --listen-port "$port" --ipv4-only \
-    download --disable-http-api -e -o "$1" "$TORRENT" >"$1/rqbit.log" 2>&1 </dev/null ||
-    { log "rqbit: failed"; tail -n 5 "$1/rqbit.log" >&2; return 1; }
-  t1=$(now)
-  check_output "$1/$NAME" rqbit || return 1
-  record rqbit "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
+  timed rqbit "$1" rqbit.log "$RQBIT" --disable-dht --disable-dht-persistence \
+    --disable-upnp-port-forward --disable-lsd --listen-ip 127.0.0.1 --listen-port "$(free_port)" \
+    --ipv4-only download --disable-http-api -e -o "$1" "$TORRENT"
 }
 
 clients=()
@@ -329,21 +310,35 @@ for run in $(seq "$BENCH_RUNS"); do
 done
 
 # ---------------------------------------------------------------------------------------------
-# Report
-echo
-echo "bt-trace download benchmark: ${BENCH_MB} MiB, 2^${BENCH_PIECE_LOG2}-byte pieces, seeders aria2c + transmission-daemon + libtorrent on 127.0.0.1, best of $BENCH_RUNS"
-printf '%-12s %10s %10s %16s\n' client seconds MiB/s bt-trace/client
+# Report: the median of the rounds for time and CPU, the largest RSS seen.
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+declare -A MED_WALL MED_RATE MED_CPU
 for c in bt-trace aria2c libtorrent rqbit; do
-  if [[ -z ${RATE[$c]:-} ]]; then
-    printf '%-12s %10s %10s %16s\n' "$c" - skipped -
+  [[ -n ${WALLS[$c]:-} ]] || continue
+  MED_WALL[$c]=$(median <<<"${WALLS[$c]}")
+  MED_RATE[$c]=$(awk -v mb="$BENCH_MB" -v s="${MED_WALL[$c]}" 'BEGIN { printf "%.1f", mb / s }')
+  MED_CPU[$c]=$(median <<<"${CPUS[$c]}")
+done
+echo
+echo "bt-trace download benchmark: ${BENCH_MB} MiB, 2^${BENCH_PIECE_LOG2}-byte pieces, seeders aria2c + transmission-daemon + libtorrent on 127.0.0.1, median of $BENCH_RUNS round(s)"
+printf '%-12s %9s %9s %13s %10s %16s\n' client seconds MiB/s CPU-s/GiB 'peak RSS' bt-trace/client
+for c in bt-trace aria2c libtorrent rqbit; do
+  if [[ -z ${MED_WALL[$c]:-} ]]; then
+    printf '%-12s %9s %9s %13s %10s %16s\n' "$c" - skipped - - -
     continue
   fi
   ratio=-
-  [[ -n ${RATE[bt-trace]:-} ]] && ratio=$(awk -v a="${RATE[bt-trace]}" -v b="${RATE[$c]}" 'BEGIN { printf "%.2fx", a / b }')
-  printf '%-12s %10.2f %10s %16s\n' "$c" "${SECS[$c]}" "${RATE[$c]}" "$ratio"
+  [[ -n ${MED_RATE[bt-trace]:-} ]] && ratio=$(awk -v a="${MED_RATE[bt-trace]}" -v b="${MED_RATE[$c]}" 'BEGIN { printf "%.2fx", a / b }')
+  printf '%-12s %9.2f %9s %13s %10s %16s\n' "$c" "${MED_WALL[$c]}" "${MED_RATE[$c]}" \
+    "$(awk -v c="${MED_CPU[$c]}" -v mb="$BENCH_MB" 'BEGIN { printf "%.2f", c * 1024 / mb }')" \
+    "$(awk -v k="${RSS_KB[$c]}" 'BEGIN { printf "%.1f MiB", k / 1024 }')" "$ratio"
 done
-if [[ -n $BT_RSS_KB ]]; then
-  echo "bt-trace peak RSS: $(awk -v k="$BT_RSS_KB" 'BEGIN { printf "%.1f MiB", k / 1024 }')"
-else
-  echo "bt-trace peak RSS: - (bt-trace did not complete a download)"
+# The bar bt-trace is held to: the faster of the two fastest real clients measured in this run.
+best=""
+for c in rqbit libtorrent; do
+  [[ -n ${MED_RATE[$c]:-} ]] || continue
+  if [[ -z $best ]] || awk -v a="${MED_RATE[$c]}" -v b="${MED_RATE[$best]}" 'BEGIN { exit !(a > b) }'; then best=$c; fi
+done
+if [[ -n $best && -n ${MED_RATE[bt-trace]:-} ]]; then
+  echo "bt-trace / faster of rqbit and libtorrent ($best): $(awk -v a="${MED_RATE[bt-trace]}" -v b="${MED_RATE[$best]}" 'BEGIN { printf "%.2fx", a / b }')"
 fi

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod client;
 pub mod create;
 pub mod download;
+pub mod event;
 pub mod magnet;
 pub mod metadata;
 pub mod metainfo;

@@ -597,8 +597,11 @@ mod tests {
         s.read_exact(&mut hs).await.unwrap();
         assert_eq!(&hs[20..28], &[0, 0, 0, 0, 0, 0x10, 0, 0], "reserved bytes");
         assert_eq!(&hs[28..48], &hash(&info), "info hash");
-        let mut reserved = Reserved::new();
-        reserved.set_extended(script.ext_bit);
+        let reserved = if script.ext_bit {
+            Reserved::EXTENSION_ONLY
+        } else {
+            Reserved::new()
+        };
         let mut out = Handshake::new(reserved, hash(&info), *b"-LT2080-abcdefghijkl")
             .emit()
             .to_vec();

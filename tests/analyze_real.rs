@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use bt_trace::trace::event::{Event, EventKind, Msg, UdpPacket};
+use bt_trace::event::{Event, EventKind, Msg, UdpPacket};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bt-trace");
 

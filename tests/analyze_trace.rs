@@ -20,8 +20,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::SystemTime;
 
+use bt_trace::event::{Event, EventKind, Msg};
 use bt_trace::peer::conn::ConnObserver;
-use bt_trace::trace::event::{Event, EventKind, Msg};
 use bt_trace::trace::jsonl::read_events;
 use bt_trace::trace::{Recorder, RecorderOptions};
 use bt_trace::tracker::{HttpExchange, TrackerObserver, UdpDatagram};
@@ -338,7 +338,7 @@ fn snaplen_trace_keeps_every_message() {
                 _ => {}
             }
             let udp = matches!(e.kind, EventKind::TrackerUdp { .. });
-            let dir = e.dir.map(|d| d == bt_trace::trace::event::Dir::C2s);
+            let dir = e.dir.map(|d| d == bt_trace::event::Dir::C2s);
             m.entry((udp, e.conn, dir)).or_default().push(e);
         }
         m

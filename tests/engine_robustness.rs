@@ -1,7 +1,7 @@
 //! The engine never waits on a tracker or a disk it cannot use:
 //! - a tracker that accepts (HTTP) or receives (UDP) and never answers does not delay peers
 //!   given with `--peer` (`download`, `download_piece`, `magnet_download`);
-//! - Ctrl-C while such a tracker is silent ends the command at once, cleanly: exit 1,
+//! - Ctrl-C while such a tracker is silent ends the command at once, cleanly: exit 130,
 //!   "interrupted", trace files closed (tshark reads them);
 //! - a disk error (a full tmpfs, a file size limit, an output that is no regular file) ends the
 //!   download quickly with exit 1 and the path in the message, drops no peer (the seeder sees
@@ -353,7 +353,7 @@ fn ctrl_c_ends(command: &str, tracker: &SilentTracker, url: &str) {
         took < CTRL_C,
         "{command} ({url}): Ctrl-C took {took:?}; log:\n{log}"
     );
-    assert_eq!(status.and_then(|s| s.code()), Some(1), "{command}: {log}");
+    assert_eq!(status.and_then(|s| s.code()), Some(130), "{command}: {log}");
     assert!(log.contains("interrupted"), "{command}: {log}");
     assert!(!log.contains("timed out"), "{command}: {log}");
     let pcapng: Vec<PathBuf> = std::fs::read_dir(&traces)

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use bt_trace::trace::event::{Event, EventKind, Msg};
+use bt_trace::event::{Event, EventKind, Msg};
 use bt_trace::trace::jsonl::read_events;
 
 mod common;
@@ -268,7 +268,7 @@ fn check_trace(pcapng: &Path, jsonl: &Path, cut: bool) -> Vec<Event> {
             matches!(
                 e.kind,
                 EventKind::ConnClosed {
-                    how: bt_trace::trace::event::CloseHow::Rst,
+                    how: bt_trace::event::CloseHow::Rst,
                     ..
                 }
             )
@@ -367,7 +367,7 @@ fn download_trace_is_what_tshark_sees() {
     assert!(announces.iter().any(|a| a == "completed"), "{announces:?}");
     let seeder: SocketAddr = peer.parse().unwrap();
     assert!(ev.iter().any(|e| matches!(&e.kind,
-        EventKind::TrackerHttpResponse { response: Some(bt_trace::trace::event::TrackerReply::Announce { peers, .. }), .. }
+        EventKind::TrackerHttpResponse { response: Some(bt_trace::event::TrackerReply::Announce { peers, .. }), .. }
         if peers.contains(&seeder))));
     assert!(ev.iter().any(|e| matches!(&e.kind,
         EventKind::Handshake { hs, .. } if hs.client.starts_with("aria2 ") && e.src == Some(seeder))));

@@ -1,6 +1,6 @@
 //! The analyzer proper: a [`StreamSink`] behind the capture layer's TCP reassembly that
 //! finds BitTorrent connections and tracker exchanges ([`super::detect`]), decodes them
-//! ([`super::decode::PeerDecoder`], `trace::decode`'s HTTP and UDP tracker decoders), keeps a
+//! ([`crate::event::decode`]: the recorder's peer and tracker decoders), keeps a
 //! [`ConnReport`] per connection for the tables, hands [`Event`]s (the recorder's event
 //! model) to an [`EventOut`], and feeds piece data to the [`PieceChecker`].
 //!
@@ -19,20 +19,21 @@ use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 
+use super::detect::{classify, Sniff, UdpStreams, UdpTrackers, Verdict, SNIFF_LEN};
+use super::pieces::PieceChecker;
 use crate::capture::{
     self, CaptureError, CaptureFormat, CaptureReader, CloseReason, Conflict, ConnId, ConnInfo,
     Datagram, Direction, Gap, Life, Packet, ReassemblyConfig, Stats, StreamSink,
 };
-use crate::trace::decode::{decode_http_request, decode_http_response, decode_udp, Decoded};
-use crate::trace::event::{CloseHow, Dir, Event, EventKind, Msg};
-use crate::wire::{
-    extension::EXTENDED_HANDSHAKE_ID, looks_like_handshake_prefix, ExtendedHandshake, Item,
-    Message, MessageKind, Reserved,
+use crate::event::decode::{
+    decode_http_request, decode_http_response, decode_udp, ConnectionDecoder, Decoded, PeerItem,
+    Start,
 };
-
-use super::decode::{GapEffect, PeerDecoder, PeerItem, Start};
-use super::detect::{classify, Sniff, UdpStreams, UdpTrackers, Verdict, SNIFF_LEN};
-use super::pieces::PieceChecker;
+use crate::event::{CloseHow, Dir, Event, EventKind};
+use crate::wire::{
+    extension::EXTENDED_HANDSHAKE_ID, looks_like_handshake_prefix, ExtendedHandshake, GapEffect,
+    Message, MessageKind, Reserved, KIND_COUNT,
+};
 
 /// How to analyze.
 #[derive(Debug, Clone)]
@@ -97,52 +98,6 @@ impl ConnKind {
     }
 }
 
-/// The message kinds counted, in table order ([`kind_slot`] maps a kind to its index).
-pub const KINDS: [&str; 18] = [
-    "keep-alive",
-    "choke",
-    "unchoke",
-    "interested",
-    "not interested",
-    "have",
-    "bitfield",
-    "request",
-    "piece",
-    "cancel",
-    "port",
-    "suggest piece",
-    "have all",
-    "have none",
-    "reject request",
-    "allowed fast",
-    "extended",
-    "unknown id",
-];
-
-/// Index of a message kind in [`KINDS`].
-pub fn kind_slot(k: MessageKind) -> usize {
-    match k {
-        MessageKind::KeepAlive => 0,
-        MessageKind::Choke => 1,
-        MessageKind::Unchoke => 2,
-        MessageKind::Interested => 3,
-        MessageKind::NotInterested => 4,
-        MessageKind::Have => 5,
-        MessageKind::Bitfield => 6,
-        MessageKind::Request => 7,
-        MessageKind::Piece => 8,
-        MessageKind::Cancel => 9,
-        MessageKind::Port => 10,
-        MessageKind::Suggest => 11,
-        MessageKind::HaveAll => 12,
-        MessageKind::HaveNone => 13,
-        MessageKind::Reject => 14,
-        MessageKind::AllowedFast => 15,
-        MessageKind::Extended => 16,
-        MessageKind::Unknown(_) => 17,
-    }
-}
-
 /// A side's handshake.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandshakeInfo {
@@ -196,8 +151,9 @@ pub struct SideReport {
     pub handshake: Option<HandshakeInfo>,
     /// The sender's BEP 10 extended handshake.
     pub ext: Option<ExtendedHandshake>,
-    /// Messages by kind (see [`KINDS`]).
-    pub counts: [u64; 18],
+    /// Messages by kind, indexed by [`MessageKind::slot`] (rows of the wire codec's message
+    /// table).
+    pub counts: [u64; KIND_COUNT],
     /// Extended messages by extension name ("handshake", "ut_metadata", or "id N").
     pub extended: BTreeMap<String, u64>,
     /// `piece` messages, their data bytes, and the distinct pieces they belong to.
@@ -403,7 +359,7 @@ enum Live {
         /// Where each direction's first byte is, if bytes before it were lost.
         start: [Option<u64>; 2],
     },
-    Peer(Box<PeerDecoder>),
+    Peer(Box<ConnectionDecoder>),
     Http(Box<Http>),
     /// Other traffic: ignored.
     Ignored,
@@ -603,6 +559,13 @@ impl<'o> Analyzer<'o> {
                 http_responses(&mut ctx, r, carried, h, true);
             }
             Live::Peer(dec) => {
+                let info_hash = c.r.info_hash().copied();
+                for dir in [Dir::C2s, Dir::S2c] {
+                    let (r, carried, found) = (&mut c.r, &c.carried[dir.index()], &mut c.found);
+                    dec.end(dir, &mut |item| {
+                        peer_item(&mut ctx, r, carried, info_hash, found, item);
+                    });
+                }
                 for dir in [Dir::C2s, Dir::S2c] {
                     if dec.hunting(dir).is_some() && c.r.sides[dir.index()].bytes > 0 {
                         if c.found {
@@ -612,11 +575,11 @@ impl<'o> Analyzer<'o> {
                                 dec.hunting(dir).unwrap_or_default()
                             ));
                         }
-                    } else if dec.buffered(dir) > 0 && !dec.stopped(dir) {
+                    } else if dec.unfinished(dir) > 0 && !dec.stopped(dir) {
                         c.r.note(format!(
                             "{}: the connection ended inside a message ({} bytes of it seen)",
                             c.r.dir_words(dir),
-                            dec.buffered(dir)
+                            dec.unfinished(dir)
                         ));
                     }
                 }
@@ -804,7 +767,7 @@ impl<'o> Analyzer<'o> {
                         Start::Hunt
                     }
                 });
-                let mut dec = PeerDecoder::with_starts(starts);
+                let mut dec = ConnectionDecoder::with_starts(starts).hash_pieces(self.opts.events);
                 for (d, s) in start.iter().enumerate() {
                     if let Some(at) = s {
                         dec.set_start_offset([Dir::C2s, Dir::S2c][d], *at);
@@ -1013,59 +976,85 @@ fn peer_item(
                 ));
             }
         }
-        PeerItem::Wire {
+        PeerItem::Handshake { dir, handshake, .. } => {
+            *found = true;
+            r.sides[dir.index()].handshake = Some(HandshakeInfo {
+                reserved: handshake.reserved,
+                info_hash: handshake.info_hash,
+                peer_id: handshake.peer_id,
+                client: crate::peer_id::client_name(&handshake.peer_id),
+            });
+        }
+        PeerItem::Message {
             dir,
-            item: d,
+            msg,
             receiver_ext,
+            sender_ext,
+            ..
         } => {
             *found = true;
             let side = &mut r.sides[dir.index()];
-            match d.item {
-                Item::Handshake(h) => {
-                    side.handshake = Some(HandshakeInfo {
-                        reserved: h.reserved,
-                        info_hash: h.info_hash,
-                        peer_id: h.peer_id,
-                        client: crate::peer_id::client_name(&h.peer_id),
-                    });
+            side.counts[msg.kind().slot()] += 1;
+            match *msg {
+                Message::Unchoke => {
+                    side.first_unchoke_ns.get_or_insert(ctx.ts);
                 }
-                Item::Message(m) => {
-                    side.counts[kind_slot(m.kind())] += 1;
-                    match m {
-                        Message::Unchoke => {
-                            side.first_unchoke_ns.get_or_insert(ctx.ts);
+                Message::Extended { ext_id, .. } => {
+                    let name = if ext_id == EXTENDED_HANDSHAKE_ID {
+                        if let Some(h) = sender_ext {
+                            side.ext = Some((*h).clone());
                         }
-                        Message::Piece { index, begin, data } => {
-                            side.blocks += 1;
-                            side.piece_bytes += data.len() as u64;
-                            side.pieces.insert(index);
-                            if let Some(ch) = ctx.checker.as_deref_mut() {
-                                let ours = info_hash.is_none_or(|h| h == *ch.info_hash());
-                                if ours {
-                                    if let Err(e) = ch.block(index, begin, data) {
-                                        if ctx.error.is_none() {
-                                            *ctx.error = Some(e);
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        Message::Extended { ext_id, payload } => {
-                            let name = if ext_id == EXTENDED_HANDSHAKE_ID {
-                                if let Ok(h) = ExtendedHandshake::parse(payload) {
-                                    side.ext = Some(h);
-                                }
-                                "handshake".to_string()
-                            } else {
-                                receiver_ext
-                                    .and_then(|x| x.name_of(ext_id))
-                                    .map_or_else(|| format!("id {ext_id}"), str::to_string)
-                            };
-                            *side.extended.entry(name).or_default() += 1;
-                        }
-                        _ => {}
-                    }
+                        "handshake".to_string()
+                    } else {
+                        receiver_ext
+                            .and_then(|x| x.name_of(ext_id))
+                            .map_or_else(|| format!("id {ext_id}"), str::to_string)
+                    };
+                    *side.extended.entry(name).or_default() += 1;
                 }
+                _ => {}
+            }
+        }
+        PeerItem::PieceData {
+            block,
+            at,
+            data,
+            whole,
+            ..
+        } => {
+            // The checker gets a block's data in parts, as long as none of it was lost.
+            let Some(ch) = ctx.checker.as_deref_mut() else {
+                return;
+            };
+            if !*whole || info_hash.is_some_and(|h| h != *ch.info_hash()) {
+                return;
+            }
+            if !ch.fits(*block) {
+                if *at == 0 {
+                    ch.ignore();
+                }
+                return;
+            }
+            if let Err(e) = ch.block(block.index, block.begin + at, data) {
+                if ctx.error.is_none() {
+                    *ctx.error = Some(e);
+                }
+            }
+            return;
+        }
+        PeerItem::Piece {
+            dir, block, cut, ..
+        } => {
+            *found = true;
+            // A piece whose data is not all in the capture (a snap length, or lost) still
+            // counts: its header tells which block it was.
+            let side = &mut r.sides[dir.index()];
+            side.counts[MessageKind::Piece.slot()] += 1;
+            side.blocks += 1;
+            side.piece_bytes += u64::from(block.length);
+            side.pieces.insert(block.index);
+            if *cut {
+                side.cut_blocks += 1;
             }
         }
     }
@@ -1298,68 +1287,59 @@ impl StreamSink for Analyzer<'_> {
             (Some(a), None) => format!("after frame {a}"),
             (None, None) => String::new(),
         };
-        let mut cut_piece = None;
-        let effect = match &mut c.live {
-            Live::Peer(dec) => match dec.gap(dir, gap.len, resume) {
-                GapEffect::LostMessage {
-                    message_at,
-                    next,
-                    piece: Some(b),
-                    again: false,
-                    ..
-                } => {
-                    cut_piece = Some((message_at, next, b));
+        let mut piece_gap = false;
+        let effect = {
+            let Conn {
+                r,
+                live,
+                carried,
+                found,
+                ..
+            } = &mut c;
+            match live {
+                Live::Peer(dec) => {
+                    // A piece message that loses data ends as cut: handled like any item.
+                    let info_hash = r.info_hash().copied();
+                    let mut ctx = self.ctx();
+                    let effect = dec.gap(dir, gap.len, resume, &mut |item| {
+                        peer_item(&mut ctx, r, &carried[d], info_hash, found, item);
+                    });
+                    prune(&mut carried[d], dec.pending_offset(dir));
+                    match effect {
+                        Some(GapEffect::PieceData { .. }) => {
+                            piece_gap = true;
+                            String::new()
+                        }
+                        Some(GapEffect::LostMessage {
+                            message_at,
+                            id,
+                            again: false,
+                            ..
+                        }) => format!(
+                            "; the {} message at offset {message_at} is lost",
+                            id.map_or("unknown", |i| MessageKind::from_id(i).name())
+                        ),
+                        Some(GapEffect::Hunting { .. }) => {
+                            "; resynchronizing on message framing".into()
+                        }
+                        Some(GapEffect::LostMessage { again: true, .. }) | None => String::new(),
+                    }
+                }
+                Live::Http(h) => {
+                    h.failed[d] = true;
+                    carried[d].clear();
+                    "; HTTP decoding stops".into()
+                }
+                _ => {
+                    carried[d].clear();
                     String::new()
                 }
-                GapEffect::LostMessage { again: true, .. } => String::new(),
-                GapEffect::LostMessage { message_at, id, .. } => format!(
-                    "; the {} message at offset {message_at} is lost",
-                    id.map_or("unknown", |i| MessageKind::from_id(i).name())
-                ),
-                GapEffect::Hunting { .. } => "; resynchronizing on message framing".into(),
-                GapEffect::Stopped => String::new(),
-            },
-            Live::Http(h) => {
-                h.failed[d] = true;
-                "; HTTP decoding stops".into()
             }
-            _ => String::new(),
         };
-        if let Some((at, next, b)) = cut_piece {
-            // A piece whose data is not in the capture (a snap length, or lost): its header
-            // tells which block it was.
-            let side = &mut c.r.sides[d];
-            side.counts[kind_slot(MessageKind::Piece)] += 1;
-            side.blocks += 1;
-            side.cut_blocks += 1;
-            side.piece_bytes += u64::from(b.length);
-            side.pieces.insert(b.index);
-            if self.opts.events {
-                let kind = EventKind::Message {
-                    offset: at,
-                    len: next - at,
-                    msg: Msg::Piece {
-                        index: b.index,
-                        begin: b.begin,
-                        length: b.length,
-                        sha1: String::new(),
-                    },
-                };
-                let words = format!(
-                    "piece {} begin {} length {} (data not in the capture)",
-                    b.index, b.begin, b.length
-                );
-                let d = Decoded {
-                    dir,
-                    offset: at,
-                    len: next - at,
-                    kind,
-                    words,
-                };
-                let mut ctx = self.ctx();
-                ctx.item(&c.r, &c.carried[d.dir.index()], d);
-            }
-        } else if reportable && (!effect.is_empty() || c.r.sides[d].cut_blocks == 0) {
+        // Gaps inside piece data (a snap length cuts every frame of a piece) are counted as
+        // blocks without data, not noted one by one.
+        let quiet = piece_gap || (effect.is_empty() && c.r.sides[d].cut_blocks > 0);
+        if reportable && !quiet {
             c.r.note(format!(
                 "{}: gap of {} bytes at stream offset {} {frames}{effect}",
                 c.r.dir_words(dir),
@@ -1367,7 +1347,6 @@ impl StreamSink for Analyzer<'_> {
                 gap.offset
             ));
         }
-        c.carried[d].clear();
         self.conns.insert(conn.0, c);
     }
 
@@ -1567,7 +1546,7 @@ mod tests {
             c.sides[0].handshake.as_ref().unwrap().client,
             "qBittorrent 4.5.0"
         );
-        assert_eq!(c.sides[1].counts[kind_slot(MessageKind::HaveAll)], 1);
+        assert_eq!(c.sides[1].counts[MessageKind::HaveAll.slot()], 1);
         assert_eq!(c.end, "closed (FIN) by 127.0.0.1:40000");
         assert!(c.sides[1].first_unchoke_ns.is_some());
         let kinds: Vec<&str> = ev.iter().map(|(_, w)| w.as_str()).collect();
@@ -1603,8 +1582,8 @@ mod tests {
         let c = &rep.conns[0];
         let side = &c.sides[0];
         assert!(side.mid_stream);
-        assert_eq!(side.counts[kind_slot(MessageKind::Have)], 3);
-        assert_eq!(side.counts[kind_slot(MessageKind::Choke)], 1);
+        assert_eq!(side.counts[MessageKind::Have.slot()], 3);
+        assert_eq!(side.counts[MessageKind::Choke.slot()], 1);
         assert_eq!((side.gaps, side.gap_bytes), (1, 7));
         assert!(
             c.notes

@@ -11,7 +11,7 @@
 //!   it. aria2 and libtorrent open every outgoing connection this way unless told not to.
 //! - **Mid-stream**: a connection whose SYN is not in the capture and whose bytes are none of
 //!   the above may be a peer connection picked up in the middle: it is handed to the decoder,
-//!   which hunts for valid message framing ([`super::decode::Start::Hunt`]).
+//!   which hunts for valid message framing ([`crate::event::decode::Start::Hunt`]).
 //! - Anything else is **other** traffic and ignored.
 //!
 //! UDP ([`UdpTrackers`]): BEP 15 tracker datagrams on any port. A connect request carries the

@@ -7,17 +7,16 @@
 //!              detect.rs    what each connection is: BitTorrent (handshake on any port,
 //!                           or message framing mid-stream), MSE/PE-encrypted, HTTP tracker;
 //!                           which UDP datagrams are BEP 15 tracker traffic
-//!              decode.rs    both directions of a peer connection through the wire codec,
-//!                           recovering from missing starts, gaps and bad messages
-//!              analyzer.rs  the StreamSink tying it together: per-connection reports,
-//!                           events (the recorder's event model), piece data
+//!              analyzer.rs  the StreamSink tying it together: each peer connection through
+//!                           the recorder's decoder (crate::event::decode, which recovers from
+//!                           missing starts, gaps and bad messages), per-connection reports,
+//!                           events (the one event model), piece data
 //!              pieces.rs    `--torrent`: piece hashes; `--extract`: the files rebuilt
 //!              report.rs    summary and tables, `--messages` lines, `--json`, filters
 //! ```
 //!
-//! The events are [`crate::trace::event::Event`]s, built by the same conversion functions as
-//! the recorder's, so analyzing a pcapng that `--trace` wrote gives back its JSON Lines
-//! (except what a capture cannot hold: notes, HTTPS exchanges, and which end was bt-trace).
+//! The events are [`crate::event::Event`]s, built by the same decoder as the recorder's, so
+//! analyzing a pcapng that `--trace` wrote gives back its JSON Lines (except what a capture cannot hold: notes, HTTPS exchanges, and which end was bt-trace).
 //!
 //! Memory stays bounded whatever the capture's size: the capture layer's read buffer and
 //! reassembly limits, one unfinished message per direction of each open connection, and
@@ -26,7 +25,6 @@
 //! Contract: no input makes any of this panic (property tests in each file).
 
 pub mod analyzer;
-pub mod decode;
 pub mod detect;
 pub mod pieces;
 pub mod report;

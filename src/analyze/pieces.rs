@@ -27,6 +27,7 @@ use std::sync::Arc;
 use sha1::{Digest, Sha1};
 
 use crate::metainfo::Torrent;
+use crate::wire::BlockRef;
 
 /// Out-of-order block bytes buffered over all pieces when checking without `--extract`.
 pub const MAX_PENDING: usize = 16 << 20;
@@ -124,6 +125,23 @@ impl PieceChecker {
     /// The torrent's info hash.
     pub fn info_hash(&self) -> &[u8; 20] {
         &self.torrent.info_hash
+    }
+
+    /// Whether a whole block lies inside the torrent (a known piece, inside its length): the
+    /// analyzer feeds the checker a block's data in parts only when it does.
+    pub fn fits(&self, b: BlockRef) -> bool {
+        let end = u64::from(b.begin) + u64::from(b.length);
+        b.length > 0
+            && self
+                .torrent
+                .info
+                .piece_len(b.index as usize)
+                .is_some_and(|plen| end <= plen)
+    }
+
+    /// Counts a block that does not fit the torrent (see [`fits`](Self::fits)).
+    pub fn ignore(&mut self) {
+        self.report.ignored_blocks += 1;
     }
 
     /// A block of piece `index` at offset `begin`. I/O errors come from `--extract`.

@@ -8,11 +8,11 @@ use std::io::{self, Write};
 
 use comfy_table::{presets, Cell, ContentArrangement, Table};
 
-use crate::trace::event::{Event, EventKind, Msg, UdpPacket};
+use crate::event::{Event, EventKind, Msg, UdpPacket};
 use crate::trace::jsonl::JsonlWriter;
-use crate::wire::Reserved;
+use crate::wire::{MessageKind, Reserved};
 
-use super::analyzer::{CaptureReport, ConnKind, ConnReport, EventOut, SideReport, KINDS};
+use super::analyzer::{CaptureReport, ConnKind, ConnReport, EventOut, SideReport};
 use super::pieces::PieceReport;
 
 /// Which connections and events to show.
@@ -26,35 +26,38 @@ pub struct Filter {
     pub types: BTreeSet<String>,
 }
 
-/// The names `--type` accepts: message types (as in the JSON `msg.type`), extension names,
-/// and the other event kinds.
-pub const TYPE_NAMES: &[&str] = &[
-    "handshake",
-    "keep_alive",
-    "choke",
-    "unchoke",
-    "interested",
-    "not_interested",
-    "have",
-    "bitfield",
-    "request",
-    "piece",
-    "cancel",
-    "port",
-    "suggest",
-    "have_all",
-    "have_none",
-    "reject",
-    "allowed_fast",
-    "extended",
+/// The `--type` names other than message types: extension names and the other event kinds.
+const OTHER_TYPE_NAMES: &[&str] = &[
     "ut_metadata",
     "ut_pex",
-    "unknown",
     "conn_opened",
     "conn_closed",
     "protocol_error",
     "tracker",
 ];
+
+/// The names `--type` accepts: the message types of the message table (as in the JSON
+/// `msg.type`), extension names, and the other event kinds.
+fn type_names_known() -> impl Iterator<Item = &'static str> {
+    std::iter::once("handshake")
+        .chain(MessageKind::ALL.iter().map(|k| k.type_name()))
+        .chain(OTHER_TYPE_NAMES.iter().copied())
+}
+
+/// The `type` a name in words stands for ("suggest piece", "reject-request", "keepalive"
+/// → `suggest`, `reject`, `keep_alive`), from the message table; other names as they are.
+fn type_of_words(t: &str) -> String {
+    let alias = match t {
+        "keepalive" => Some("keep_alive"),
+        "metadata" => Some("ut_metadata"),
+        "pex" => Some("ut_pex"),
+        _ => MessageKind::ALL
+            .iter()
+            .find(|k| k.name().replace([' ', '-'], "_") == t)
+            .map(|k| k.type_name()),
+    };
+    alias.unwrap_or(t).to_string()
+}
 
 impl Filter {
     /// Normalizes `--type` names ("not-interested", "Keep Alive" → `not_interested`,
@@ -66,18 +69,11 @@ impl Filter {
             if t.is_empty() {
                 continue;
             }
-            let t = match t.as_str() {
-                "keepalive" => "keep_alive".to_string(),
-                "reject_request" => "reject".to_string(),
-                "suggest_piece" => "suggest".to_string(),
-                "metadata" => "ut_metadata".to_string(),
-                "pex" => "ut_pex".to_string(),
-                _ => t,
-            };
-            if !TYPE_NAMES.contains(&t.as_str()) {
+            let t = type_of_words(&t);
+            if !type_names_known().any(|k| k == t) {
                 return Err(format!(
                     "unknown message type {raw:?}; known: {}",
-                    TYPE_NAMES.join(", ")
+                    type_names_known().collect::<Vec<_>>().join(", ")
                 ));
             }
             out.insert(t);
@@ -159,28 +155,12 @@ pub fn type_names(e: &Event) -> Vec<&'static str> {
         | EventKind::TrackerUdp { .. }
         | EventKind::TrackerHttps { .. } => vec!["tracker"],
         EventKind::Message { msg, .. } => match msg {
-            Msg::KeepAlive => vec!["keep_alive"],
-            Msg::Choke => vec!["choke"],
-            Msg::Unchoke => vec!["unchoke"],
-            Msg::Interested => vec!["interested"],
-            Msg::NotInterested => vec!["not_interested"],
-            Msg::Have { .. } => vec!["have"],
-            Msg::Bitfield { .. } => vec!["bitfield"],
-            Msg::Request { .. } => vec!["request"],
-            Msg::Piece { .. } => vec!["piece"],
-            Msg::Cancel { .. } => vec!["cancel"],
-            Msg::Port { .. } => vec!["port"],
-            Msg::Suggest { .. } => vec!["suggest"],
-            Msg::HaveAll => vec!["have_all"],
-            Msg::HaveNone => vec!["have_none"],
-            Msg::Reject { .. } => vec!["reject"],
-            Msg::AllowedFast { .. } => vec!["allowed_fast"],
-            Msg::Unknown { .. } => vec!["unknown"],
             Msg::Extended { name, .. } => match name.as_deref() {
                 Some("ut_metadata") => vec!["extended", "ut_metadata"],
                 Some("ut_pex") => vec!["extended", "ut_pex"],
                 _ => vec!["extended"],
             },
+            m => vec![m.kind().type_name()],
         },
     }
 }
@@ -558,9 +538,9 @@ fn write_conn(out: &mut dyn Write, c: &ConnReport, capture_start: i64) -> io::Re
                 })
             });
         }
-        for (i, name) in KINDS.iter().enumerate() {
+        for (i, kind) in MessageKind::ALL.iter().enumerate() {
             if c.sides.iter().any(|s| s.counts[i] > 0) {
-                row(name, &|s| s.counts[i].to_string());
+                row(kind.name(), &|s| s.counts[i].to_string());
             }
         }
         let ext_names: BTreeSet<&String> = c.sides.iter().flat_map(|s| s.extended.keys()).collect();
@@ -671,10 +651,11 @@ mod tests {
             .unwrap_err()
             .contains("known: handshake"));
         assert_eq!(
-            Filter::parse_types(&["keepalive, reject-request".into()])
+            Filter::parse_types(&["keepalive, reject-request, Suggest Piece, have all".into()])
                 .unwrap()
-                .len(),
-            2
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["have_all", "keep_alive", "reject", "suggest"]
         );
     }
 

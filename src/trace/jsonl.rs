@@ -6,7 +6,7 @@
 
 use std::io::{self, BufRead, BufWriter, Write};
 
-use super::event::Event;
+use crate::event::Event;
 
 /// Writes events, one JSON object a line, through an internal buffer.
 pub struct JsonlWriter<W: Write> {
@@ -88,7 +88,7 @@ pub fn read_events(input: impl BufRead) -> Result<Vec<Event>, JsonlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::event::{EventKind, Msg};
+    use crate::event::{EventKind, Msg};
 
     #[test]
     fn write_then_read_back() {

@@ -12,7 +12,7 @@
 //!
 //! On the writer thread each peer connection is a [`TcpConversation`] (SYN, SYN-ACK, ACK on
 //! open; data segments; FIN on a clean close, RST on an error) and a [`ConnectionDecoder`]
-//! that turns its bytes into events. Each event lists the frames that carry its bytes; the
+//! (the analyzer's too) that turns its bytes into events and says where piece data is. Each event lists the frames that carry its bytes; the
 //! frame where a message completes gets a packet comment saying what it is ("request piece 7
 //! begin 16384 length 16384"). An HTTP tracker exchange becomes a TCP conversation of its
 //! own, a UDP tracker packet one UDP frame.
@@ -35,17 +35,16 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
-use crate::peer::conn::{ConnObserver, PeerError};
-use crate::tracker::{HttpExchange, TlsExchange, TrackerObserver, UdpDatagram};
-use crate::wire::message::{id as msg_id, PIECE_HEADER_LEN};
-use crate::wire::MAX_MESSAGE_LEN;
-
-use super::decode::Decoded;
-use super::decode::{decode_http_request, decode_http_response, decode_udp, ConnectionDecoder};
-use super::event::{CloseHow, Dir, Event, EventKind, Role};
 use super::jsonl::JsonlWriter;
 use super::pcapng::{PcapngOptions, PcapngWriter};
 use super::synth::{self, Frame, FrameKind, IsnMode, SynthError, TcpConversation};
+use crate::event::decode::{
+    decode_http_request, decode_http_response, decode_udp, ConnectionDecoder, Decoded, PeerItem,
+};
+use crate::event::{CloseHow, Dir, Event, EventKind, Role};
+use crate::peer::conn::{ConnObserver, PeerError};
+use crate::tracker::{HttpExchange, TlsExchange, TrackerObserver, UdpDatagram};
+use crate::wire::message::PIECE_HEADER_LEN;
 
 /// Bytes of connection data that may wait for the writer thread before connections wait
 /// for room. Each connection may add one more read (at most 256 KiB) after it was given room.
@@ -440,129 +439,6 @@ struct Carried {
     end: u64,
 }
 
-/// Finds piece data in one direction's byte stream, for the snap length: it follows the
-/// message framing (length prefix + id) without buffering anything.
-#[derive(Debug, Clone)]
-struct PieceFramer {
-    /// Stream offset of the next byte to look at.
-    pos: u64,
-    state: FramerState,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum FramerState {
-    /// At the start: a handshake (`0x13`) is skipped, anything else switches cutting off.
-    Start,
-    /// Not piece data until `end`; then piece data until `data_end` if set, else the next
-    /// message header.
-    Skip { end: u64, data_end: Option<u64> },
-    /// Reading a message header that started at `start`: `have` of its 5 bytes so far.
-    Header {
-        start: u64,
-        buf: [u8; 5],
-        have: usize,
-    },
-    /// Inside piece data until `end`.
-    Data { end: u64 },
-    /// The stream is not understood: cut nothing.
-    Off,
-}
-
-fn header_at(start: u64) -> FramerState {
-    FramerState::Header {
-        start,
-        buf: [0; 5],
-        have: 0,
-    }
-}
-
-impl PieceFramer {
-    fn new() -> Self {
-        PieceFramer {
-            pos: 0,
-            state: FramerState::Start,
-        }
-    }
-
-    /// Scans the next bytes (starting at stream offset `self.pos`) and appends the piece
-    /// data ranges among them (in stream offsets) to `out`.
-    fn scan(&mut self, bytes: &[u8], out: &mut Vec<(u64, u64)>) {
-        let base = self.pos;
-        let stop = base + bytes.len() as u64;
-        while self.pos < stop {
-            let at = (self.pos - base) as usize;
-            match self.state {
-                FramerState::Off => self.pos = stop,
-                FramerState::Start => {
-                    self.state = if bytes[at] == 0x13 {
-                        FramerState::Skip {
-                            end: crate::wire::HANDSHAKE_LEN as u64,
-                            data_end: None,
-                        }
-                    } else {
-                        FramerState::Off
-                    };
-                }
-                FramerState::Skip { end, data_end } => {
-                    self.pos = end.min(stop);
-                    if self.pos == end {
-                        self.state = match data_end {
-                            Some(e) => FramerState::Data { end: e },
-                            None => header_at(end),
-                        };
-                    }
-                }
-                FramerState::Data { end } => {
-                    let to = end.min(stop);
-                    out.push((self.pos, to));
-                    self.pos = to;
-                    if to == end {
-                        self.state = header_at(end);
-                    }
-                }
-                FramerState::Header {
-                    start,
-                    mut buf,
-                    mut have,
-                } => {
-                    let take = (5 - have).min(bytes.len() - at);
-                    buf[have..have + take].copy_from_slice(&bytes[at..at + take]);
-                    have += take;
-                    if have >= 4 && buf[..4] == [0, 0, 0, 0] {
-                        // A keep-alive: 4 bytes, then the next header.
-                        self.pos = start + 4;
-                        self.state = header_at(start + 4);
-                        continue;
-                    }
-                    self.pos += take as u64;
-                    if have < 5 {
-                        self.state = FramerState::Header { start, buf, have };
-                        continue;
-                    }
-                    let len = u64::from(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
-                    if len > MAX_MESSAGE_LEN as u64 {
-                        self.state = FramerState::Off;
-                        continue;
-                    }
-                    let end = start + 4 + len;
-                    let data_from = start + PIECE_HEADER_LEN as u64;
-                    self.state = if buf[4] == msg_id::PIECE && end > data_from {
-                        FramerState::Skip {
-                            end: data_from,
-                            data_end: Some(end),
-                        }
-                    } else {
-                        FramerState::Skip {
-                            end,
-                            data_end: None,
-                        }
-                    };
-                }
-            }
-        }
-    }
-}
-
 /// One traced peer connection.
 struct PeerConn {
     /// Wireshark's `tcp.stream` number.
@@ -572,7 +448,6 @@ struct PeerConn {
     dec: ConnectionDecoder,
     /// Per direction: data frames not yet wholly inside decoded items.
     carried: [VecDeque<Carried>; 2],
-    framers: [PieceFramer; 2],
 }
 
 impl PeerConn {
@@ -687,17 +562,15 @@ impl Out {
         for item in items.drain(..) {
             let (lo, hi) = (item.offset, item.end().max(item.offset + 1));
             let first = carried.partition_point(|c| c.end <= lo);
-            let frames: Vec<&Carried> = carried
-                .range(first..)
-                .take_while(|c| c.start < hi)
-                .collect();
-            let ts = frames.last().map_or(self.clock.last, |c| c.ts);
+            let n = carried.range(first..).take_while(|c| c.start < hi).count();
+            let frames = carried.range(first..first + n);
+            let ts = frames.clone().next_back().map_or(self.clock.last, |c| c.ts);
             let mut e = Event::new(ts, item.kind);
             e.conn = Some(stream);
             e.src = Some(src);
             e.dst = Some(dst);
             e.dir = Some(dir);
-            e.frames = frames.iter().map(|c| c.frame).collect();
+            e.frames = frames.map(|c| c.frame).collect();
             self.event(&e)?;
         }
         Ok(())
@@ -1024,7 +897,6 @@ impl Writer {
                 local_is_client,
                 dec: ConnectionDecoder::new(),
                 carried: [VecDeque::new(), VecDeque::new()],
-                framers: [PieceFramer::new(), PieceFramer::new()],
             },
         );
         Ok(())
@@ -1042,12 +914,18 @@ impl Writer {
             Dir::S2c
         };
         let d = dir.index();
+        // One pass of the decoder gives the events and, for the snap length, where piece
+        // data is.
         self.items.clear();
-        pc.dec.push(dir, bytes, &mut self.items);
         self.pieces.clear();
-        if self.out.snaplen.is_some() {
-            pc.framers[d].scan(bytes, &mut self.pieces);
-        }
+        let (items, pieces) = (&mut self.items, &mut self.pieces);
+        let cutting = self.out.snaplen.is_some();
+        pc.dec.push(dir, bytes, &mut |item| match item {
+            PeerItem::PieceData { offset, data, .. } if cutting => {
+                pieces.push((offset, offset + data.len() as u64));
+            }
+            _ => items.extend(item.to_decoded()),
+        });
         // With a snap length, every piece message starts a new segment and its data ends
         // one, so that each message begins a frame: Wireshark cannot reassemble across cut
         // segments, but it dissects a message that starts a frame.
@@ -1088,11 +966,7 @@ impl Writer {
         self.out
             .item_events(pc.stream, ends, dir, &mut self.items, &pc.carried[d])?;
         // Frames wholly before the first undecoded byte are no longer needed.
-        let keep_from = if pc.dec.failed(dir) {
-            u64::MAX
-        } else {
-            pc.dec.pending_offset(dir)
-        };
+        let keep_from = pc.dec.pending_offset(dir);
         let carried = &mut pc.carried[d];
         while carried.front().is_some_and(|c| c.end <= keep_from) {
             carried.pop_front();
@@ -1223,7 +1097,7 @@ fn synth_io(e: SynthError) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::event::Msg;
+    use crate::event::Msg;
     use crate::trace::jsonl::read_events;
     use crate::wire::{BlockRef, Handshake, Message, Reserved};
 
@@ -1555,40 +1429,6 @@ mod tests {
             ["opened", "note", "handshake", "handshake", "closed"]
         );
         assert!(events.iter().all(|e| e.conn == Some(0)));
-    }
-
-    #[test]
-    fn framer_finds_piece_data_in_any_chunking() {
-        let mut stream = hs(b"-TR3000-bbbbbbbbbbbb");
-        stream.extend(Message::Unchoke.to_vec());
-        let p1 = stream.len() as u64;
-        stream.extend(piece(1, 0, 100));
-        stream.extend([0, 0, 0, 0]);
-        let p2 = stream.len() as u64;
-        stream.extend(piece(2, 0, 50));
-        stream.extend(Message::Have { index: 3 }.to_vec());
-        let want = vec![(p1 + 13, p1 + 113), (p2 + 13, p2 + 63)];
-        for chunk in [1, 2, 3, 5, 7, 13, 64, 1000] {
-            let mut f = PieceFramer::new();
-            let mut got = Vec::new();
-            for c in stream.chunks(chunk) {
-                f.scan(c, &mut got);
-            }
-            // Merge adjacent ranges cut by chunking.
-            let mut merged: Vec<(u64, u64)> = Vec::new();
-            for (s, e) in got {
-                match merged.last_mut() {
-                    Some(last) if last.1 == s => last.1 = e,
-                    _ => merged.push((s, e)),
-                }
-            }
-            assert_eq!(merged, want, "chunk {chunk}");
-        }
-        // Not a handshake: nothing is ever cut.
-        let mut f = PieceFramer::new();
-        let mut got = Vec::new();
-        f.scan(&[7; 100], &mut got);
-        assert!(got.is_empty());
     }
 
     #[test]

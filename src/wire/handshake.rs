@@ -151,14 +151,6 @@ impl Reserved {
         self
     }
 
-    fn set_bit(&mut self, byte: usize, mask: u8, on: bool) {
-        if on {
-            self.0[byte] |= mask;
-        } else {
-            self.0[byte] &= !mask;
-        }
-    }
-
     /// BEP 6 fast extension (byte 7, `0x04`).
     pub const fn fast(&self) -> bool {
         self.0[7] & 0x04 != 0
@@ -179,23 +171,6 @@ impl Reserved {
     /// With the extension protocol bit set.
     pub const fn with_extended(self) -> Self {
         self.with_bit(5, 0x10)
-    }
-    /// With the DHT bit set.
-    pub const fn with_dht(self) -> Self {
-        self.with_bit(7, 0x01)
-    }
-
-    /// Sets or clears the fast extension bit.
-    pub fn set_fast(&mut self, on: bool) {
-        self.set_bit(7, 0x04, on)
-    }
-    /// Sets or clears the extension protocol bit.
-    pub fn set_extended(&mut self, on: bool) {
-        self.set_bit(5, 0x10, on)
-    }
-    /// Sets or clears the DHT bit.
-    pub fn set_dht(&mut self, on: bool) {
-        self.set_bit(7, 0x01, on)
     }
 
     /// The bits that are set but not in the known list.
@@ -325,7 +300,9 @@ mod tests {
 
     #[test]
     fn reserved_bits() {
-        let r = Reserved::new().with_fast().with_extended().with_dht();
+        let r = Reserved([0, 0, 0, 0, 0, 0, 0, 0x01])
+            .with_fast()
+            .with_extended();
         assert_eq!(r.0, [0, 0, 0, 0, 0, 0x10, 0, 0x05]);
         assert!(r.fast() && r.extended() && r.dht());
         assert_eq!(r.to_string(), "extended, dht, fast");
@@ -337,13 +314,7 @@ mod tests {
         assert!(!Reserved::EXTENSION_ONLY.fast());
         assert!(!Reserved::EXTENSION_ONLY.dht());
         assert_eq!(Reserved::new().to_string(), "none");
-
-        let mut r = r;
-        r.set_fast(false);
-        r.set_dht(false);
-        assert_eq!(r, Reserved::EXTENSION_ONLY);
-        r.set_extended(false);
-        assert_eq!(r, Reserved::new());
+        assert_eq!(Reserved::new().with_extended(), Reserved::EXTENSION_ONLY);
     }
 
     #[test]

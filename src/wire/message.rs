@@ -3,24 +3,10 @@
 //! Every message is framed as `<len: u32 BE><id: u8><payload>`, where `len` counts the id and the
 //! payload but not itself; `len == 0` (no id) is a keep-alive.
 //!
-//! | id | message        | len   | payload                                  | BEP |
-//! |----|----------------|-------|------------------------------------------|-----|
-//! |  0 | choke          | 1     |                                          | 3   |
-//! |  1 | unchoke        | 1     |                                          | 3   |
-//! |  2 | interested     | 1     |                                          | 3   |
-//! |  3 | not interested | 1     |                                          | 3   |
-//! |  4 | have           | 5     | piece index                              | 3   |
-//! |  5 | bitfield       | 1 + n | one bit per piece, high bit first        | 3   |
-//! |  6 | request        | 13    | index, begin, length                     | 3   |
-//! |  7 | piece          | 9 + n | index, begin, block data                 | 3   |
-//! |  8 | cancel         | 13    | index, begin, length                     | 3   |
-//! |  9 | port           | 3     | DHT port (u16)                           | 5   |
-//! | 13 | suggest piece  | 5     | piece index                              | 6   |
-//! | 14 | have all       | 1     |                                          | 6   |
-//! | 15 | have none      | 1     |                                          | 6   |
-//! | 16 | reject request | 13    | index, begin, length                     | 6   |
-//! | 17 | allowed fast   | 5     | piece index                              | 6   |
-//! | 20 | extended       | 2 + n | extended id, payload (bencode, see [`super::extension`]) | 10 |
+//! Every message this codec knows is one row of the message table below (`message_table!`):
+//! id, name in words, event `type`, and the rule for its length prefix; [`MessageKind`] and
+//! everything that names or counts messages (packet comments, report rows, `--type`, the JSON
+//! `type`) comes from it. Each row's doc says its payload and BEP.
 //!
 //! [`Message`] borrows its variable-size payloads from the input, so parsing copies nothing.
 //! Ids not in the table are kept as [`Message::Unknown`] with their payload.
@@ -31,8 +17,6 @@
 
 use std::fmt;
 
-use bytes::Bytes;
-
 use super::{be_u32, WireError};
 
 /// The largest length prefix accepted by [`Message::parse`] (id + payload bytes).
@@ -42,26 +26,6 @@ use super::{be_u32, WireError};
 /// than any real torrent. 2 MiB of payload plus 13 bytes of header (the largest fixed header,
 /// request-sized) keeps a wide margin while bounding what one peer can make us buffer.
 pub const MAX_MESSAGE_LEN: usize = 2 * 1024 * 1024 + 13;
-
-/// Wire ids of the messages.
-pub mod id {
-    pub const CHOKE: u8 = 0;
-    pub const UNCHOKE: u8 = 1;
-    pub const INTERESTED: u8 = 2;
-    pub const NOT_INTERESTED: u8 = 3;
-    pub const HAVE: u8 = 4;
-    pub const BITFIELD: u8 = 5;
-    pub const REQUEST: u8 = 6;
-    pub const PIECE: u8 = 7;
-    pub const CANCEL: u8 = 8;
-    pub const PORT: u8 = 9;
-    pub const SUGGEST: u8 = 13;
-    pub const HAVE_ALL: u8 = 14;
-    pub const HAVE_NONE: u8 = 15;
-    pub const REJECT: u8 = 16;
-    pub const ALLOWED_FAST: u8 = 17;
-    pub const EXTENDED: u8 = 20;
-}
 
 /// Length of a piece message's header on the wire: length prefix, id, index, begin.
 pub const PIECE_HEADER_LEN: usize = 13;
@@ -117,100 +81,156 @@ impl fmt::Display for BlockRef {
     }
 }
 
-/// The kind of a message, without its fields: for counters, tables and filters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum MessageKind {
-    KeepAlive,
-    Choke,
-    Unchoke,
-    Interested,
-    NotInterested,
-    Have,
-    Bitfield,
-    Request,
-    Piece,
-    Cancel,
-    Port,
-    Suggest,
-    HaveAll,
-    HaveNone,
-    Reject,
-    AllowedFast,
-    Extended,
-    /// An id this codec does not know, kept as is.
-    Unknown(u8),
+/// Declares the message table: the [`id`] constants, [`MessageKind`] with its id, name, JSON
+/// type and slot, and the length rule of each id. Keep-alive (no id) and unknown ids are
+/// added here; every other message is one row of the invocation below.
+macro_rules! message_table {
+    ($(
+        $(#[$doc:meta])*
+        $kind:ident = $konst:ident $id:literal, $name:literal, $json:literal, $rule:expr;
+    )*) => {
+        /// Wire ids of the messages.
+        pub mod id {
+            $(pub const $konst: u8 = $id;)*
+        }
+
+        /// The kind of a message, without its fields: for counters, tables and filters.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum MessageKind {
+            /// `len == 0`: no id, no payload.
+            KeepAlive,
+            $($(#[$doc])* $kind,)*
+            /// An id this codec does not know, kept as is.
+            Unknown(u8),
+        }
+
+        impl MessageKind {
+            /// Every kind in table order (keep-alive first, then by id, unknown last; the
+            /// unknown entry stands for all unknown ids). Reports list their rows in this order.
+            pub const ALL: [MessageKind; 2 + [$($id),*].len()] =
+                [MessageKind::KeepAlive, $(MessageKind::$kind,)* MessageKind::Unknown(0)];
+
+            /// The kind for a wire id (never `KeepAlive`, which has no id).
+            pub const fn from_id(id: u8) -> Self {
+                match id {
+                    $(id::$konst => MessageKind::$kind,)*
+                    other => MessageKind::Unknown(other),
+                }
+            }
+
+            /// The wire id; `None` for keep-alive, which has none.
+            pub const fn id(self) -> Option<u8> {
+                match self {
+                    MessageKind::KeepAlive => None,
+                    $(MessageKind::$kind => Some(id::$konst),)*
+                    MessageKind::Unknown(other) => Some(other),
+                }
+            }
+
+            /// The name in words, as packet comments, `--messages` lines and report rows
+            /// say it: "keep-alive", "not interested", "suggest piece", "reject request", ...
+            pub const fn name(self) -> &'static str {
+                match self {
+                    MessageKind::KeepAlive => "keep-alive",
+                    $(MessageKind::$kind => $name,)*
+                    MessageKind::Unknown(_) => "unknown",
+                }
+            }
+
+            /// The `type` of the message in trace events (JSON `msg.type`, `--type`):
+            /// "keep_alive", "not_interested", "suggest", "reject", ...
+            pub const fn type_name(self) -> &'static str {
+                match self {
+                    MessageKind::KeepAlive => "keep_alive",
+                    $(MessageKind::$kind => $json,)*
+                    MessageKind::Unknown(_) => "unknown",
+                }
+            }
+        }
+
+        /// What the length prefix of a message with id `id` must be.
+        const fn len_rule(id: u8) -> LenRule {
+            match id {
+                $(id::$konst => $rule,)*
+                _ => LenRule::Any,
+            }
+        }
+    };
 }
 
-impl MessageKind {
-    /// The kind for a wire id (never `KeepAlive`, which has no id).
-    pub const fn from_id(id: u8) -> Self {
-        match id {
-            id::CHOKE => MessageKind::Choke,
-            id::UNCHOKE => MessageKind::Unchoke,
-            id::INTERESTED => MessageKind::Interested,
-            id::NOT_INTERESTED => MessageKind::NotInterested,
-            id::HAVE => MessageKind::Have,
-            id::BITFIELD => MessageKind::Bitfield,
-            id::REQUEST => MessageKind::Request,
-            id::PIECE => MessageKind::Piece,
-            id::CANCEL => MessageKind::Cancel,
-            id::PORT => MessageKind::Port,
-            id::SUGGEST => MessageKind::Suggest,
-            id::HAVE_ALL => MessageKind::HaveAll,
-            id::HAVE_NONE => MessageKind::HaveNone,
-            id::REJECT => MessageKind::Reject,
-            id::ALLOWED_FAST => MessageKind::AllowedFast,
-            id::EXTENDED => MessageKind::Extended,
-            other => MessageKind::Unknown(other),
+/// What the length prefix of an id must be.
+enum LenRule {
+    Exact(u32),
+    AtLeast(u32),
+    Any,
+}
+
+use LenRule::{Any, AtLeast, Exact};
+
+// THE message table. A new message is one row here plus its `Message` variant (fields, parse,
+// emit); names, ids, report rows, event `type` strings and filters all come from this row.
+message_table! {
+    // kind                         id                words             JSON type         length prefix
+    /// BEP 3, no payload.
+    Choke = CHOKE 0,                                  "choke",          "choke",          Exact(1);
+    /// BEP 3, no payload.
+    Unchoke = UNCHOKE 1,                              "unchoke",        "unchoke",        Exact(1);
+    /// BEP 3, no payload.
+    Interested = INTERESTED 2,                        "interested",     "interested",     Exact(1);
+    /// BEP 3, no payload.
+    NotInterested = NOT_INTERESTED 3,                 "not interested", "not_interested", Exact(1);
+    /// BEP 3: piece index.
+    Have = HAVE 4,                                    "have",           "have",           Exact(5);
+    /// BEP 3: one bit per piece, high bit first.
+    Bitfield = BITFIELD 5,                            "bitfield",       "bitfield",       Any;
+    /// BEP 3: index, begin, length.
+    Request = REQUEST 6,                              "request",        "request",        Exact(13);
+    /// BEP 3: index, begin, block data.
+    Piece = PIECE 7,                                  "piece",          "piece",          AtLeast(9);
+    /// BEP 3: index, begin, length.
+    Cancel = CANCEL 8,                                "cancel",         "cancel",         Exact(13);
+    /// BEP 5: DHT port (u16).
+    Port = PORT 9,                                    "port",           "port",           Exact(3);
+    /// BEP 6: piece index.
+    Suggest = SUGGEST 13,                             "suggest piece",  "suggest",        Exact(5);
+    /// BEP 6, no payload.
+    HaveAll = HAVE_ALL 14,                            "have all",       "have_all",       Exact(1);
+    /// BEP 6, no payload.
+    HaveNone = HAVE_NONE 15,                          "have none",      "have_none",      Exact(1);
+    /// BEP 6: index, begin, length.
+    Reject = REJECT 16,                               "reject request", "reject",         Exact(13);
+    /// BEP 6: piece index.
+    AllowedFast = ALLOWED_FAST 17,                    "allowed fast",   "allowed_fast",   Exact(5);
+    /// BEP 10: extended id, payload (bencode, see [`super::extension`]).
+    Extended = EXTENDED 20,                           "extended",       "extended",       AtLeast(2);
+}
+
+/// Number of [`MessageKind::ALL`] entries (report counters are arrays of this size).
+pub const KIND_COUNT: usize = MessageKind::ALL.len();
+
+/// Slot of each wire id in [`MessageKind::ALL`], computed once at compile time.
+const SLOT_BY_ID: [u8; 256] = {
+    let mut t = [(KIND_COUNT - 1) as u8; 256];
+    let mut i = 1;
+    while i < KIND_COUNT - 1 {
+        if let Some(id) = MessageKind::ALL[i].id() {
+            t[id as usize] = i as u8;
         }
+        i += 1;
     }
+    t
+};
 
-    /// The wire id; `None` for keep-alive, which has none.
-    pub const fn id(self) -> Option<u8> {
-        Some(match self {
-            MessageKind::KeepAlive => return None,
-            MessageKind::Choke => id::CHOKE,
-            MessageKind::Unchoke => id::UNCHOKE,
-            MessageKind::Interested => id::INTERESTED,
-            MessageKind::NotInterested => id::NOT_INTERESTED,
-            MessageKind::Have => id::HAVE,
-            MessageKind::Bitfield => id::BITFIELD,
-            MessageKind::Request => id::REQUEST,
-            MessageKind::Piece => id::PIECE,
-            MessageKind::Cancel => id::CANCEL,
-            MessageKind::Port => id::PORT,
-            MessageKind::Suggest => id::SUGGEST,
-            MessageKind::HaveAll => id::HAVE_ALL,
-            MessageKind::HaveNone => id::HAVE_NONE,
-            MessageKind::Reject => id::REJECT,
-            MessageKind::AllowedFast => id::ALLOWED_FAST,
-            MessageKind::Extended => id::EXTENDED,
-            MessageKind::Unknown(other) => other,
-        })
-    }
-
-    /// A lowercase human name: "keep-alive", "choke", ..., "have all", "reject request",
-    /// "allowed fast", "extended", "unknown".
-    pub const fn name(self) -> &'static str {
+impl MessageKind {
+    /// Index of this kind in [`MessageKind::ALL`] (all unknown ids share the last one).
+    pub const fn slot(self) -> usize {
         match self {
-            MessageKind::KeepAlive => "keep-alive",
-            MessageKind::Choke => "choke",
-            MessageKind::Unchoke => "unchoke",
-            MessageKind::Interested => "interested",
-            MessageKind::NotInterested => "not interested",
-            MessageKind::Have => "have",
-            MessageKind::Bitfield => "bitfield",
-            MessageKind::Request => "request",
-            MessageKind::Piece => "piece",
-            MessageKind::Cancel => "cancel",
-            MessageKind::Port => "port",
-            MessageKind::Suggest => "suggest piece",
-            MessageKind::HaveAll => "have all",
-            MessageKind::HaveNone => "have none",
-            MessageKind::Reject => "reject request",
-            MessageKind::AllowedFast => "allowed fast",
-            MessageKind::Extended => "extended",
-            MessageKind::Unknown(_) => "unknown",
+            MessageKind::KeepAlive => 0,
+            MessageKind::Unknown(_) => KIND_COUNT - 1,
+            known => match known.id() {
+                Some(id) => SLOT_BY_ID[id as usize] as usize,
+                None => 0,
+            },
         }
     }
 }
@@ -226,33 +246,11 @@ pub(crate) const fn id_name(id: u8) -> &'static str {
     MessageKind::from_id(id).name()
 }
 
-/// What the length prefix of each id must be.
-enum LenRule {
-    Exact(u32),
-    AtLeast(u32),
-    Any,
-}
-
-const fn len_rule(id: u8) -> LenRule {
-    match id {
-        id::CHOKE | id::UNCHOKE | id::INTERESTED | id::NOT_INTERESTED => LenRule::Exact(1),
-        id::HAVE_ALL | id::HAVE_NONE => LenRule::Exact(1),
-        id::HAVE | id::SUGGEST | id::ALLOWED_FAST => LenRule::Exact(5),
-        id::REQUEST | id::CANCEL | id::REJECT => LenRule::Exact(13),
-        id::PORT => LenRule::Exact(3),
-        id::PIECE => LenRule::AtLeast(9),
-        id::EXTENDED => LenRule::AtLeast(2),
-        _ => LenRule::Any, // bitfield and unknown ids
-    }
-}
-
 /// Checks a length prefix against the rule for `id`.
 fn check_len(id: u8, len: u32) -> Result<(), WireError> {
     match len_rule(id) {
-        LenRule::Exact(expected) if len != expected => {
-            Err(WireError::BadLength { id, len, expected })
-        }
-        LenRule::AtLeast(min) if len < min => Err(WireError::TooShort { id, len, min }),
+        Exact(expected) if len != expected => Err(WireError::BadLength { id, len, expected }),
+        AtLeast(min) if len < min => Err(WireError::TooShort { id, len, min }),
         _ => Ok(()),
     }
 }
@@ -316,7 +314,7 @@ impl<'a> Message<'a> {
     /// 2. length prefix above `max`: `TooLong` (nothing else is looked at);
     /// 3. the id is there and the length is impossible for it: `BadLength` / `TooShort`;
     /// 4. fewer than `4 + len` bytes: `Incomplete` with how many more.
-    pub fn parse_with_limit(buf: &'a [u8], max: usize) -> Result<(Message<'a>, usize), WireError> {
+    fn parse_with_limit(buf: &'a [u8], max: usize) -> Result<(Message<'a>, usize), WireError> {
         let Some((len_bytes, rest)) = buf.split_first_chunk::<4>() else {
             return Err(WireError::Incomplete {
                 needed: 4 - buf.len(),
@@ -509,41 +507,6 @@ impl<'a> Message<'a> {
         h[9..13].copy_from_slice(&begin.to_be_bytes());
         h
     }
-
-    /// An owned copy, for queues and events. Only the payload of bitfield, piece, extended and
-    /// unknown is copied.
-    pub fn into_owned(self) -> OwnedMessage {
-        match self {
-            Message::KeepAlive => OwnedMessage::KeepAlive,
-            Message::Choke => OwnedMessage::Choke,
-            Message::Unchoke => OwnedMessage::Unchoke,
-            Message::Interested => OwnedMessage::Interested,
-            Message::NotInterested => OwnedMessage::NotInterested,
-            Message::Have { index } => OwnedMessage::Have { index },
-            Message::Bitfield(b) => OwnedMessage::Bitfield(Bytes::copy_from_slice(b)),
-            Message::Request(b) => OwnedMessage::Request(b),
-            Message::Piece { index, begin, data } => OwnedMessage::Piece {
-                index,
-                begin,
-                data: Bytes::copy_from_slice(data),
-            },
-            Message::Cancel(b) => OwnedMessage::Cancel(b),
-            Message::Port(p) => OwnedMessage::Port(p),
-            Message::Suggest(i) => OwnedMessage::Suggest(i),
-            Message::HaveAll => OwnedMessage::HaveAll,
-            Message::HaveNone => OwnedMessage::HaveNone,
-            Message::Reject(b) => OwnedMessage::Reject(b),
-            Message::AllowedFast(i) => OwnedMessage::AllowedFast(i),
-            Message::Extended { ext_id, payload } => OwnedMessage::Extended {
-                ext_id,
-                payload: Bytes::copy_from_slice(payload),
-            },
-            Message::Unknown { id, payload } => OwnedMessage::Unknown {
-                id,
-                payload: Bytes::copy_from_slice(payload),
-            },
-        }
-    }
 }
 
 impl fmt::Display for Message<'_> {
@@ -629,90 +592,6 @@ impl fmt::Debug for Message<'_> {
     }
 }
 
-/// An owned [`Message`], for channels, queues and events. Payloads are [`Bytes`], so cloning an
-/// `OwnedMessage` (e.g. to hand it to both the engine and the recorder) never copies data.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum OwnedMessage {
-    KeepAlive,
-    Choke,
-    Unchoke,
-    Interested,
-    NotInterested,
-    Have { index: u32 },
-    Bitfield(Bytes),
-    Request(BlockRef),
-    Piece { index: u32, begin: u32, data: Bytes },
-    Cancel(BlockRef),
-    Port(u16),
-    Suggest(u32),
-    HaveAll,
-    HaveNone,
-    Reject(BlockRef),
-    AllowedFast(u32),
-    Extended { ext_id: u8, payload: Bytes },
-    Unknown { id: u8, payload: Bytes },
-}
-
-impl OwnedMessage {
-    /// A borrowed view, to emit, display or match on.
-    pub fn as_message(&self) -> Message<'_> {
-        match self {
-            OwnedMessage::KeepAlive => Message::KeepAlive,
-            OwnedMessage::Choke => Message::Choke,
-            OwnedMessage::Unchoke => Message::Unchoke,
-            OwnedMessage::Interested => Message::Interested,
-            OwnedMessage::NotInterested => Message::NotInterested,
-            OwnedMessage::Have { index } => Message::Have { index: *index },
-            OwnedMessage::Bitfield(b) => Message::Bitfield(b),
-            OwnedMessage::Request(b) => Message::Request(*b),
-            OwnedMessage::Piece { index, begin, data } => Message::Piece {
-                index: *index,
-                begin: *begin,
-                data,
-            },
-            OwnedMessage::Cancel(b) => Message::Cancel(*b),
-            OwnedMessage::Port(p) => Message::Port(*p),
-            OwnedMessage::Suggest(i) => Message::Suggest(*i),
-            OwnedMessage::HaveAll => Message::HaveAll,
-            OwnedMessage::HaveNone => Message::HaveNone,
-            OwnedMessage::Reject(b) => Message::Reject(*b),
-            OwnedMessage::AllowedFast(i) => Message::AllowedFast(*i),
-            OwnedMessage::Extended { ext_id, payload } => Message::Extended {
-                ext_id: *ext_id,
-                payload,
-            },
-            OwnedMessage::Unknown { id, payload } => Message::Unknown { id: *id, payload },
-        }
-    }
-
-    /// The kind of this message.
-    pub fn kind(&self) -> MessageKind {
-        self.as_message().kind()
-    }
-
-    /// Appends the wire bytes to `out`.
-    pub fn emit(&self, out: &mut Vec<u8>) {
-        self.as_message().emit(out)
-    }
-
-    /// Bytes on the wire, length prefix included.
-    pub fn encoded_len(&self) -> usize {
-        self.as_message().encoded_len()
-    }
-}
-
-impl From<Message<'_>> for OwnedMessage {
-    fn from(m: Message<'_>) -> Self {
-        m.into_owned()
-    }
-}
-
-impl fmt::Display for OwnedMessage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.as_message().fmt(f)
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -791,7 +670,6 @@ pub(crate) mod tests {
             assert_eq!(parse_all(bytes), msg, "parse {bytes:02x?}");
             assert_eq!(msg.to_vec(), bytes, "emit {msg:?}");
             assert_eq!(msg.encoded_len(), bytes.len(), "encoded_len {msg:?}");
-            assert_eq!(msg.into_owned().as_message(), msg);
         }
     }
 
@@ -1011,7 +889,6 @@ pub(crate) mod tests {
         ];
         for (m, s) in cases {
             assert_eq!(m.to_string(), s);
-            assert_eq!(m.into_owned().to_string(), s);
         }
         // Debug does not dump 16 KiB of data.
         let dbg = format!(
@@ -1048,48 +925,91 @@ pub(crate) mod tests {
         );
     }
 
-    /// Any message, owned (so the strategy can own the payloads).
-    pub(crate) fn any_owned_message() -> impl Strategy<Value = OwnedMessage> {
-        let bytes = || proptest::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from);
+    #[test]
+    fn the_table_is_consistent() {
+        // Slots number ALL in order; every unknown id shares the last slot.
+        for (i, k) in MessageKind::ALL.iter().enumerate() {
+            assert_eq!(k.slot(), i, "{k:?}");
+        }
+        assert_eq!(MessageKind::Unknown(99).slot(), KIND_COUNT - 1);
+        assert_eq!(MessageKind::ALL[0], MessageKind::KeepAlive);
+        // Ids increase along the table; JSON types are the words with `_` (two are shorter).
+        let ids: Vec<u8> = MessageKind::ALL[1..KIND_COUNT - 1]
+            .iter()
+            .filter_map(|k| k.id())
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        for k in MessageKind::ALL {
+            let snake = k.name().replace([' ', '-'], "_");
+            match k {
+                MessageKind::Suggest => assert_eq!(k.type_name(), "suggest"),
+                MessageKind::Reject => assert_eq!(k.type_name(), "reject"),
+                _ => assert_eq!(k.type_name(), snake),
+            }
+        }
+        // Fixed lengths agree with what the encoder writes.
+        assert_eq!(Message::Port(1).wire_len(), 3);
+        assert!(check_len(id::PORT, 3).is_ok());
+    }
+
+    /// The wire bytes of any one message (every kind, arbitrary fields and payloads).
+    pub(crate) fn any_message_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let bytes = || proptest::collection::vec(any::<u8>(), 0..64);
         let block = || any::<(u32, u32, u32)>().prop_map(|(i, b, l)| BlockRef::new(i, b, l));
-        let known = [0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 14, 15, 16, 17, 20];
+        let fixed = |m: Message<'static>| Just(m.to_vec());
         prop_oneof![
-            Just(OwnedMessage::KeepAlive),
-            Just(OwnedMessage::Choke),
-            Just(OwnedMessage::Unchoke),
-            Just(OwnedMessage::Interested),
-            Just(OwnedMessage::NotInterested),
-            any::<u32>().prop_map(|index| OwnedMessage::Have { index }),
-            bytes().prop_map(OwnedMessage::Bitfield),
-            block().prop_map(OwnedMessage::Request),
-            (any::<u32>(), any::<u32>(), bytes())
-                .prop_map(|(index, begin, data)| OwnedMessage::Piece { index, begin, data }),
-            block().prop_map(OwnedMessage::Cancel),
-            any::<u16>().prop_map(OwnedMessage::Port),
-            any::<u32>().prop_map(OwnedMessage::Suggest),
-            Just(OwnedMessage::HaveAll),
-            Just(OwnedMessage::HaveNone),
-            block().prop_map(OwnedMessage::Reject),
-            any::<u32>().prop_map(OwnedMessage::AllowedFast),
-            (any::<u8>(), bytes())
-                .prop_map(|(ext_id, payload)| OwnedMessage::Extended { ext_id, payload }),
+            fixed(Message::KeepAlive),
+            fixed(Message::Choke),
+            fixed(Message::Unchoke),
+            fixed(Message::Interested),
+            fixed(Message::NotInterested),
+            any::<u32>().prop_map(|index| Message::Have { index }.to_vec()),
+            bytes().prop_map(|b| Message::Bitfield(&b).to_vec()),
+            block().prop_map(|b| Message::Request(b).to_vec()),
+            (any::<u32>(), any::<u32>(), bytes()).prop_map(|(index, begin, data)| {
+                Message::Piece {
+                    index,
+                    begin,
+                    data: &data,
+                }
+                .to_vec()
+            }),
+            block().prop_map(|b| Message::Cancel(b).to_vec()),
+            any::<u16>().prop_map(|p| Message::Port(p).to_vec()),
+            any::<u32>().prop_map(|i| Message::Suggest(i).to_vec()),
+            fixed(Message::HaveAll),
+            fixed(Message::HaveNone),
+            block().prop_map(|b| Message::Reject(b).to_vec()),
+            any::<u32>().prop_map(|i| Message::AllowedFast(i).to_vec()),
+            (any::<u8>(), bytes()).prop_map(|(ext_id, payload)| {
+                Message::Extended {
+                    ext_id,
+                    payload: &payload,
+                }
+                .to_vec()
+            }),
             (
-                any::<u8>().prop_filter("unknown id", move |id| !known.contains(id)),
+                any::<u8>().prop_filter("unknown id", |id| matches!(
+                    MessageKind::from_id(*id),
+                    MessageKind::Unknown(_)
+                )),
                 bytes()
             )
-                .prop_map(|(id, payload)| OwnedMessage::Unknown { id, payload }),
+                .prop_map(|(id, payload)| Message::Unknown {
+                    id,
+                    payload: &payload
+                }
+                .to_vec()),
         ]
     }
 
     proptest! {
         #[test]
-        fn parse_emit_roundtrip(m in any_owned_message()) {
-            let bytes = m.as_message().to_vec();
-            prop_assert_eq!(bytes.len(), m.encoded_len());
+        fn parse_emit_roundtrip(bytes in any_message_bytes()) {
             let (parsed, used) = Message::parse(&bytes).unwrap();
             prop_assert_eq!(used, bytes.len());
-            prop_assert_eq!(parsed, m.as_message());
-            prop_assert_eq!(parsed.into_owned(), m);
+            prop_assert_eq!(parsed.encoded_len(), bytes.len());
+            prop_assert_eq!(parsed.to_vec(), bytes);
         }
 
         #[test]

@@ -9,8 +9,11 @@
 //!   extended id 0 is the extended handshake (see [`extension`]).
 //! - BEP 9 (`ut_metadata`) and BEP 11 (`ut_pex`) payloads, in [`extension`].
 //! - BEP 23 compact peer lists (trackers and `ut_pex`), in [`compact`].
+//! - The message table ([`message`]): every message's id, name, event type and length rule in
+//!   one row, from which [`MessageKind`] and everything that names messages is generated.
 //! - A [`StreamDecoder`] that cuts a TCP byte stream (fed in whatever chunks TCP delivers) into a
-//!   handshake followed by messages, remembering the stream offset of each.
+//!   handshake followed by messages, remembering the stream offset of each, with the recovery
+//!   a capture needs (hunting, gaps) and a piece-headers mode that never buffers piece data.
 //!
 //! Parsing is zero-copy: [`Message`] borrows its payload (piece data, bitfield, extension
 //! payload) from the input slice, so the hot path never allocates.
@@ -35,8 +38,8 @@ pub mod stream;
 
 pub use extension::{ExtendedHandshake, ExtensionMessage, PexFlags, UtMetadata, UtPex};
 pub use handshake::{looks_like_handshake_prefix, Handshake, Reserved, HANDSHAKE_LEN};
-pub use message::{BlockRef, Message, MessageKind, OwnedMessage, MAX_MESSAGE_LEN};
-pub use stream::{Decoded, DecoderState, Item, StreamDecoder, StreamError};
+pub use message::{BlockRef, Message, MessageKind, KIND_COUNT, MAX_MESSAGE_LEN};
+pub use stream::{Decoded, GapEffect, Item, StreamDecoder, StreamError};
 
 use thiserror::Error;
 
@@ -92,14 +95,6 @@ pub enum WireError {
     BadProtocol {
         /// The first bytes seen (at most 20), enough to show what the peer sent instead.
         found: Vec<u8>,
-    },
-
-    /// A stream that should start with either a handshake or a message starts with neither
-    /// (auto-detect mode of the stream decoder).
-    #[error("stream starts with neither a handshake nor a message: first byte 0x{first:02x}")]
-    UnknownStart {
-        /// The first byte of the stream.
-        first: u8,
     },
 
     /// An extension payload (BEP 10 / 9 / 11) is malformed.

@@ -1,16 +1,19 @@
-//! Cutting a TCP byte stream into a handshake and messages (BEP 3 framing).
+//! Cutting a TCP byte stream into a handshake and messages (BEP 3 framing), with the recovery
+//! a capture needs: hunting for the next message, resuming after a gap, skipping piece data.
 //!
-//! TCP delivers bytes in arbitrary chunks: a message may arrive in ten pieces, or ten messages in
-//! one read. [`StreamDecoder`] keeps the bytes not yet decoded in one bounded buffer and hands out
-//! items that borrow from it, so the usual loop allocates nothing per message:
+//! TCP delivers bytes in arbitrary chunks: a message may arrive in ten pieces, or ten messages
+//! in one read. [`StreamDecoder::next_item`] takes the next chunk as `&mut &[u8]` and decodes
+//! straight from it: a whole message in the chunk is handed out borrowed from the chunk, and
+//! only an unfinished one is copied into the decoder's buffer (and completed there with just
+//! the bytes it still needs). The usual loop therefore copies almost nothing:
 //!
 //! ```
 //! use bt_trace::wire::{Item, StreamDecoder};
 //!
 //! let mut dec = StreamDecoder::messages_only();
 //! for chunk in [&[0u8, 0, 0][..], &[1, 1, 0, 0, 0, 5, 4, 0][..], &[0, 0, 9][..]] {
-//!     dec.push(chunk);
-//!     while let Some(d) = dec.next_item()? {
+//!     let mut input = chunk;
+//!     while let Some(d) = dec.next_item(&mut input)? {
 //!         if let Item::Message(m) = d.item {
 //!             println!("offset {}: {m}", d.offset); // "unchoke", then "have 9"
 //!         }
@@ -19,25 +22,32 @@
 //! # Ok::<(), bt_trace::wire::StreamError>(())
 //! ```
 //!
-//! A socket reader can skip the extra copy of `push` by reading straight into the decoder with
-//! [`StreamDecoder::spare_capacity`] and [`StreamDecoder::commit`].
+//! "Incomplete" is the normal state: `Ok(None)` means the chunk is used up (decoded, or kept
+//! as the start of an unfinished item) and more bytes are needed.
 //!
-//! Memory: the buffer holds at most one unfinished message (capped by the maximum message
-//! length, checked on the length prefix before waiting for the body) plus one read chunk.
+//! **Piece headers only** ([`StreamDecoder::piece_headers`]): a piece message comes out as
+//! its 13-byte header ([`Item::PieceHeader`]) followed by its data in whatever chunks it
+//! arrives ([`Item::PieceData`], borrowed from the input, never buffered). The recorder and
+//! the analyzer hash or skip the data without the decoder ever holding a 16 KiB block, and a
+//! capture cut by a snap length still shows every piece header.
 //!
-//! Errors: an impossible message (too long, wrong fixed length, not a handshake) stops the
-//! decoder. It then keeps returning the same [`StreamError`] (with the stream offset where the bad
-//! item starts) until the caller decides what to do: [`skip`](StreamDecoder::skip) bytes,
-//! [`reset_to_messages`](StreamDecoder::reset_to_messages), or [`resync`](StreamDecoder::resync)
-//! to hunt for the next plausible message (for the capture analyzer).
+//! **Recovery.** An impossible item (too long, wrong fixed length, not a handshake) stops the
+//! decoder; it keeps returning the same [`StreamError`] until the caller calls
+//! [`resync`](StreamDecoder::resync), which hunts for the next plausible message start. A
+//! capture that lost bytes calls [`gap`](StreamDecoder::gap): a gap inside a message whose
+//! length prefix was seen (or inside piece data) resumes exactly at the next message; any
+//! other gap hunts. [`StreamDecoder::hunting`] starts a stream picked up mid-connection.
 //!
-//! No-panic contract: no input bytes, in any chunking, make the decoder panic.
+//! Memory: the buffer holds at most one unfinished message (its length prefix is checked
+//! against the cap before waiting for the body), or while hunting one candidate frame.
+//!
+//! No-panic contract: no input bytes, in any chunking, with any gaps, make the decoder panic.
 
 use thiserror::Error;
 
 use super::handshake::Handshake;
-use super::message::{Message, MessageKind, MAX_MESSAGE_LEN};
-use super::WireError;
+use super::message::{id, BlockRef, Message, MessageKind, MAX_MESSAGE_LEN, PIECE_HEADER_LEN};
+use super::{be_u32, WireError};
 
 /// A decoding error with the stream offset (bytes since the start of the stream, or since the
 /// offset given to [`StreamDecoder::starting_at`]) where the offending item begins.
@@ -54,77 +64,86 @@ pub struct StreamError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Item<'a> {
     Handshake(Handshake),
+    /// A message. With [`StreamDecoder::piece_headers`], never a piece.
     Message(Message<'a>),
+    /// With [`StreamDecoder::piece_headers`]: the 13-byte header of a piece message carrying
+    /// the block `length` bytes at `begin` in piece `index`. The data follows as
+    /// [`Item::PieceData`] (none for an empty block).
+    PieceHeader(BlockRef),
+    /// Bytes of the current piece's data ([`Decoded::bytes`]); `rest` more follow.
+    PieceData {
+        rest: u32,
+    },
 }
 
-/// An [`Item`] with where it was in the stream. Borrows from the decoder: drop it before the
-/// next `push` or `next_item`.
+/// An [`Item`] with where it was in the stream. Borrows from the decoder or the input: drop
+/// it before the next call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decoded<'a> {
     /// Stream offset of the item's first byte.
     pub offset: u64,
-    /// The item's wire bytes, as received (for recorders and hex dumps).
+    /// The item's wire bytes, as received (for a piece header: its 13 bytes; for piece
+    /// data: the data).
     pub bytes: &'a [u8],
     /// The decoded item.
     pub item: Item<'a>,
 }
 
-impl Decoded<'_> {
-    /// Stream offset one past the item's last byte.
-    pub fn end_offset(&self) -> u64 {
-        self.offset + self.bytes.len() as u64
-    }
-
-    /// The message kind, or `None` for the handshake.
-    pub fn message_kind(&self) -> Option<MessageKind> {
-        match self.item {
-            Item::Handshake(_) => None,
-            Item::Message(m) => Some(m.kind()),
-        }
-    }
-}
-
 /// What the decoder expects next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecoderState {
+enum DecoderState {
     /// The 68-byte handshake, then messages.
     ExpectHandshake,
-    /// A handshake if the first byte is `0x13`, messages if it is `0x00` (a length prefix).
-    AutoDetect,
     /// Length-prefixed messages.
     Messages,
-    /// Looking for the next plausible message start after [`StreamDecoder::resync`].
-    Resync,
-    /// Stopped at an error; see [`StreamDecoder::error`].
-    Failed,
+    /// Looking for the next plausible message start.
+    Hunting,
+}
+
+/// What a gap did to the stream (see [`StreamDecoder::gap`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GapEffect {
+    /// The gap fell inside the data of the piece message at `message_at` (piece headers
+    /// mode): decoding goes on; `rest` data bytes of it follow.
+    PieceData { message_at: u64, rest: u64 },
+    /// The gap fell inside the message starting at `message_at` (id `id`, when its fifth byte
+    /// was seen), which is lost; decoding resumes at `next`, where the following message
+    /// starts. `again`: an earlier gap already lost this message.
+    LostMessage {
+        message_at: u64,
+        id: Option<u8>,
+        next: u64,
+        again: bool,
+    },
+    /// Where the next message starts is unknown: the decoder hunts from `from`.
+    Hunting { from: u64 },
 }
 
 /// Decoder of one direction of a peer connection. See the [module docs](self).
 #[derive(Debug)]
 pub struct StreamDecoder {
-    /// Backing store; `buf.len()` is its usable size (kept initialized, so reads can go straight
-    /// into `buf[end..]`).
+    /// Bytes received but not yet decoded start at `buf[start]`.
     buf: Vec<u8>,
-    /// First byte not yet decoded.
     start: usize,
-    /// One past the last byte received.
-    end: usize,
-    /// Stream offset of `buf[start]`.
+    /// Stream offset of `buf[start]` (of the next byte to decode).
     offset: u64,
-    /// What to decode next (never `Failed`; see `failed`).
+    /// What to decode next.
     state: DecoderState,
     /// Set after an error; cleared by the recovery methods.
     failed: Option<StreamError>,
-    /// Bytes still to drop (from [`skip`](Self::skip) past the end of what is buffered).
+    /// Bytes still to drop: the rest of a message lost in a gap.
     pending_skip: u64,
-    /// Cap on a message's length prefix.
-    max_len: usize,
+    /// The message lost in a gap being skipped: its start, id, and where the next begins.
+    lost: Option<(u64, Option<u8>, u64)>,
+    /// Piece headers mode.
+    headers_only: bool,
+    /// Piece data still to hand out, and where its message began.
+    piece_left: u64,
+    piece_at: u64,
 }
 
-/// Initial buffer size: one typical read.
-const INITIAL_CAPACITY: usize = 64 * 1024;
-/// Room kept above the largest message for one read chunk before the buffer is shrunk back.
-const READ_SLACK: usize = 256 * 1024;
+/// A buffer that grew past this (one big message) is given back once it is empty.
+const KEEP_CAPACITY: usize = 64 * 1024;
 
 impl Default for StreamDecoder {
     fn default() -> Self {
@@ -137,12 +156,14 @@ impl StreamDecoder {
         StreamDecoder {
             buf: Vec::new(),
             start: 0,
-            end: 0,
             offset: 0,
             state,
             failed: None,
             pending_skip: 0,
-            max_len: MAX_MESSAGE_LEN,
+            lost: None,
+            headers_only: false,
+            piece_left: 0,
+            piece_at: 0,
         }
     }
 
@@ -156,17 +177,10 @@ impl StreamDecoder {
         Self::with_state(DecoderState::Messages)
     }
 
-    /// A decoder that looks at the first byte: `0x13` means a handshake follows, `0x00` means the
-    /// stream starts at a message (a capture that begins mid-connection); anything else is
-    /// [`WireError::UnknownStart`] (e.g. MSE encryption).
-    pub fn auto_detect() -> Self {
-        Self::with_state(DecoderState::AutoDetect)
-    }
-
-    /// Uses `max` instead of [`MAX_MESSAGE_LEN`] as the cap on length prefixes.
-    pub fn with_max_message_len(mut self, max: usize) -> Self {
-        self.max_len = max;
-        self
+    /// A decoder for a stream picked up mid-connection: it hunts for the first plausible
+    /// message (one may start at the very first byte).
+    pub fn hunting() -> Self {
+        Self::with_state(DecoderState::Hunting)
     }
 
     /// Numbers offsets from `offset` instead of 0 (e.g. a TCP stream picked up mid-way).
@@ -175,18 +189,11 @@ impl StreamDecoder {
         self
     }
 
-    /// What the decoder expects next, or `Failed`.
-    pub fn state(&self) -> DecoderState {
-        if self.failed.is_some() {
-            DecoderState::Failed
-        } else {
-            self.state
-        }
-    }
-
-    /// The error that stopped the decoder, if any.
-    pub fn error(&self) -> Option<&StreamError> {
-        self.failed.as_ref()
+    /// Piece headers mode: piece messages come out as [`Item::PieceHeader`] and
+    /// [`Item::PieceData`]; their data is never buffered.
+    pub fn piece_headers(mut self) -> Self {
+        self.headers_only = true;
+        self
     }
 
     /// Stream offset of the next byte to decode.
@@ -194,159 +201,50 @@ impl StreamDecoder {
         self.offset
     }
 
-    /// Bytes received but not yet decoded.
+    /// Bytes received but not yet decoded (at most one unfinished item; after an error, the
+    /// bytes from the bad item on).
     pub fn buffered(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
+        &self.buf[self.start..]
     }
 
-    /// Current size of the internal buffer (for tests and memory accounting).
-    pub fn capacity(&self) -> usize {
-        self.buf.len()
+    /// Forgets the buffer once everything in it is decoded (giving back a big one).
+    fn tidy(&mut self) {
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+            if self.buf.capacity() > KEEP_CAPACITY {
+                self.buf.shrink_to(KEEP_CAPACITY);
+            }
+        }
     }
 
-    /// Appends bytes received from the peer.
+    /// Appends to the buffer, first moving the undecoded bytes to the front when the decoded
+    /// ones are at least half of it (so the moves cost O(1) per byte).
+    fn append(&mut self, data: &[u8]) {
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Keeps `data` in the buffer, to be decoded at the next call (bytes the caller had to
+    /// hold back, e.g. while looking for a handshake).
     pub fn push(&mut self, data: &[u8]) {
-        self.reserve_tail(data.len());
-        self.buf[self.end..self.end + data.len()].copy_from_slice(data);
-        self.end += data.len();
-    }
-
-    /// Writable space at the end of the buffer, at least `min` bytes, for reading from a socket
-    /// without an intermediate copy. Follow with [`commit`](Self::commit)`(n)` for the `n` bytes
-    /// actually read.
-    pub fn spare_capacity(&mut self, min: usize) -> &mut [u8] {
-        self.reserve_tail(min);
-        &mut self.buf[self.end..]
-    }
-
-    /// Marks `n` bytes written into [`spare_capacity`](Self::spare_capacity) as received
-    /// (clamped to the space there is).
-    pub fn commit(&mut self, n: usize) {
-        self.end += n.min(self.buf.len() - self.end);
-    }
-
-    /// Makes room for `n` more bytes after `end`, moving undecoded bytes to the front only when
-    /// the tail is too small (so a steady stream of reads copies little), and shrinking the
-    /// buffer back after one huge chunk.
-    fn reserve_tail(&mut self, n: usize) {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
-        let soft_cap = self.max_len.saturating_add(4 + READ_SLACK);
-        if self.buf.len() > soft_cap && self.end - self.start + n <= soft_cap {
-            self.compact();
-            self.buf.truncate(soft_cap);
-            self.buf.shrink_to_fit();
-        }
-        if self.buf.len() - self.end >= n {
-            return;
-        }
-        self.compact();
-        let needed = self.end + n;
-        if self.buf.len() < needed {
-            // Grow geometrically (few reallocations), but not past the soft cap unless one
-            // chunk alone needs more.
-            let grown = needed
-                .max(INITIAL_CAPACITY)
-                .max(self.buf.len().saturating_mul(2))
-                .min(needed.max(soft_cap));
-            self.buf.resize(grown, 0);
-        }
-    }
-
-    /// Moves the undecoded bytes to the front of the buffer.
-    fn compact(&mut self) {
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
+        self.append(data);
     }
 
     /// Drops `n` undecoded bytes from the front of the buffer.
     fn discard(&mut self, n: usize) {
-        let n = n.min(self.end - self.start);
+        let n = n.min(self.buf.len() - self.start);
         self.start += n;
         self.offset += n as u64;
     }
 
-    /// The next handshake or message, `Ok(None)` if more bytes are needed, or the error that
-    /// stopped the decoder (returned again on every call until a recovery method is used).
-    pub fn next_item(&mut self) -> Result<Option<Decoded<'_>>, StreamError> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
-        }
-        if self.pending_skip > 0 {
-            let n = usize::try_from(self.pending_skip).unwrap_or(usize::MAX);
-            let before = self.offset;
-            self.discard(n);
-            self.pending_skip -= self.offset - before;
-            if self.pending_skip > 0 {
-                return Ok(None);
-            }
-        }
-        loop {
-            let avail = &self.buf[self.start..self.end];
-            let Some(&first) = avail.first() else {
-                return Ok(None);
-            };
-            match self.state {
-                DecoderState::AutoDetect => {
-                    self.state = match first {
-                        0x13 => DecoderState::ExpectHandshake,
-                        0x00 => DecoderState::Messages,
-                        _ => return Err(self.fail(WireError::UnknownStart { first })),
-                    };
-                }
-                DecoderState::Resync => {
-                    if !self.resync_step() {
-                        return Ok(None);
-                    }
-                    self.state = DecoderState::Messages;
-                }
-                DecoderState::ExpectHandshake | DecoderState::Messages | DecoderState::Failed => {
-                    break
-                }
-            }
-        }
-
-        // Split the borrows: the returned item borrows `buf`, the bookkeeping fields change.
-        let StreamDecoder {
-            buf,
-            start,
-            end,
-            offset,
-            state,
-            failed,
-            max_len,
-            ..
-        } = self;
-        let avail = &buf[*start..*end];
-        let at = *offset;
-        let result = if *state == DecoderState::ExpectHandshake {
-            Handshake::parse(avail).map(|(hs, n)| (Item::Handshake(hs), n))
-        } else {
-            Message::parse_with_limit(avail, *max_len).map(|(m, n)| (Item::Message(m), n))
-        };
-        match result {
-            Ok((item, n)) => {
-                *start += n;
-                *offset += n as u64;
-                *state = DecoderState::Messages;
-                Ok(Some(Decoded {
-                    offset: at,
-                    bytes: &avail[..n],
-                    item,
-                }))
-            }
-            Err(WireError::Incomplete { .. }) => Ok(None),
-            Err(error) => {
-                let e = StreamError { offset: at, error };
-                *failed = Some(e.clone());
-                Err(e)
-            }
-        }
+    /// Keeps all of `input` in the buffer.
+    fn absorb(&mut self, input: &mut &[u8]) {
+        self.append(input);
+        *input = &[];
     }
 
     fn fail(&mut self, error: WireError) -> StreamError {
@@ -358,56 +256,268 @@ impl StreamDecoder {
         e
     }
 
-    /// Clears a failure and drops the next `n` bytes of the stream (buffered now or arriving
-    /// later), then continues in the state it was in. E.g. after `BadLength` the caller may skip
-    /// the whole claimed frame (`4 + len`) and go on.
-    pub fn skip(&mut self, n: u64) {
-        self.failed = None;
-        self.pending_skip = self.pending_skip.saturating_add(n);
-        let before = self.offset;
-        self.discard(usize::try_from(self.pending_skip).unwrap_or(usize::MAX));
-        self.pending_skip -= self.offset - before;
+    /// The next item, taking bytes from `input` (advanced past what was used). `Ok(None)`:
+    /// `input` is used up and more bytes are needed. After an error (returned again on every
+    /// call until [`resync`](Self::resync) or [`gap`](Self::gap)) the rest of `input` is
+    /// kept in the buffer at the first call, and dropped at later ones.
+    pub fn next_item<'s, 'a: 's>(
+        &'s mut self,
+        input: &mut &'a [u8],
+    ) -> Result<Option<Decoded<'s>>, StreamError> {
+        if let Some(e) = &self.failed {
+            let e = e.clone();
+            *input = &[];
+            return Err(e);
+        }
+        self.tidy();
+        if self.pending_skip > 0 {
+            let from_buf = usize::try_from(self.pending_skip).unwrap_or(usize::MAX);
+            let before = self.offset;
+            self.discard(from_buf);
+            self.pending_skip -= self.offset - before;
+            let k = usize::try_from(self.pending_skip)
+                .unwrap_or(usize::MAX)
+                .min(input.len());
+            *input = &input[k..];
+            self.offset += k as u64;
+            self.pending_skip -= k as u64;
+            if self.pending_skip > 0 {
+                return Ok(None);
+            }
+            self.lost = None;
+        }
+        if self.piece_left > 0 {
+            return Ok(self.piece_data(input));
+        }
+        if self.state == DecoderState::Hunting {
+            self.absorb(input);
+            if !self.hunt_step() {
+                return Ok(None);
+            }
+            self.state = DecoderState::Messages;
+        }
+        let rules = Rules {
+            state: self.state,
+            headers_only: self.headers_only,
+        };
+        // Complete an unfinished item in the buffer with just the bytes it still needs.
+        while self.start < self.buf.len() {
+            match rules.parse(&self.buf[self.start..]) {
+                Ok(_) => break,
+                Err(WireError::Incomplete { needed }) => {
+                    if input.is_empty() {
+                        return Ok(None);
+                    }
+                    let k = needed.clamp(1, input.len());
+                    self.append(&input[..k]);
+                    *input = &input[k..];
+                }
+                Err(error) => {
+                    self.absorb(input);
+                    return Err(self.fail(error));
+                }
+            }
+        }
+        let from_buffer = self.start < self.buf.len();
+        if !from_buffer {
+            match rules.parse(input) {
+                Ok(_) => {}
+                Err(WireError::Incomplete { .. }) => {
+                    self.absorb(input);
+                    return Ok(None);
+                }
+                Err(error) => {
+                    self.absorb(input);
+                    return Err(self.fail(error));
+                }
+            }
+        }
+        // A whole item is at the front of the buffer, or (buffer empty) of `input`.
+        let StreamDecoder {
+            buf,
+            start,
+            offset,
+            state,
+            failed,
+            piece_left,
+            piece_at,
+            ..
+        } = self;
+        // The input slice itself (not a reborrow of `input`), so the item may borrow it.
+        let whole: &'a [u8] = std::mem::take(input);
+        *input = whole;
+        let avail: &'s [u8] = if from_buffer { &buf[*start..] } else { whole };
+        let (item, n) = match rules.parse(avail) {
+            Ok(x) => x,
+            Err(error) => {
+                // Not reached: the same bytes parsed above.
+                let e = StreamError {
+                    offset: *offset,
+                    error,
+                };
+                *failed = Some(e.clone());
+                return Err(e);
+            }
+        };
+        if from_buffer {
+            *start += n;
+        } else {
+            *input = &whole[n..];
+        }
+        let at = *offset;
+        *offset += n as u64;
+        *state = DecoderState::Messages;
+        if let Item::PieceHeader(b) = item {
+            *piece_left = u64::from(b.length);
+            *piece_at = at;
+        }
+        Ok(Some(Decoded {
+            offset: at,
+            bytes: &avail[..n],
+            item,
+        }))
     }
 
-    /// Clears a failure and decodes messages from the current position, keeping the buffered
-    /// bytes. Use when a stream without a handshake turns out to be mid-connection.
-    pub fn reset_to_messages(&mut self) {
-        self.failed = None;
-        self.state = DecoderState::Messages;
+    /// The next bytes of the current piece's data, from the buffer or else from `input`.
+    fn piece_data<'s, 'a: 's>(&'s mut self, input: &mut &'a [u8]) -> Option<Decoded<'s>> {
+        let StreamDecoder {
+            buf,
+            start,
+            offset,
+            piece_left,
+            ..
+        } = self;
+        let from_buffer = *start < buf.len();
+        let whole: &'a [u8] = std::mem::take(input);
+        *input = whole;
+        let avail: &'s [u8] = if from_buffer { &buf[*start..] } else { whole };
+        let k = usize::try_from(*piece_left)
+            .unwrap_or(usize::MAX)
+            .min(avail.len());
+        if k == 0 {
+            return None;
+        }
+        if from_buffer {
+            *start += k;
+        } else {
+            *input = &whole[k..];
+        }
+        let at = *offset;
+        *offset += k as u64;
+        *piece_left -= k as u64;
+        Some(Decoded {
+            offset: at,
+            bytes: &avail[..k],
+            item: Item::PieceData {
+                rest: u32::try_from(*piece_left).unwrap_or(u32::MAX),
+            },
+        })
     }
 
-    /// Drops everything buffered and continues with messages at stream offset `offset` (after a
-    /// gap in a capture: bytes that were never seen).
-    pub fn restart_at(&mut self, offset: u64) {
-        self.failed = None;
-        self.pending_skip = 0;
-        self.start = 0;
-        self.end = 0;
-        self.offset = offset;
-        self.state = DecoderState::Messages;
-    }
-
-    /// Clears a failure and hunts for the next plausible message start, at least one byte past
-    /// the current position. [`next_item`](Self::next_item) does the hunting as bytes arrive
-    /// and continues normally from the first candidate, whose `offset` tells how much was
-    /// skipped.
+    /// Clears a failure and hunts for the next plausible message start, at least one byte
+    /// past the current position. [`next_item`](Self::next_item) does the hunting as bytes
+    /// arrive and continues normally from the first candidate, whose `offset` tells how much
+    /// was skipped.
     ///
     /// A candidate is a non-keep-alive header with a known id and a length valid for it, whose
     /// whole frame is followed by another such header (or a keep-alive). This is a heuristic:
     /// piece data can in principle contain such bytes.
     pub fn resync(&mut self) {
         self.failed = None;
+        self.piece_left = 0;
         self.discard(1);
-        self.state = DecoderState::Resync;
+        self.state = DecoderState::Hunting;
     }
 
-    /// One round of resync over the buffered bytes: `true` with `start` on a candidate, or
+    /// Bytes from `resume_at - lost` up to `resume_at` were never seen (a hole in a capture);
+    /// the next byte pushed is at `resume_at`. Says how decoding goes on (see [`GapEffect`]).
+    pub fn gap(&mut self, lost: u64, resume_at: u64) -> GapEffect {
+        let gap_start = resume_at.saturating_sub(lost);
+        if self.pending_skip > 0 {
+            return match self.lost {
+                Some((message_at, id, next)) if resume_at <= next => {
+                    self.restart(resume_at);
+                    self.pending_skip = next - resume_at;
+                    self.lost = Some((message_at, id, next));
+                    GapEffect::LostMessage {
+                        message_at,
+                        id,
+                        next,
+                        again: true,
+                    }
+                }
+                _ => self.hunt_at(resume_at),
+            };
+        }
+        if self.piece_left > 0 {
+            let data_end = self.offset + self.piece_left;
+            if resume_at > data_end {
+                return self.hunt_at(resume_at);
+            }
+            let message_at = self.piece_at;
+            self.restart(resume_at);
+            self.piece_left = data_end - resume_at;
+            return GapEffect::PieceData {
+                message_at,
+                rest: self.piece_left,
+            };
+        }
+        let pending = &self.buf[self.start..];
+        let seen_end = self.offset + pending.len() as u64;
+        let known_end = match be_u32(pending) {
+            Some(len) if (len as usize) <= MAX_MESSAGE_LEN => {
+                Some(self.offset + 4 + u64::from(len))
+            }
+            _ => None,
+        };
+        match known_end {
+            Some(next)
+                if self.failed.is_none()
+                    && self.state == DecoderState::Messages
+                    && seen_end == gap_start
+                    && resume_at <= next =>
+            {
+                let message_at = self.offset;
+                let id = pending.get(4).copied();
+                self.restart(resume_at);
+                self.pending_skip = next - resume_at;
+                self.lost = Some((message_at, id, next));
+                GapEffect::LostMessage {
+                    message_at,
+                    id,
+                    next,
+                    again: false,
+                }
+            }
+            _ => self.hunt_at(resume_at),
+        }
+    }
+
+    /// Drops everything buffered and pending; the next byte is at `offset`.
+    fn restart(&mut self, offset: u64) {
+        self.failed = None;
+        self.buf.clear();
+        self.start = 0;
+        self.offset = offset;
+        self.pending_skip = 0;
+        self.lost = None;
+        self.piece_left = 0;
+        self.state = DecoderState::Messages;
+    }
+
+    fn hunt_at(&mut self, at: u64) -> GapEffect {
+        self.restart(at);
+        self.state = DecoderState::Hunting;
+        GapEffect::Hunting { from: at }
+    }
+
+    /// One round of hunting over the buffered bytes: `true` with `start` on a candidate, or
     /// `false` after dropping the bytes that cannot start one (more data is needed).
-    fn resync_step(&mut self) -> bool {
-        let avail = &self.buf[self.start..self.end];
+    fn hunt_step(&mut self) -> bool {
+        let avail = &self.buf[self.start..];
         let mut i = 0;
         while i + 5 <= avail.len() {
-            if let Some(frame) = plausible_frame_len(&avail[i..], self.max_len) {
+            if let Some(frame) = plausible_frame_len(&avail[i..]) {
                 let next = i + frame;
                 if next + 5 > avail.len() {
                     // Wait for the frame and the next header before deciding.
@@ -415,7 +525,7 @@ impl StreamDecoder {
                     return false;
                 }
                 let next_ok = avail[next..next + 4] == [0, 0, 0, 0]
-                    || plausible_frame_len(&avail[next..], self.max_len).is_some();
+                    || plausible_frame_len(&avail[next..]).is_some();
                 if next_ok {
                     self.discard(i);
                     return true;
@@ -428,18 +538,63 @@ impl StreamDecoder {
     }
 }
 
+/// How the next item is parsed.
+#[derive(Clone, Copy)]
+struct Rules {
+    state: DecoderState,
+    headers_only: bool,
+}
+
+impl Rules {
+    /// The item at the start of `b` and its length on the wire (13 for a piece header).
+    fn parse<'a>(&self, b: &'a [u8]) -> Result<(Item<'a>, usize), WireError> {
+        if self.state == DecoderState::ExpectHandshake {
+            return Handshake::parse(b).map(|(h, n)| (Item::Handshake(h), n));
+        }
+        if !self.headers_only {
+            return Message::parse(b).map(|(m, n)| (Item::Message(m), n));
+        }
+        match (be_u32(b), b.get(4)) {
+            (Some(len), Some(&id::PIECE)) if len as usize <= MAX_MESSAGE_LEN && len >= 9 => {
+                let Some(h) = b.first_chunk::<PIECE_HEADER_LEN>() else {
+                    return Err(WireError::Incomplete {
+                        needed: PIECE_HEADER_LEN - b.len(),
+                    });
+                };
+                let block = BlockRef::new(
+                    u32::from_be_bytes([h[5], h[6], h[7], h[8]]),
+                    u32::from_be_bytes([h[9], h[10], h[11], h[12]]),
+                    len - 9,
+                );
+                Ok((Item::PieceHeader(block), PIECE_HEADER_LEN))
+            }
+            _ => match Message::parse(b) {
+                // Ask for the id before the body: a piece's data is never buffered.
+                Err(WireError::Incomplete { needed }) if b.len() < 5 => {
+                    Err(WireError::Incomplete {
+                        needed: needed.min(5 - b.len()),
+                    })
+                }
+                r => r.map(|(m, n)| (Item::Message(m), n)),
+            },
+        }
+    }
+}
+
 /// If `b` starts with a plausible non-keep-alive message header (5 bytes: length, known id, valid
 /// length for it), the frame's total size.
-fn plausible_frame_len(b: &[u8], max: usize) -> Option<usize> {
+fn plausible_frame_len(b: &[u8]) -> Option<usize> {
     let (len_bytes, rest) = b.split_first_chunk::<4>()?;
     let len = u32::from_be_bytes(*len_bytes);
     let &id = rest.first()?;
-    if len == 0 || len as usize > max || matches!(MessageKind::from_id(id), MessageKind::Unknown(_))
+    if len == 0
+        || len as usize > MAX_MESSAGE_LEN
+        || matches!(MessageKind::from_id(id), MessageKind::Unknown(_))
     {
         return None;
     }
     // Reuse the parser's length rules: a 5-byte prefix gives Incomplete when they pass.
-    match Message::parse_with_limit(&b[..5], max) {
+    match Message::parse(&b[..5]) {
         Ok(_) | Err(WireError::Incomplete { .. }) => Some(4 + len as usize),
         Err(_) => None,
     }
@@ -449,42 +604,60 @@ fn plausible_frame_len(b: &[u8], max: usize) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::wire::handshake::{Reserved, HANDSHAKE_LEN};
-    use crate::wire::message::tests::any_owned_message;
-    use crate::wire::message::{BlockRef, OwnedMessage};
+    use crate::wire::message::tests::any_message_bytes;
     use proptest::prelude::*;
 
-    /// Owned copy of an item, to compare across decoders.
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    enum Owned {
-        Handshake(Handshake),
-        Message(OwnedMessage),
-    }
-
-    fn own(d: &Decoded<'_>) -> (u64, usize, Owned) {
-        let item = match d.item {
-            Item::Handshake(h) => Owned::Handshake(h),
-            Item::Message(m) => Owned::Message(m.into_owned()),
+    /// An item as text, to compare across chunkings: `offset bytes-len words`.
+    fn show(d: &Decoded<'_>) -> String {
+        let what = match d.item {
+            Item::Handshake(h) => format!("handshake {}", h.reserved),
+            Item::Message(m) => m.to_string(),
+            Item::PieceHeader(b) => format!("piece header {b}"),
+            Item::PieceData { rest } => format!("data {:02x?} rest {rest}", d.bytes),
         };
-        (d.offset, d.bytes.len(), item)
+        format!("{} {} {what}", d.offset, d.bytes.len())
     }
 
     /// Feeds `chunks` and collects everything, stopping at the first error.
     fn decode_chunks<'c>(
         mut dec: StreamDecoder,
         chunks: impl IntoIterator<Item = &'c [u8]>,
-    ) -> (Vec<(u64, usize, Owned)>, Option<StreamError>) {
+    ) -> (Vec<String>, Option<StreamError>) {
         let mut out = Vec::new();
         for chunk in chunks {
-            dec.push(chunk);
+            let mut input = chunk;
             loop {
-                match dec.next_item() {
-                    Ok(Some(d)) => out.push(own(&d)),
+                match dec.next_item(&mut input) {
+                    Ok(Some(d)) => out.push(show(&d)),
                     Ok(None) => break,
                     Err(e) => return (out, Some(e)),
                 }
             }
+            assert!(input.is_empty());
         }
         (out, None)
+    }
+
+    /// Piece data items merged into one per piece, so that chunkings compare equal.
+    fn merge_data(items: Vec<String>) -> Vec<String> {
+        // "OFF LEN data [BYTES] rest R"
+        fn split(s: &str) -> Option<(u64, usize, &str, &str)> {
+            let (off, rest) = s.split_once(' ')?;
+            let (len, rest) = rest.split_once(" data [")?;
+            let (bytes, rest) = rest.split_once("] rest ")?;
+            Some((off.parse().ok()?, len.parse().ok()?, bytes, rest))
+        }
+        let mut out: Vec<String> = Vec::new();
+        for s in items {
+            if let (Some(last), Some((_, n, b, r))) = (out.last_mut(), split(&s)) {
+                if let Some((off, m, a, _)) = split(last) {
+                    *last = format!("{off} {} data [{a}, {b}] rest {r}", m + n);
+                    continue;
+                }
+            }
+            out.push(s);
+        }
+        out
     }
 
     fn handshake() -> Handshake {
@@ -512,6 +685,11 @@ mod tests {
                 begin: 0,
                 data: &data,
             },
+            Message::Piece {
+                index: 0,
+                begin: 300,
+                data: &[],
+            },
             Message::Have { index: 0 },
         ] {
             m.emit(&mut s);
@@ -524,38 +702,80 @@ mod tests {
         let s = sample_stream();
         let (items, err) = decode_chunks(StreamDecoder::new(), [&s[..]]);
         assert_eq!(err, None);
-        assert_eq!(items.len(), 8);
-        assert_eq!(items[0], (0, HANDSHAKE_LEN, Owned::Handshake(handshake())));
-        assert_eq!(items[1].0, 68);
-        assert_eq!(items[3].2, Owned::Message(OwnedMessage::Unchoke));
-        // Offsets are contiguous and cover the stream.
-        let mut at = 0;
-        for (off, len, _) in &items {
-            assert_eq!(*off, at);
-            at += *len as u64;
-        }
-        assert_eq!(at, s.len() as u64);
+        assert_eq!(items.len(), 9);
+        assert_eq!(items[0], "0 68 handshake extended");
+        assert!(items[1].starts_with("68 "), "{}", items[1]);
+        assert!(items[3].ends_with(" unchoke"));
+        assert!(items[8].ends_with(" have 0"));
     }
 
     #[test]
     fn every_split_point_gives_the_same_items() {
         let s = sample_stream();
-        let (want, _) = decode_chunks(StreamDecoder::new(), [&s[..]]);
-        for cut in 0..=s.len() {
-            let (got, err) = decode_chunks(StreamDecoder::new(), [&s[..cut], &s[cut..]]);
-            assert_eq!(err, None);
-            assert_eq!(got, want, "split at {cut}");
+        for mode in [StreamDecoder::new, || StreamDecoder::new().piece_headers()] {
+            let (want, _) = decode_chunks(mode(), [&s[..]]);
+            let want = merge_data(want);
+            for cut in 0..=s.len() {
+                let (got, err) = decode_chunks(mode(), [&s[..cut], &s[cut..]]);
+                assert_eq!(err, None);
+                assert_eq!(merge_data(got), want, "split at {cut}");
+            }
+            for cut in (0..s.len()).step_by(3) {
+                for cut2 in (cut..=s.len()).step_by(7) {
+                    let (got, _) = decode_chunks(mode(), [&s[..cut], &s[cut..cut2], &s[cut2..]]);
+                    assert_eq!(merge_data(got), want, "split at {cut} and {cut2}");
+                }
+            }
+            let (got, _) = decode_chunks(mode(), s.chunks(1));
+            assert_eq!(merge_data(got), want);
         }
-        for cut in 0..s.len() {
-            for cut2 in (cut..=s.len()).step_by(7) {
-                let (got, _) =
-                    decode_chunks(StreamDecoder::new(), [&s[..cut], &s[cut..cut2], &s[cut2..]]);
-                assert_eq!(got, want, "split at {cut} and {cut2}");
+    }
+
+    #[test]
+    fn piece_headers_mode_never_buffers_data() {
+        let s = sample_stream();
+        let (items, err) = decode_chunks(StreamDecoder::new().piece_headers(), [&s[..]]);
+        assert_eq!(err, None);
+        let pieces: Vec<&String> = items
+            .iter()
+            .filter(|i| i.contains("piece header"))
+            .collect();
+        assert_eq!(pieces.len(), 2, "{items:?}");
+        assert!(pieces[0].ends_with(" 13 piece header piece 0 begin 0 length 300"));
+        assert!(pieces[1].ends_with(" 13 piece header piece 0 begin 300 length 0"));
+        // Fed byte by byte, the buffer never holds more than a header.
+        let mut dec = StreamDecoder::new().piece_headers();
+        let mut data = 0;
+        for b in s.chunks(1) {
+            let mut input = b;
+            while let Some(d) = dec.next_item(&mut input).unwrap() {
+                if let Item::PieceData { .. } = d.item {
+                    data += d.bytes.len();
+                }
+            }
+            assert!(dec.buffered().len() <= 68);
+            if dec.offset() > 200 {
+                assert!(dec.buffered().len() <= 30, "{}", dec.buffered().len());
             }
         }
-        // One byte at a time.
-        let (got, _) = decode_chunks(StreamDecoder::new(), s.chunks(1));
-        assert_eq!(got, want);
+        assert_eq!(data, 300);
+        assert_eq!(dec.offset(), s.len() as u64);
+    }
+
+    #[test]
+    fn whole_messages_come_from_the_input_without_copies() {
+        let s = sample_stream();
+        let mut dec = StreamDecoder::new();
+        let mut input = &s[..];
+        let mut n = 0;
+        while let Some(d) = dec.next_item(&mut input).unwrap() {
+            // Borrowed from `s` itself.
+            let p = d.bytes.as_ptr() as usize;
+            assert!(p >= s.as_ptr() as usize && p < s.as_ptr() as usize + s.len());
+            n += 1;
+        }
+        assert_eq!(n, 9);
+        assert!(dec.buffered().is_empty());
     }
 
     #[test]
@@ -563,12 +783,13 @@ mod tests {
         // What libtorrent 2.0.8 sent us on one connection; see `testdata/README.md`.
         let s: &[u8] = include_bytes!("testdata/libtorrent-2.0.8-seeder.bin");
         let mut dec = StreamDecoder::new();
-        dec.push(s);
+        let mut input = s;
         let mut words = Vec::new();
-        while let Some(d) = dec.next_item().unwrap() {
+        while let Some(d) = dec.next_item(&mut input).unwrap() {
             words.push(match d.item {
                 Item::Handshake(h) => format!("{} reserved {}", d.offset, h.reserved),
                 Item::Message(m) => format!("{} {m}", d.offset),
+                _ => unreachable!("not in piece headers mode"),
             });
         }
         assert_eq!(dec.offset(), s.len() as u64);
@@ -597,49 +818,15 @@ mod tests {
     }
 
     #[test]
-    fn reading_straight_into_the_buffer() {
-        let s = sample_stream();
-        let (want, _) = decode_chunks(StreamDecoder::new(), [&s[..]]);
-        let mut dec = StreamDecoder::new();
-        let mut got = Vec::new();
-        for chunk in s.chunks(33) {
-            let spare = dec.spare_capacity(chunk.len());
-            assert!(spare.len() >= chunk.len());
-            spare[..chunk.len()].copy_from_slice(chunk);
-            dec.commit(chunk.len());
-            while let Some(d) = dec.next_item().unwrap() {
-                got.push(own(&d));
-            }
-        }
-        assert_eq!(got, want);
-    }
-
-    #[test]
-    fn auto_detect() {
-        let s = sample_stream();
-        let (with_hs, err) = decode_chunks(StreamDecoder::auto_detect(), [&s[..]]);
-        assert_eq!(err, None);
-        assert_eq!(with_hs.len(), 8);
-        let (msgs, err) = decode_chunks(StreamDecoder::auto_detect(), [&s[68..]]);
-        assert_eq!(err, None);
-        assert_eq!(msgs.len(), 7);
-        let mut dec = StreamDecoder::auto_detect();
-        dec.push(&[0x8f, 0x11, 0x22]); // MSE: random DH key
-        let e = dec.next_item().unwrap_err();
-        assert_eq!(e.error, WireError::UnknownStart { first: 0x8f });
-        assert_eq!(dec.state(), DecoderState::Failed);
-    }
-
-    #[test]
     fn bad_handshake_is_reported_at_once() {
         let mut dec = StreamDecoder::new();
-        dec.push(b"\x13BitTorrent protocoX");
-        let e = dec.next_item().unwrap_err();
+        let mut input = &b"\x13BitTorrent protocoX"[..];
+        let e = dec.next_item(&mut input).unwrap_err();
         assert_eq!(e.offset, 0);
         assert!(matches!(e.error, WireError::BadProtocol { .. }));
-        // The error sticks until the caller acts.
-        assert_eq!(dec.next_item().unwrap_err(), e);
-        assert_eq!(dec.error(), Some(&e));
+        // The error sticks until the caller acts; the bytes are kept for it.
+        assert_eq!(dec.next_item(&mut &[1u8][..]).unwrap_err(), e);
+        assert_eq!(dec.buffered(), b"\x13BitTorrent protocoX");
         assert!(e
             .to_string()
             .starts_with("at stream offset 0: not a BitTorrent handshake"));
@@ -648,13 +835,12 @@ mod tests {
     #[test]
     fn huge_length_fails_without_buffering() {
         let mut dec = StreamDecoder::messages_only();
-        dec.push(&[0, 0, 0, 1, 1]);
-        dec.push(&[0xff, 0xff, 0xff, 0xff]);
+        let mut input = &[0, 0, 0, 1, 1, 0xff, 0xff, 0xff, 0xff][..];
         assert!(matches!(
-            dec.next_item().unwrap().unwrap().item,
+            dec.next_item(&mut input).unwrap().unwrap().item,
             Item::Message(Message::Unchoke)
         ));
-        let e = dec.next_item().unwrap_err();
+        let e = dec.next_item(&mut input).unwrap_err();
         assert_eq!(
             e,
             StreamError {
@@ -665,12 +851,12 @@ mod tests {
                 }
             }
         );
-        assert!(dec.capacity() <= INITIAL_CAPACITY);
+        assert_eq!(dec.buffered().len(), 4);
     }
 
     #[test]
     fn buffer_stays_bounded() {
-        // 4 MiB of 16 KiB piece messages pushed in 60 KiB chunks.
+        // 4 MiB of 16 KiB piece messages in 60 KiB chunks: only the tails are buffered.
         let data = vec![7u8; 16384];
         let mut s = Vec::new();
         for i in 0..256 {
@@ -681,75 +867,31 @@ mod tests {
             }
             .emit(&mut s);
         }
-        let mut dec = StreamDecoder::messages_only();
-        let mut n = 0;
-        let mut max_cap = 0;
-        for chunk in s.chunks(60 * 1024) {
-            dec.push(chunk);
-            max_cap = max_cap.max(dec.capacity());
-            while let Some(d) = dec.next_item().unwrap() {
-                assert_eq!(d.offset, n as u64 * (16384 + 13));
-                n += 1;
+        for headers in [false, true] {
+            let mut dec = StreamDecoder::messages_only();
+            if headers {
+                dec = dec.piece_headers();
             }
+            let mut n = 0;
+            let mut max_buf = 0;
+            for chunk in s.chunks(60 * 1024) {
+                let mut input = chunk;
+                while let Some(d) = dec.next_item(&mut input).unwrap() {
+                    if matches!(d.item, Item::Message(_) | Item::PieceHeader(_)) {
+                        assert_eq!(d.offset, n as u64 * (16384 + 13));
+                        n += 1;
+                    }
+                }
+                max_buf = max_buf.max(dec.buffered().len());
+            }
+            assert_eq!(n, 256);
+            let cap = if headers {
+                PIECE_HEADER_LEN
+            } else {
+                16384 + 13
+            };
+            assert!(max_buf <= cap, "buffered {max_buf}");
         }
-        assert_eq!(n, 256);
-        assert!(max_cap <= 2 * 64 * 1024, "buffer grew to {max_cap}");
-        // One huge chunk, then small ones: the buffer shrinks back.
-        let mut dec = StreamDecoder::messages_only().with_max_message_len(1024);
-        dec.push(&vec![0u8; 4 << 20]); // 1M keep-alives
-        while dec.next_item().unwrap().is_some() {}
-        dec.push(&[0, 0, 0, 1, 1]);
-        assert!(dec.capacity() <= 1024 + 4 + READ_SLACK);
-        assert!(dec.next_item().unwrap().is_some());
-    }
-
-    #[test]
-    fn skip_after_bad_length() {
-        let mut s = vec![0, 0, 0, 3, 4, 9, 9]; // have with length 3
-        Message::Interested.emit(&mut s);
-        let mut dec = StreamDecoder::messages_only();
-        dec.push(&s[..5]);
-        let e = dec.next_item().unwrap_err();
-        assert_eq!(
-            e.error,
-            WireError::BadLength {
-                id: 4,
-                len: 3,
-                expected: 5
-            }
-        );
-        // Skip the claimed frame (7 bytes), only 5 of which are here yet.
-        dec.skip(7);
-        assert_eq!(dec.state(), DecoderState::Messages);
-        assert!(dec.next_item().unwrap().is_none());
-        dec.push(&s[5..]);
-        let d = dec.next_item().unwrap().unwrap();
-        assert_eq!(d.offset, 7);
-        assert_eq!(d.item, Item::Message(Message::Interested));
-    }
-
-    #[test]
-    fn reset_to_messages_after_missing_handshake() {
-        let mut dec = StreamDecoder::new();
-        dec.push(&[0, 0, 0, 1, 2]);
-        assert!(dec.next_item().is_err());
-        dec.reset_to_messages();
-        let d = dec.next_item().unwrap().unwrap();
-        assert_eq!(d.item, Item::Message(Message::Interested));
-    }
-
-    #[test]
-    fn restart_after_gap() {
-        let mut dec = StreamDecoder::messages_only();
-        dec.push(&[0, 0, 0, 5, 4, 0]); // half a have, then a gap in the capture
-        assert!(dec.next_item().unwrap().is_none());
-        dec.restart_at(1000);
-        dec.push(&[0, 0, 0, 1, 3]);
-        let d = dec.next_item().unwrap().unwrap();
-        assert_eq!(
-            (d.offset, d.item),
-            (1000, Item::Message(Message::NotInterested))
-        );
     }
 
     #[test]
@@ -760,60 +902,161 @@ mod tests {
         Message::Have { index: 5 }.emit(&mut s);
         Message::Request(BlockRef::new(1, 2, 3)).emit(&mut s);
         Message::Unchoke.emit(&mut s);
-        let mut dec = StreamDecoder::messages_only();
-        let mut got = Vec::new();
-        for chunk in s.chunks(50) {
-            dec.push(chunk);
-            loop {
-                match dec.next_item() {
-                    Ok(Some(d)) => got.push((d.offset, d.item.clone_owned())),
-                    Ok(None) => break,
-                    Err(_) => dec.resync(),
+        for dec in [StreamDecoder::messages_only(), StreamDecoder::hunting()] {
+            let mut dec = dec;
+            let mut got = Vec::new();
+            for chunk in s.chunks(50) {
+                let mut input = chunk;
+                loop {
+                    match dec.next_item(&mut input) {
+                        Ok(Some(d)) => got.push(show(&d)),
+                        Ok(None) => break,
+                        Err(_) => dec.resync(),
+                    }
                 }
             }
+            assert_eq!(
+                got,
+                [
+                    format!("{garbage} 9 have 5"),
+                    format!("{} 17 request piece 1 begin 2 length 3", garbage + 9),
+                    format!("{} 5 unchoke", garbage + 26),
+                ]
+            );
         }
-        assert_eq!(
-            got,
-            vec![
-                (garbage, Owned::Message(OwnedMessage::Have { index: 5 })),
-                (
-                    garbage + 9,
-                    Owned::Message(OwnedMessage::Request(BlockRef::new(1, 2, 3)))
-                ),
-                (garbage + 26, Owned::Message(OwnedMessage::Unchoke)),
-            ]
-        );
+        // Hunting accepts a message at the very first byte.
+        let mut s = Message::Have { index: 1 }.to_vec();
+        Message::Interested.emit(&mut s);
+        let (got, _) = decode_chunks(StreamDecoder::hunting().starting_at(7), [&s[..]]);
+        assert_eq!(got, ["7 9 have 1", "16 5 interested"]);
     }
 
-    impl Item<'_> {
-        fn clone_owned(&self) -> Owned {
-            match *self {
-                Item::Handshake(h) => Owned::Handshake(h),
-                Item::Message(m) => Owned::Message(m.into_owned()),
+    #[test]
+    fn gap_inside_a_known_message_resumes_at_the_next() {
+        let bitfield = Message::Bitfield(&[0xff; 100]).to_vec();
+        let mut s = Message::Unchoke.to_vec();
+        let at = s.len() as u64;
+        s.extend(&bitfield);
+        let next = s.len() as u64;
+        Message::Have { index: 2 }.emit(&mut s);
+        let mut dec = StreamDecoder::messages_only();
+        let cut = at as usize + 20;
+        let (got, _) = decode_chunks_with(&mut dec, &s[..cut]);
+        assert_eq!(got, ["0 5 unchoke"]);
+        assert_eq!(
+            dec.gap(30, cut as u64 + 30),
+            GapEffect::LostMessage {
+                message_at: at,
+                id: Some(5),
+                next,
+                again: false
             }
+        );
+        // 10 bytes seen, then another gap inside the same message.
+        let resume = cut + 30;
+        assert!(decode_chunks_with(&mut dec, &s[resume..resume + 10])
+            .0
+            .is_empty());
+        assert_eq!(
+            dec.gap(20, resume as u64 + 30),
+            GapEffect::LostMessage {
+                message_at: at,
+                id: Some(5),
+                next,
+                again: true
+            }
+        );
+        let (got, _) = decode_chunks_with(&mut dec, &s[resume + 30..]);
+        assert_eq!(got, [format!("{next} 9 have 2")]);
+    }
+
+    #[test]
+    fn gap_in_piece_data_goes_on_and_past_the_end_hunts() {
+        let data = [9u8; 100];
+        let mut s = Message::Piece {
+            index: 2,
+            begin: 0,
+            data: &data,
         }
+        .to_vec();
+        let next = s.len() as u64;
+        Message::Have { index: 2 }.emit(&mut s);
+        Message::Have { index: 3 }.emit(&mut s);
+        Message::Have { index: 4 }.emit(&mut s);
+        let mut dec = StreamDecoder::messages_only().piece_headers();
+        let (got, _) = decode_chunks_with(&mut dec, &s[..20]);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(
+            dec.gap(30, 50),
+            GapEffect::PieceData {
+                message_at: 0,
+                rest: 63
+            }
+        );
+        let (got, _) = decode_chunks_with(&mut dec, &s[50..]);
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert!(got[0].starts_with("50 63 data"));
+        assert_eq!(got[1], format!("{next} 9 have 2"));
+        // A gap past the piece's end: hunt.
+        let mut dec = StreamDecoder::messages_only().piece_headers();
+        decode_chunks_with(&mut dec, &s[..20]);
+        let resume = next + 3;
+        assert_eq!(
+            dec.gap(resume - 20, resume),
+            GapEffect::Hunting { from: resume }
+        );
+        let (got, _) = decode_chunks_with(&mut dec, &s[resume as usize..]);
+        assert_eq!(
+            got,
+            [
+                format!("{} 9 have 3", next + 9),
+                format!("{} 9 have 4", next + 18)
+            ]
+        );
+        // A gap where nothing was pending: hunt.
+        let mut dec = StreamDecoder::messages_only();
+        decode_chunks_with(&mut dec, &s[..next as usize]);
+        assert_eq!(dec.gap(9, next + 9), GapEffect::Hunting { from: next + 9 });
+    }
+
+    fn decode_chunks_with(dec: &mut StreamDecoder, chunk: &[u8]) -> (Vec<String>, ()) {
+        let mut out = Vec::new();
+        let mut input = chunk;
+        while let Some(d) = dec.next_item(&mut input).unwrap() {
+            out.push(show(&d));
+        }
+        (out, ())
     }
 
     proptest! {
         #[test]
         fn any_messages_any_chunking(
-            msgs in proptest::collection::vec(any_owned_message(), 0..12),
+            msgs in proptest::collection::vec(any_message_bytes(), 0..12),
             cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
+            headers in any::<bool>(),
         ) {
             let mut s = handshake().emit().to_vec();
             for m in &msgs {
-                m.emit(&mut s);
+                s.extend_from_slice(m);
             }
             let mut points: Vec<usize> = cuts.iter().map(|c| c.index(s.len() + 1)).collect();
             points.push(0);
             points.push(s.len());
             points.sort();
+            let mode = || if headers { StreamDecoder::new().piece_headers() } else { StreamDecoder::new() };
             let chunks: Vec<&[u8]> = points.windows(2).map(|w| &s[w[0]..w[1]]).collect();
-            let (got, err) = decode_chunks(StreamDecoder::new(), chunks);
+            let (got, err) = decode_chunks(mode(), chunks);
             prop_assert_eq!(err, None);
-            prop_assert_eq!(got.len(), msgs.len() + 1);
-            for (g, m) in got[1..].iter().zip(&msgs) {
-                prop_assert_eq!(&g.2, &Owned::Message(m.clone()));
+            let (want, _) = decode_chunks(mode(), [&s[..]]);
+            prop_assert_eq!(merge_data(got), merge_data(want.clone()));
+            if !headers {
+                prop_assert_eq!(want.len(), msgs.len() + 1);
+                let mut at = HANDSHAKE_LEN as u64;
+                for (w, m) in want[1..].iter().zip(&msgs) {
+                    let (parsed, _) = Message::parse(m).unwrap();
+                    prop_assert_eq!(w, &format!("{at} {} {parsed}", m.len()));
+                    at += m.len() as u64;
+                }
             }
         }
 
@@ -822,30 +1065,40 @@ mod tests {
             bytes in proptest::collection::vec(any::<u8>(), 0..400),
             chunk in 1usize..50,
             mode in 0u8..3,
+            gaps in proptest::collection::vec((any::<bool>(), 1u64..40), 0..40),
         ) {
             let mut dec = match mode {
                 0 => StreamDecoder::new(),
-                1 => StreamDecoder::messages_only(),
-                _ => StreamDecoder::auto_detect(),
-            }.with_max_message_len(64);
+                1 => StreamDecoder::messages_only().piece_headers(),
+                _ => StreamDecoder::hunting(),
+            };
             let mut last = 0;
-            for c in bytes.chunks(chunk) {
-                dec.push(c);
+            let mut stream = 0u64;
+            for (i, c) in bytes.chunks(chunk).enumerate() {
+                if let Some(&(true, lost)) = gaps.get(i) {
+                    stream += lost;
+                    dec.gap(lost, stream);
+                    last = stream;
+                }
+                let mut input = c;
+                stream += c.len() as u64;
                 for _ in 0..1000 {
-                    match dec.next_item() {
+                    match dec.next_item(&mut input) {
                         Ok(Some(d)) => {
                             prop_assert!(d.offset >= last);
-                            last = d.end_offset();
+                            last = d.offset + d.bytes.len() as u64;
+                            prop_assert!(last <= stream);
                         }
                         Ok(None) => break,
                         Err(e) => {
-                            prop_assert!(e.offset <= bytes.len() as u64);
+                            prop_assert!(e.offset <= stream);
                             dec.resync();
                         }
                     }
                 }
+                prop_assert!(input.is_empty());
             }
-            prop_assert!(dec.offset() <= bytes.len() as u64);
+            prop_assert!(dec.offset() <= stream);
         }
     }
 }

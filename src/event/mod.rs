@@ -1,13 +1,22 @@
-//! The trace event model: one type for everything bt-trace saw on the wire, shared by the
-//! recorder (`--trace`, written as JSON Lines) and the capture analyzer (`analyze --json`).
+//! The one event model (schema v1): everything seen on the wire, shared by the recorder
+//! (`--trace`, written as JSON Lines), the capture analyzer (`analyze --json`) and the reports.
 //!
 //! An [`Event`] has common fields (schema version, timestamp, connection, endpoints,
 //! direction, the pcapng frames that carry it) and a [`EventKind`] with the decoded fields.
 //! Serialized with serde as one flat JSON object per event; `docs/trace-format.md` documents
 //! every field with an example of each kind.
 //!
-//! The conversion functions here (`from_*`) turn the wire codec's types into event fields.
-//! They are pure and never panic.
+//! - [`decode`]: bytes to events, with no I/O: one [`decode::ConnectionDecoder`] for a peer
+//!   connection's two directions (used by the recorder and the analyzer alike), and the HTTP
+//!   and UDP tracker decoders.
+//! - Here: the types, and the conversion functions (`from_*`) that turn the wire codec's types
+//!   into event fields. Message `type` strings and ids come from the wire codec's message table
+//!   ([`MessageKind`]).
+//!
+//! This module owns the event types and their decoding; it never does I/O, never writes files
+//! (that is `trace`) and never formats reports (that is `analyze::report`). Nothing here panics.
+
+pub mod decode;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -19,7 +28,8 @@ use crate::tracker::query::AnnounceQuery;
 use crate::tracker::udp;
 use crate::tracker::{AnnounceResponse, ScrapeResponse};
 use crate::wire::{
-    BlockRef, ExtendedHandshake, ExtensionMessage, Handshake, Message, UtMetadata, UtPex,
+    BlockRef, ExtendedHandshake, ExtensionMessage, Handshake, Message, MessageKind, UtMetadata,
+    UtPex,
 };
 
 /// Version of the event schema; bumped when a field changes meaning or disappears (new
@@ -85,14 +95,6 @@ pub enum Dir {
 }
 
 impl Dir {
-    /// The other direction.
-    pub fn reverse(self) -> Dir {
-        match self {
-            Dir::C2s => Dir::S2c,
-            Dir::S2c => Dir::C2s,
-        }
-    }
-
     /// 0 for client → server, 1 for server → client (for per-direction arrays).
     pub fn index(self) -> usize {
         match self {
@@ -337,12 +339,10 @@ impl Msg {
                     length,
                 }
             }
-            Message::Piece { index, begin, data } => Msg::Piece {
-                index,
-                begin,
-                length: data.len() as u32,
-                sha1: hex::encode(Sha1::digest(data)),
-            },
+            Message::Piece { index, begin, data } => Msg::piece(
+                BlockRef::new(index, begin, data.len() as u32),
+                Some(&Sha1::digest(data).into()),
+            ),
             Message::Cancel(b) => {
                 let (index, begin, length) = block(&b);
                 Msg::Cancel {
@@ -388,29 +388,46 @@ impl Msg {
         }
     }
 
+    /// The kind of message, whose row in the wire codec's message table gives its id, name
+    /// and `type` string.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Msg::KeepAlive => MessageKind::KeepAlive,
+            Msg::Choke => MessageKind::Choke,
+            Msg::Unchoke => MessageKind::Unchoke,
+            Msg::Interested => MessageKind::Interested,
+            Msg::NotInterested => MessageKind::NotInterested,
+            Msg::Have { .. } => MessageKind::Have,
+            Msg::Bitfield { .. } => MessageKind::Bitfield,
+            Msg::Request { .. } => MessageKind::Request,
+            Msg::Piece { .. } => MessageKind::Piece,
+            Msg::Cancel { .. } => MessageKind::Cancel,
+            Msg::Port { .. } => MessageKind::Port,
+            Msg::Suggest { .. } => MessageKind::Suggest,
+            Msg::HaveAll => MessageKind::HaveAll,
+            Msg::HaveNone => MessageKind::HaveNone,
+            Msg::Reject { .. } => MessageKind::Reject,
+            Msg::AllowedFast { .. } => MessageKind::AllowedFast,
+            Msg::Extended { .. } => MessageKind::Extended,
+            Msg::Unknown { id, .. } => MessageKind::Unknown(*id),
+        }
+    }
+
     /// The BEP 3/6/10 message id (`None` for keep-alive): what tshark shows as
     /// `bittorrent.msg.type`.
     pub fn id(&self) -> Option<u8> {
-        Some(match self {
-            Msg::KeepAlive => return None,
-            Msg::Choke => 0,
-            Msg::Unchoke => 1,
-            Msg::Interested => 2,
-            Msg::NotInterested => 3,
-            Msg::Have { .. } => 4,
-            Msg::Bitfield { .. } => 5,
-            Msg::Request { .. } => 6,
-            Msg::Piece { .. } => 7,
-            Msg::Cancel { .. } => 8,
-            Msg::Port { .. } => 9,
-            Msg::Suggest { .. } => 13,
-            Msg::HaveAll => 14,
-            Msg::HaveNone => 15,
-            Msg::Reject { .. } => 16,
-            Msg::AllowedFast { .. } => 17,
-            Msg::Extended { .. } => 20,
-            Msg::Unknown { id, .. } => *id,
-        })
+        self.kind().id()
+    }
+
+    /// The event fields of a piece message: its block and the SHA-1 of its data (`None`:
+    /// the data is not all in the capture, `sha1` is then empty).
+    pub fn piece(block: BlockRef, sha1: Option<&[u8; 20]>) -> Msg {
+        Msg::Piece {
+            index: block.index,
+            begin: block.begin,
+            length: block.length,
+            sha1: sha1.map(hex::encode).unwrap_or_default(),
+        }
     }
 }
 
@@ -1034,5 +1051,51 @@ mod tests {
             },
         );
         roundtrip(&e);
+    }
+    /// Every row of the message table has a `Msg` whose JSON `type` is the table's.
+    #[test]
+    fn type_strings_come_from_the_message_table() {
+        let d = [0u8; 4];
+        let b = BlockRef::new(1, 2, 3);
+        let samples = [
+            Message::KeepAlive,
+            Message::Choke,
+            Message::Unchoke,
+            Message::Interested,
+            Message::NotInterested,
+            Message::Have { index: 1 },
+            Message::Bitfield(&d),
+            Message::Request(b),
+            Message::Piece {
+                index: 1,
+                begin: 0,
+                data: &d,
+            },
+            Message::Cancel(b),
+            Message::Port(1),
+            Message::Suggest(1),
+            Message::HaveAll,
+            Message::HaveNone,
+            Message::Reject(b),
+            Message::AllowedFast(1),
+            Message::Extended {
+                ext_id: 0,
+                payload: b"de",
+            },
+            Message::Unknown {
+                id: 99,
+                payload: &d,
+            },
+        ];
+        assert_eq!(samples.len(), MessageKind::ALL.len());
+        for (m, kind) in samples.iter().zip(MessageKind::ALL) {
+            let msg = Msg::from_message(m, None);
+            assert_eq!(msg.kind().slot(), kind.slot());
+            assert_eq!(msg.id(), m.kind().id());
+            let json = serde_json::to_value(&msg).unwrap();
+            assert_eq!(json["type"], kind.type_name(), "{msg:?}");
+            let back: Msg = serde_json::from_value(json).unwrap();
+            assert_eq!(back, msg);
+        }
     }
 }
