@@ -432,4 +432,21 @@ mod tests {
         );
         assert!(created_report(&multi(), Path::new("m.torrent")).contains("(2 files, 21 bytes)"));
     }
+
+    #[tokio::test]
+    async fn tracker_line() {
+        use crate::tracker::server::{ServerConfig, Tracker};
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let bind = "127.0.0.1:0".parse().expect("an address");
+        let (h, task) = Tracker::start(ServerConfig::default(), bind, cancel.clone())
+            .await
+            .expect("the tracker starts");
+        let port = h.local_addr.port();
+        assert_eq!(
+            tracker_listening(&h),
+            format!("listening on http://127.0.0.1:{port}/announce and udp://127.0.0.1:{port}")
+        );
+        h.stop();
+        task.await.expect("the tracker stops");
+    }
 }
