@@ -418,6 +418,49 @@ mod tests {
         assert_eq!(s.swarms().len(), (0, 0));
     }
 
+    #[test]
+    fn random_targets_never_panic() {
+        let s = shared();
+        let pieces = [
+            "/announce",
+            "/scrape",
+            "?",
+            "&",
+            "=",
+            "info_hash",
+            "peer_id",
+            "port",
+            "left",
+            "event",
+            "numwant",
+            "compact",
+            "%",
+            "%0",
+            "%ff",
+            "%01%02",
+            "99999999999999999999",
+            "-1",
+            "stopped",
+            "0",
+            "#",
+            "no_peer_id",
+            "\u{0}",
+        ];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..5000 {
+            let mut t = String::new();
+            for _ in 0..(x % 12) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                t.push_str(pieces[(x % pieces.len() as u64) as usize]);
+            }
+            let (status, _, body) = respond(&s, &t, v4(1), s.started);
+            assert!(status == 200 || status == 404, "{t}");
+            assert!(crate::bencode::decode(&body).is_ok(), "{t}");
+        }
+    }
+
     #[tokio::test]
     async fn serves_over_tcp_and_survives_junk() {
         let cancel = CancellationToken::new();
