@@ -11,6 +11,7 @@ pub mod bitfield;
 pub mod capture;
 pub mod cli;
 pub mod client;
+pub mod create;
 pub mod download;
 pub mod event;
 pub mod magnet;

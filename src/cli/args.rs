@@ -170,6 +170,81 @@ pub enum Command {
     /// MSE/PE-encrypted ones are reported as such. A capture that is cut short is analyzed
     /// up to the damage, with a warning (exit status 0). See docs/analyze.md.
     Analyze(AnalyzeArgs),
+
+    /// Make a .torrent file of a file or a directory; prints `Info Hash: <40 hex>`.
+    ///
+    /// A directory's files go in the order mktorrent uses (their relative paths sorted byte by
+    /// byte; hidden and empty files included), so mktorrent with the same piece length makes
+    /// the same info hash.
+    Create(CreateArgs),
+
+    /// Run a BitTorrent tracker: HTTP and UDP (BEP 15) on one port, like opentracker.
+    ///
+    /// Prints `listening on http://ADDR/announce and udp://ADDR` on stderr and serves until
+    /// Ctrl-C, SIGTERM or SIGHUP (exit status 0). Any info hash is accepted; peers that stop
+    /// announcing are dropped after twice the interval and a minute. See docs/trackers.md.
+    Tracker(TrackerArgs),
+}
+
+/// `tracker` options.
+#[derive(Args, Debug, Clone)]
+pub struct TrackerArgs {
+    /// The port, for both TCP (HTTP) and UDP; 0 picks a free one.
+    #[arg(long, default_value_t = 6969)]
+    pub port: u16,
+    /// The address to listen on (0.0.0.0 or :: for every interface).
+    #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+    pub bind: std::net::IpAddr,
+    /// Seconds clients wait between announces (`interval`).
+    #[arg(long, default_value_t = 120, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub interval: u64,
+}
+
+/// `create` options.
+#[derive(Args, Debug, Clone)]
+pub struct CreateArgs {
+    /// The file or directory to share.
+    pub path: PathBuf,
+    /// Tracker URL (repeatable): the first is `announce`; two or more also make an
+    /// announce-list, one tier each, in the order given.
+    #[arg(short = 'a', long = "announce", value_name = "URL")]
+    pub announce: Vec<String>,
+    /// Bytes per piece, a power of two from 16K to 256M (suffixes K and M are powers of
+    /// 1024). Default: the smallest that makes at most ~1500 pieces, 16K to 16M.
+    #[arg(long, value_name = "N", value_parser = parse_size)]
+    pub piece_length: Option<u64>,
+    /// Set the private flag (BEP 27): peers come only from the tracker.
+    #[arg(long)]
+    pub private: bool,
+    /// A web seed URL (BEP 19 `url-list`; repeatable).
+    #[arg(long = "web-seed", value_name = "URL")]
+    pub web_seeds: Vec<String>,
+    /// A comment stored in the torrent.
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
+    /// Leave out `creation date`, so the same data and options give the same file.
+    #[arg(long)]
+    pub no_date: bool,
+    /// Where to write the .torrent file.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+    /// No progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// A byte count: digits, optionally followed by `K` or `M` (KiB, MiB; case-insensitive).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1024),
+        Some((i, 'm' | 'M')) => (&s[..i], 1024 * 1024),
+        _ => (s, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| format!("{s:?} is not a size such as 262144, 256K or 1M"))
 }
 
 /// `analyze` options.
@@ -258,4 +333,52 @@ pub struct TraceArgs {
     /// the same exchange gives byte-identical files.
     #[arg(long, requires = "trace")]
     pub trace_deterministic: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("262144"), Ok(262_144));
+        assert_eq!(parse_size("256K"), Ok(262_144));
+        assert_eq!(parse_size("4m"), Ok(4 << 20));
+        for bad in ["", "K", "1.5M", "-1", "12G", "99999999999999999999M"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn create_arguments() {
+        let cli = Cli::try_parse_from([
+            "bt-trace",
+            "create",
+            "data",
+            "-a",
+            "http://a/announce",
+            "-a",
+            "udp://b:1",
+            "--piece-length",
+            "64K",
+            "--private",
+            "--web-seed",
+            "http://w/",
+            "-o",
+            "x.torrent",
+        ])
+        .expect("parses");
+        let Command::Create(c) = cli.command else {
+            panic!("not create: {:?}", cli.command)
+        };
+        assert_eq!(c.path, PathBuf::from("data"));
+        assert_eq!(c.announce, ["http://a/announce", "udp://b:1"]);
+        assert_eq!(c.piece_length, Some(65536));
+        assert!(c.private && !c.no_date);
+        assert_eq!(c.web_seeds, ["http://w/"]);
+        assert!(
+            Cli::try_parse_from(["bt-trace", "create", "data"]).is_err(),
+            "-o is required"
+        );
+    }
 }

@@ -11,7 +11,7 @@
 //! is [`super::output`]'s, and what they do is the library's (`client`).
 
 use std::future::Future;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-use super::args::{Cli, Command, NetArgs};
+use super::args::{Cli, Command, CreateArgs, NetArgs, TrackerArgs};
 use super::{analyze, output, read_magnet, read_torrent, Interrupted};
 use crate::bencode::{self, Value};
 use crate::client::{self, ClientConfig};
@@ -187,9 +187,89 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             output::write_download_done(out, &t.info.name, path)?;
         }
         Command::Analyze(args) => analyze::run(&args, out)?,
+        Command::Create(args) => create(&args, out)?,
+        Command::Tracker(args) => tracker(&args)?,
     }
     out.flush()?;
     Ok(())
+}
+
+/// Inputs at least this big get a progress bar while they are hashed (when stderr is a
+/// terminal).
+const CREATE_PROGRESS_MIN: u64 = 64 * 1024 * 1024;
+
+/// `create`: scans and hashes the data (synchronously: no runtime is involved), writes the
+/// .torrent file and prints its info hash; a summary goes to stderr.
+fn create(args: &CreateArgs, out: &mut impl Write) -> Result<()> {
+    use crate::create::{CreateOptions, Layout};
+    let layout =
+        Layout::scan(&args.path).with_context(|| format!("reading {}", args.path.display()))?;
+    let creation_date = (!args.no_date).then(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    });
+    let opts = CreateOptions {
+        announce: args.announce.clone(),
+        piece_length: args.piece_length,
+        private: args.private,
+        web_seeds: args.web_seeds.clone(),
+        comment: args.comment.clone(),
+        created_by: Some(format!("bt-trace {}", env!("CARGO_PKG_VERSION"))),
+        creation_date,
+    };
+    let show = !args.quiet
+        && layout.total_length >= CREATE_PROGRESS_MIN
+        && std::io::stderr().is_terminal();
+    let bar = show.then(|| output::hashing_bar(layout.total_length));
+    let made = layout.build(&opts, |done| {
+        if let Some(b) = &bar {
+            b.set_position(done);
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let made = made.with_context(|| format!("hashing {}", args.path.display()))?;
+    std::fs::write(&args.output, &made.bytes)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    if !args.quiet {
+        eprintln!("{}", output::created_report(&made.torrent, &args.output));
+    }
+    output::write_info_hash(out, &made.torrent)?;
+    Ok(())
+}
+
+/// `tracker`: serves until a signal, then stops cleanly (that is its normal end: exit 0).
+fn tracker(args: &TrackerArgs) -> Result<()> {
+    use crate::tracker::server::{ServerConfig, Tracker};
+    let interval = Duration::from_secs(args.interval);
+    let cfg = ServerConfig {
+        interval,
+        min_interval: interval / 4,
+        peer_timeout: interval * 2 + Duration::from_secs(60),
+        ..Default::default()
+    };
+    let bind = std::net::SocketAddr::new(args.bind, args.port);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let signals = {
+        let _entered = rt.enter();
+        Signals::new().context("installing the signal handlers")?
+    };
+    let cancel = CancellationToken::new();
+    let served = rt.block_on(async {
+        let (handle, task) = Tracker::start(cfg, bind, cancel.clone())
+            .await
+            .with_context(|| format!("listening on {bind}"))?;
+        eprintln!("{}", output::tracker_listening(&handle));
+        let serve = async { task.await.context("the tracker failed") };
+        until_signal(signals, cancel, Stop::Cancel, serve).await
+    });
+    rt.shutdown_timeout(SHUTDOWN_TIMEOUT);
+    served
 }
 
 /// How a networked command stops after a signal.

@@ -145,6 +145,43 @@ pub fn write_download_done(out: &mut impl Write, what: &str, path: &Path) -> io:
     writeln!(out, "Downloaded {what} to {}.", path.display())
 }
 
+/// `create`: `Info Hash: <40 lowercase hex>`, as in `info`.
+pub fn write_info_hash(out: &mut impl Write, t: &Torrent) -> io::Result<()> {
+    writeln!(out, "Info Hash: {}", t.info_hash_hex())
+}
+
+/// The line on stderr after `create`: where the torrent went and what it holds.
+pub fn created_report(t: &Torrent, path: &Path) -> String {
+    let files = t.info.files.len();
+    format!(
+        "wrote {}: {} ({} file{}, {} bytes) in {} pieces of {} bytes",
+        path.display(),
+        t.info.name,
+        files,
+        if files == 1 { "" } else { "s" },
+        t.info.total_length,
+        t.info.pieces.len(),
+        t.info.piece_length
+    )
+}
+
+/// The progress bar of `create` while it hashes `total` bytes.
+pub fn hashing_bar(total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "hashing {bar:40} {percent:>3}% {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// The line on stderr once `tracker` listens.
+pub fn tracker_listening(h: &crate::tracker::server::TrackerHandle) -> String {
+    format!("listening on {} and {}", h.http_url(), h.udp_url())
+}
+
 /// The one line on stderr after a download: pieces, bytes, time, rate, peers, and failed
 /// pieces and banned peers when there were any.
 pub fn download_report(s: &Summary) -> String {
@@ -380,5 +417,36 @@ mod tests {
         assert!(download_report(&s).ends_with(
             "from 2 peer(s), 2 piece(s) failed verification, 1 peer(s) dropped for bad data"
         ));
+    }
+
+    #[test]
+    fn create_lines() {
+        let t = single();
+        assert_eq!(
+            text(|o| write_info_hash(o, &t)),
+            format!("Info Hash: {}\n", hex::encode(t.info_hash))
+        );
+        assert_eq!(
+            created_report(&t, Path::new("out/s.torrent")),
+            "wrote out/s.torrent: sample.bin (1 file, 40000 bytes) in 2 pieces of 32768 bytes"
+        );
+        assert!(created_report(&multi(), Path::new("m.torrent")).contains("(2 files, 21 bytes)"));
+    }
+
+    #[tokio::test]
+    async fn tracker_line() {
+        use crate::tracker::server::{ServerConfig, Tracker};
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let bind = "127.0.0.1:0".parse().expect("an address");
+        let (h, task) = Tracker::start(ServerConfig::default(), bind, cancel.clone())
+            .await
+            .expect("the tracker starts");
+        let port = h.local_addr.port();
+        assert_eq!(
+            tracker_listening(&h),
+            format!("listening on http://127.0.0.1:{port}/announce and udp://127.0.0.1:{port}")
+        );
+        h.stop();
+        task.await.expect("the tracker stops");
     }
 }

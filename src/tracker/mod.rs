@@ -14,6 +14,8 @@
 //! A torrent may list several trackers in tiers (BEP 12): [`announce_tiers`] tries them in order,
 //! and [`Tiers`] does the one-time shuffle BEP 12 asks for.
 //!
+//! [`server`] is the other side: the built-in tracker (`bt-trace tracker`).
+//!
 //! Every byte exchanged with a tracker is reported to a [`TrackerObserver`], which is how the
 //! recorder (`--trace`) turns tracker traffic into pcapng frames.
 //!
@@ -25,6 +27,7 @@ pub mod http;
 pub mod http1;
 pub mod query;
 pub mod reply;
+pub mod server;
 pub mod udp;
 
 use std::fmt;

@@ -8,7 +8,8 @@
 //! `info_hash` and `peer_id` are raw 20-byte values, percent-encoded byte by byte (the
 //! unreserved characters `A-Z a-z 0-9 - . _ ~` stay literal).
 //!
-//! Contract: pure functions, no I/O; [`parse_announce_query`] never panics on any input.
+//! Contract: pure functions, no I/O; [`parse_announce_query`] and [`parse_scrape_query`] never
+//! panic on any input.
 //! Owns nothing else: the bencoded replies are in `reply.rs`, HTTP framing in `http1.rs`.
 
 use percent_encoding::{percent_decode_str, AsciiSet, NON_ALPHANUMERIC};
@@ -117,19 +118,8 @@ impl AnnounceQuery {
 /// Parses an announce query. Accepts the query alone, a request target (`/announce?...`) or a
 /// full URL; everything up to the first `?` is skipped.
 pub fn parse_announce_query(s: &str) -> Result<AnnounceQuery, TrackerError> {
-    let s = s.split_once('?').map_or(s, |(_, q)| q);
-    let s = s.split_once('#').map_or(s, |(q, _)| q);
     let mut q = AnnounceQuery::default();
-    let bad = |k: &str, v: &[u8], what: &str| {
-        TrackerError::Malformed(format!(
-            "query parameter {k}={:?} is not {what}",
-            String::from_utf8_lossy(v)
-        ))
-    };
-    for pair in s.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let key = percent_decode_str(k).decode_utf8_lossy().into_owned();
-        let val: Vec<u8> = percent_decode_str(v).collect();
+    for (key, val) in query_pairs(s) {
         let text = || String::from_utf8_lossy(&val).into_owned();
         let num = |what| -> Result<u64, TrackerError> {
             std::str::from_utf8(&val)
@@ -138,13 +128,7 @@ pub fn parse_announce_query(s: &str) -> Result<AnnounceQuery, TrackerError> {
                 .ok_or_else(|| bad(&key, &val, what))
         };
         match key.as_str() {
-            "info_hash" => {
-                let h: [u8; 20] = val
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| bad(&key, &val, "20 bytes"))?;
-                q.info_hash = Some(h);
-            }
+            "info_hash" => q.info_hash = Some(info_hash(&key, &val)?),
             "peer_id" => q.peer_id = Some(val),
             "port" => {
                 q.port = Some(
@@ -166,6 +150,39 @@ pub fn parse_announce_query(s: &str) -> Result<AnnounceQuery, TrackerError> {
         }
     }
     Ok(q)
+}
+
+/// The info hashes of a scrape query (BEP 48: `info_hash` repeated, none for "every torrent"),
+/// in order. Accepts what [`parse_announce_query`] accepts; other parameters are ignored.
+pub fn parse_scrape_query(s: &str) -> Result<Vec<[u8; 20]>, TrackerError> {
+    query_pairs(s)
+        .filter(|(k, _)| k == "info_hash")
+        .map(|(k, v)| info_hash(&k, &v))
+        .collect()
+}
+
+/// The percent-decoded `key=value` pairs of a query (everything up to the first `?` and from
+/// the first `#` is skipped; `+` stays literal: clients encode bytes, not forms).
+fn query_pairs(s: &str) -> impl Iterator<Item = (String, Vec<u8>)> + '_ {
+    let s = s.split_once('?').map_or(s, |(_, q)| q);
+    let s = s.split_once('#').map_or(s, |(q, _)| q);
+    s.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode_str(k).decode_utf8_lossy().into_owned();
+        (key, percent_decode_str(v).collect())
+    })
+}
+
+fn bad(k: &str, v: &[u8], what: &str) -> TrackerError {
+    TrackerError::Malformed(format!(
+        "query parameter {k}={:?} is not {what}",
+        String::from_utf8_lossy(v)
+    ))
+}
+
+/// A decoded `info_hash` value: exactly 20 bytes.
+fn info_hash(key: &str, val: &[u8]) -> Result<[u8; 20], TrackerError> {
+    val.try_into().map_err(|_| bad(key, val, "20 bytes"))
 }
 
 #[cfg(test)]
@@ -256,6 +273,23 @@ pub(crate) mod tests {
         let q = parse_announce_query("peer_id=%G1%&&=&x").unwrap();
         assert_eq!(q.peer_id.as_deref(), Some(&b"%G1%"[..]));
         assert_eq!(parse_announce_query("").unwrap(), AnnounceQuery::default());
+    }
+
+    #[test]
+    fn scrape_queries() {
+        let one = encode_bytes(&[1; 20]);
+        let two = encode_bytes(&[0x20; 20]);
+        assert_eq!(
+            parse_scrape_query(&format!("/scrape?info_hash={one}&x=1&info_hash={two}"))
+                .expect("two hashes"),
+            [[1; 20], [0x20; 20]]
+        );
+        assert_eq!(
+            parse_scrape_query("/scrape").expect("none"),
+            Vec::<[u8; 20]>::new()
+        );
+        let e = parse_scrape_query("/scrape?info_hash=%01%02").expect_err("2 bytes");
+        assert!(e.to_string().contains("20 bytes"), "{e}");
     }
 
     #[test]
