@@ -10,10 +10,12 @@ mod common;
 
 mod analyze_real;
 mod analyze_trace;
+mod builtin_tracker;
 mod capture_real;
 mod cli_basic;
 mod cli_real;
 mod cli_signals;
+mod create_real;
 mod engine_robustness;
 mod harness_selftest;
 mod hostile_peers;

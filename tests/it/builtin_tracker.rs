@@ -2,7 +2,7 @@
 //! transmission-daemon over UDP; `bt-trace peers` lists them, `bt-trace download` and a
 //! libtorrent leecher find them through it, and its scrape counts what happened.
 
-mod common;
+use crate::common;
 
 use bt_trace::tracker::reply::parse_scrape_response;
 use bt_trace::tracker::ScrapeResponse;
@@ -120,6 +120,7 @@ fn download(torrent: &Torrent, src_parent: &Path) {
 
 #[test]
 fn over_http_aria2_seeds_and_bt_trace_downloads() {
+    skip_unless_installed!(&[Program::Aria2c, Program::Mktorrent]);
     let tracker = OurTracker::start();
     let src = temp_dir("builtin-http");
     let torrent = make_torrent(src.path(), "http.bin", 1, &tracker.http_url());
@@ -149,6 +150,12 @@ fn over_http_aria2_seeds_and_bt_trace_downloads() {
 
 #[test]
 fn over_udp_libtorrent_and_transmission_seed_to_bt_trace_and_a_libtorrent_leecher() {
+    skip_unless_installed!(&[
+        Program::Libtorrent,
+        Program::TransmissionDaemon,
+        Program::TransmissionRemote,
+        Program::Mktorrent
+    ]);
     let tracker = OurTracker::start();
     let src = temp_dir("builtin-udp");
     let torrent = make_torrent(src.path(), "udp.bin", 2, &tracker.udp_url());

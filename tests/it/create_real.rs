@@ -2,7 +2,7 @@
 //! info`'s and mktorrent's (same data, same piece length), and real clients seed the torrents it
 //! makes to a bt-trace download (libtorrent a directory, aria2c a single file) through opentracker.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::Path;
@@ -37,6 +37,7 @@ fn create(content: &Path, out: &Path, extra: &[&str]) -> Torrent {
 
 #[test]
 fn created_torrents_match_other_tools_and_real_clients_seed_them() {
+    skip_unless_installed!(SWARM);
     let tracker = Tracker::shared();
     let src = temp_dir("create-src");
     let tree = src.path().join("album");
