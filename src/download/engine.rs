@@ -926,7 +926,9 @@ async fn run_swarm(
                 });
                 // a session ended by our disk failing is no failure of the peer
                 let error = error.filter(|_| !matches!(result_end, Some(SessionEnd::DiskError)));
-                let may_retry = !swarm.lock().banned.contains(&addr) && !swarm.is_finished();
+                // a seed retries too: the peer may still want data
+                let may_retry = !swarm.lock().banned.contains(&addr)
+                    && (!swarm.is_finished() || opts.seed);
                 book.ended(addr, error, may_retry);
             }
             Some(result) = results.recv() => {

@@ -111,7 +111,8 @@ struct PeerState {
     scratch: Vec<BlockRef>,
     /// The id the peer wants `ut_metadata` messages under (from its extended handshake).
     their_ut_metadata: Option<u8>,
-    /// Requests rejected because [`MAX_PEER_REQUESTS`] were queued already.
+    /// Requests rejected since the last unchoke (sent while choked, or with
+    /// [`MAX_PEER_REQUESTS`] queued already).
     flood: usize,
 }
 
@@ -358,16 +359,27 @@ fn handle(
         }
         Message::Bitfield(bits) => {
             // BEP 3 wants it first, but real clients send their extension handshake (and
-            // aria2 sometimes haves) before it: accept it until the peer announced pieces.
-            if st.added_to_picker {
-                return Err(PeerError::Protocol(
-                    "bitfield sent after the peer had already announced pieces".into(),
-                ));
-            }
-            st.has =
+            // aria2 sometimes haves, Transmission `have none`) before it: a later bitfield
+            // may add pieces, never take any back.
+            let has =
                 Bitfield::from_bytes(bits, n).map_err(|e| PeerError::Protocol(e.to_string()))?;
-            swarm.peer_announced(&st.has);
-            st.added_to_picker = true;
+            if st.added_to_picker {
+                if st.has.iter_ones().any(|i| !has.get(i)) {
+                    return Err(PeerError::Protocol(
+                        "bitfield takes back pieces the peer had announced".into(),
+                    ));
+                }
+                for i in has.iter_ones() {
+                    if !st.has.get(i) {
+                        st.has.set(i);
+                        swarm.peer_has(i);
+                    }
+                }
+            } else {
+                st.has = has;
+                swarm.peer_announced(&st.has);
+                st.added_to_picker = true;
+            }
         }
         Message::HaveAll | Message::HaveNone => {
             if st.added_to_picker {
@@ -390,16 +402,15 @@ fn handle(
                     r.index
                 )));
             }
-            if st.peer_choked {
-                // requests while choked are ignored (or rejected with the fast extension)
-                return Ok(reject(st, r));
-            }
-            if st.their_requests.len() >= MAX_PEER_REQUESTS {
+            // requests while choked, or beyond our reqq, are ignored (or rejected with the
+            // fast extension); a peer that keeps sending them is dropped
+            if st.peer_choked || st.their_requests.len() >= MAX_PEER_REQUESTS {
                 st.flood += 1;
                 if st.flood > MAX_PEER_REQUESTS {
                     return Err(PeerError::Protocol(format!(
-                        "request flood: more than {} requests beyond our reqq of {MAX_PEER_REQUESTS}",
-                        st.flood - 1
+                        "request flood: {} requests while choked or beyond our reqq of \
+                         {MAX_PEER_REQUESTS}",
+                        st.flood
                     )));
                 }
                 return Ok(reject(st, r));
@@ -537,6 +548,7 @@ fn sync(swarm: &impl PeerSwarm, st: &mut PeerState, conn: &mut Conn) -> Result<(
                 }
             }
         } else {
+            st.flood = 0;
             Message::Unchoke.emit(conn.out());
         }
     }
