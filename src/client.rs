@@ -1,5 +1,5 @@
 //! The client commands as library functions: `peers`, `handshake`, `download_piece`,
-//! `download`, and their magnet-link forms (`magnet_handshake`, `magnet_info`,
+//! `download`, `seed`, and the magnet-link forms (`magnet_handshake`, `magnet_info`,
 //! `magnet_download_piece`, `magnet_download`). The CLI formats their results; tests and the
 //! demo call them directly.
 //!
@@ -44,6 +44,10 @@ pub struct ClientConfig {
     pub conn_observer: Option<Arc<dyn ConnObserver>>,
     pub tracker_observer: Option<Arc<std::sync::Mutex<dyn TrackerObserver>>>,
     pub cancel: tokio_util::sync::CancellationToken,
+    /// Keep seeding after a download completes, until `cancel` (`download --seed`).
+    pub seed: bool,
+    /// Regular upload slots of the choker (`--upload-slots`).
+    pub upload_slots: usize,
 }
 
 impl Default for ClientConfig {
@@ -58,6 +62,8 @@ impl Default for ClientConfig {
             conn_observer: None,
             tracker_observer: None,
             cancel: Default::default(),
+            seed: false,
+            upload_slots: crate::download::choker::DEFAULT_SLOTS,
         }
     }
 }
@@ -191,6 +197,8 @@ fn options(cfg: &ClientConfig, wanted: Option<Bitfield>) -> Options {
         observer: cfg.conn_observer.clone(),
         cancel: cfg.cancel.clone(),
         peers: cfg.extra_peers.clone(),
+        seed: cfg.seed,
+        upload_slots: cfg.upload_slots,
         ..Options::default()
     };
     if let Some(r) = cfg.reserved {
@@ -258,6 +266,52 @@ pub async fn download_piece(
     })
     .await??;
     Ok(summary)
+}
+
+/// Seeds the torrent from the data at `data` (`bt-trace seed`; `data` as `-o` of
+/// [`download`]) until `cfg.cancel`: checks every piece first (only verified pieces are
+/// served; `on_checked` is told how many), announces `started`, re-announces at the tracker's
+/// interval and `stopped` at the end, accepts peers on `cfg.port` and dials `--peer`. Fails
+/// at once when a file is missing or has the wrong length, or when no piece verifies.
+pub async fn seed(
+    t: &Torrent,
+    data: &Path,
+    cfg: &ClientConfig,
+    on_checked: Arc<dyn Fn(u32, u32) + Send + Sync>,
+) -> Result<Summary> {
+    let files = file_layout(t, data);
+    let check = files.clone();
+    tokio::task::spawn_blocking(move || check_data_files(&check)).await??;
+    let mut cfg = cfg.clone();
+    cfg.seed = true;
+    // serve only: nothing is wanted, so nothing is written
+    let mut opts = options(&cfg, Some(Bitfield::new(t.info.num_pieces() as u32)));
+    opts.on_checked = Some(on_checked);
+    let source = tracker_source(t, &cfg, opts.listen_port.unwrap_or(cfg.port));
+    engine::download(layout(t, files), Box::new(source), opts).await
+}
+
+/// Every file of the torrent must be there, at its length, before we seed it (a missing file
+/// would otherwise be created empty).
+fn check_data_files(files: &[(PathBuf, u64)]) -> Result<()> {
+    for (path, len) in files {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("the data to seed is missing: {}", path.display()))?;
+        if !meta.is_file() {
+            bail!(
+                "the data to seed is missing: {} is not a file",
+                path.display()
+            );
+        }
+        if meta.len() != *len {
+            bail!(
+                "the data to seed does not match the torrent: {} has {} bytes, the torrent says {len}",
+                path.display(),
+                meta.len()
+            );
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -32,8 +32,7 @@ pub struct Cli {
 /// The commands. The CodeCrafters ones keep the course's exact stdout format; richer output is
 /// behind flags (`--json`).
 ///
-/// Still to come, added by other parts of the project: `seed ...`,
-/// `demo ...`.
+/// Still to come, added by other parts of the project: `demo ...`.
 #[derive(Subcommand, Debug)]
 #[command(rename_all = "snake_case")]
 pub enum Command {
@@ -116,6 +115,28 @@ pub enum Command {
         output: OutputArg,
         /// The .torrent file.
         torrent: PathBuf,
+        /// Once complete, keep seeding (serving the torrent to other peers) until Ctrl-C.
+        #[arg(long)]
+        seed: bool,
+        #[command(flatten)]
+        slots: UploadSlotsArg,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+
+    /// Seed a torrent from data on disk until Ctrl-C/SIGTERM: checks every piece first (only
+    /// verified pieces are served), announces to the trackers, accepts peers on --port and
+    /// dials the --peer addresses; choking with --upload-slots slots plus an optimistic unchoke.
+    /// See docs/seeding.md.
+    Seed {
+        /// The .torrent file.
+        torrent: PathBuf,
+        /// The data: the file of a single-file torrent, or the directory that holds the files
+        /// of a multi-file torrent (as `download -o` writes them).
+        #[arg(long, value_name = "PATH")]
+        data: PathBuf,
+        #[command(flatten)]
+        slots: UploadSlotsArg,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -288,6 +309,15 @@ pub struct OutputArg {
     /// `magnet_download`).
     #[arg(short = 'o', long = "output", value_name = "PATH")]
     pub output: PathBuf,
+}
+
+/// `--upload-slots` of `seed` and `download --seed`.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct UploadSlotsArg {
+    /// How many interested peers may download from us at once (the fastest ones, rechoked
+    /// every 10 s), plus one optimistic unchoke rotated every 30 s.
+    #[arg(long, value_name = "N", default_value_t = crate::download::choker::DEFAULT_SLOTS)]
+    pub upload_slots: usize,
 }
 
 /// `--json` of `info` and `magnet_parse`.

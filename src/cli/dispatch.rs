@@ -111,6 +111,8 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
         Command::Download {
             output: o,
             torrent,
+            seed,
+            slots,
             net,
         } => {
             let t = &read_torrent(&torrent)?;
@@ -120,10 +122,40 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
                 "download",
                 &t.info.name,
                 Stop::Cancel,
-                |cfg| async move { client::download(t, path, &cfg).await },
+                |mut cfg| async move {
+                    cfg.seed = seed;
+                    cfg.upload_slots = slots.upload_slots;
+                    client::download(t, path, &cfg).await
+                },
             )?;
-            check_download(&s, &net)?;
+            if seed && s.complete {
+                // Ctrl-C is how seeding ends: not an interruption of the download
+                if !net.quiet {
+                    eprintln!("{}", output::download_report(&s));
+                    eprintln!("{}", output::seed_report(&s));
+                }
+            } else {
+                check_download(&s, &net)?;
+            }
             output::write_download_done(out, &torrent.display().to_string(), path)?;
+        }
+        Command::Seed {
+            torrent,
+            data,
+            slots,
+            net,
+        } => {
+            let t = &read_torrent(&torrent)?;
+            let data = &data;
+            let s = networked(&net, "seed", &t.info.name, Stop::Cancel, |mut cfg| {
+                cfg.upload_slots = slots.upload_slots;
+                let checked =
+                    Arc::new(|v: u32, n: u32| eprintln!("{}", output::seed_checked(v, n)));
+                async move { client::seed(t, data, &cfg, checked).await }
+            })?;
+            if !net.quiet {
+                eprintln!("{}", output::seed_report(&s));
+            }
         }
         Command::MagnetHandshake { link, net } => {
             let m = &read_magnet(&link)?;

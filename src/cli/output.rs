@@ -205,6 +205,29 @@ pub fn download_report(s: &Summary) -> String {
     line
 }
 
+/// `seed`, on stderr once the data is checked: how many pieces we can serve.
+pub fn seed_checked(verified: u32, total: u32) -> String {
+    if verified == total {
+        format!("seeding: all {total} pieces verified")
+    } else {
+        format!(
+            "seeding: {verified} of {total} pieces verified (the other {} fail their SHA-1 and are not served)",
+            total - verified
+        )
+    }
+}
+
+/// The line on stderr when seeding stops: bytes uploaded, to how many peers, for how long.
+pub fn seed_report(s: &Summary) -> String {
+    let secs = s.elapsed.as_secs_f64().max(1e-6);
+    let mib = s.bytes_uploaded as f64 / 1048576.0;
+    format!(
+        "seeded {mib:.1} MiB to {} peer(s) in {secs:.1} s ({:.1} MiB/s)",
+        s.peers_served,
+        mib / secs
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,6 +428,7 @@ mod tests {
             pieces_have: 4,
             pieces_failed: 0,
             peers_used: 2,
+            peers_served: 0,
             peers_banned: 0,
             elapsed: Duration::from_millis(1500),
         };
@@ -417,6 +441,15 @@ mod tests {
         assert!(download_report(&s).ends_with(
             "from 2 peer(s), 2 piece(s) failed verification, 1 peer(s) dropped for bad data"
         ));
+        s.bytes_uploaded = 6 * 1048576;
+        s.peers_served = 3;
+        s.elapsed = Duration::from_secs(4);
+        assert_eq!(
+            seed_report(&s),
+            "seeded 6.0 MiB to 3 peer(s) in 4.0 s (1.5 MiB/s)"
+        );
+        assert_eq!(seed_checked(4, 4), "seeding: all 4 pieces verified");
+        assert!(seed_checked(3, 4).starts_with("seeding: 3 of 4 pieces verified"));
     }
 
     #[test]

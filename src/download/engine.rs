@@ -38,6 +38,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::bitfield::Bitfield;
+use crate::download::choker::Choker;
 use crate::download::picker::Picker;
 use crate::download::picker::Received;
 use crate::download::storage::Storage;
@@ -101,6 +102,10 @@ struct SwarmState {
     suspects: HashMap<u32, Vec<(u32, SocketAddr, [u8; 20])>>,
     /// Peers that sent us at least one useful block.
     sources: HashSet<SocketAddr>,
+    /// Peers we sent at least one block.
+    served: HashSet<SocketAddr>,
+    /// Who may download from us.
+    choker: Choker,
     pieces_failed: u32,
 }
 
@@ -280,8 +285,23 @@ impl PeerSwarm for Arc<Swarm> {
         self.lock().picker.add_have(index);
     }
 
+    fn peer_joined(&self, addr: SocketAddr) {
+        self.lock().choker.add(addr);
+    }
+
+    fn peer_interest(&self, addr: SocketAddr, interested: bool) {
+        let changed = self
+            .lock()
+            .choker
+            .set_interested(&addr, interested, Instant::now());
+        if changed {
+            self.wake();
+        }
+    }
+
     fn peer_left(
         &self,
+        addr: SocketAddr,
         announced: Option<&Bitfield>,
         outstanding: &mut dyn Iterator<Item = BlockRef>,
     ) {
@@ -292,6 +312,7 @@ impl PeerSwarm for Arc<Swarm> {
         if let Some(has) = announced {
             s.picker.remove_peer(has);
         }
+        s.choker.remove(&addr, Instant::now());
         drop(s);
         self.wake();
     }
@@ -306,7 +327,7 @@ impl PeerSwarm for Arc<Swarm> {
         cursor.haves = s.have_log.len();
         cursor.cancels = s.cancel_log.len();
         out.interesting = s.picker.is_interesting(has);
-        out.have_any = s.picker.have().count() > 0;
+        out.unchoked = s.choker.is_unchoked(&addr);
     }
 
     fn pick(
@@ -394,8 +415,11 @@ impl PeerSwarm for Arc<Swarm> {
         }
     }
 
-    fn uploaded(&self, bytes: u64) {
+    fn uploaded(&self, addr: SocketAddr, bytes: u64) {
         self.uploaded.fetch_add(bytes, Ordering::Relaxed);
+        let mut s = self.lock();
+        s.choker.uploaded(&addr, bytes);
+        s.served.insert(addr);
     }
 }
 
@@ -471,6 +495,13 @@ pub struct Options {
     pub cancel: CancellationToken,
     /// How many times to retry a peer that failed (not one that was banned).
     pub peer_retries: u32,
+    /// Keep serving once every wanted piece is verified, until `cancel` (`seed`,
+    /// `download --seed`).
+    pub seed: bool,
+    /// Regular upload slots of the choker (plus one optimistic unchoke).
+    pub upload_slots: usize,
+    /// Told `(verified, total)` once the data on disk is checked, before any peer is contacted.
+    pub on_checked: Option<Arc<dyn Fn(u32, u32) + Send + Sync>>,
 }
 
 impl Default for Options {
@@ -488,6 +519,9 @@ impl Default for Options {
             observer: None,
             cancel: CancellationToken::new(),
             peer_retries: 3,
+            seed: false,
+            upload_slots: crate::download::choker::DEFAULT_SLOTS,
+            on_checked: None,
         }
     }
 }
@@ -507,6 +541,8 @@ pub struct Summary {
     pub pieces_failed: u32,
     /// Peers that sent at least one useful block.
     pub peers_used: usize,
+    /// Peers we sent at least one block.
+    pub peers_served: usize,
     pub peers_banned: usize,
     pub elapsed: Duration,
 }
@@ -549,6 +585,14 @@ pub async fn download(
     });
     let (storage, have) = opening.await??;
     let pieces_resumed = have.count();
+    if let Some(f) = &opts.on_checked {
+        f(pieces_resumed, num_pieces);
+    }
+    if opts.seed && pieces_resumed == 0 && opts.wanted.as_ref().is_some_and(|w| w.count() == 0) {
+        anyhow::bail!(
+            "none of the {num_pieces} pieces on disk matches the torrent's SHA-1 hashes: nothing to seed"
+        );
+    }
     let wanted = opts
         .wanted
         .clone()
@@ -564,6 +608,7 @@ pub async fn download(
             timeouts: opts.timeouts.clone(),
             listen_port: opts.listen_port,
             observer: opts.observer.clone(),
+            keep_serving: opts.seed,
         },
         piece_len: layout.piece_len,
         total_len,
@@ -582,6 +627,8 @@ pub async fn download(
             block_senders: HashMap::new(),
             suspects: HashMap::new(),
             sources: HashSet::new(),
+            served: HashSet::new(),
+            choker: Choker::new(opts.upload_slots),
             pieces_failed: 0,
         }),
         wake_tx,
@@ -592,7 +639,7 @@ pub async fn download(
 
     let bar = progress_bar(opts.progress, &swarm);
     let mut interrupted = false;
-    if !swarm.is_finished() {
+    if !swarm.is_finished() || opts.seed {
         interrupted = run_swarm(&swarm, source, &opts, bar.as_ref()).await?;
     }
     if let Some(b) = bar {
@@ -615,6 +662,7 @@ pub async fn download(
         pieces_have: s.picker.have().count(),
         pieces_failed: s.pieces_failed,
         peers_used: s.sources.len(),
+        peers_served: s.served.len(),
         peers_banned: s.banned.len(),
         elapsed: started.elapsed(),
     })
@@ -741,6 +789,7 @@ async fn announce_loop(
     swarm: Arc<Swarm>,
     results: mpsc::Sender<anyhow::Result<PeerList>>,
     soon: Arc<tokio::sync::Notify>,
+    completed: Arc<tokio::sync::Notify>,
     stop: CancellationToken,
 ) -> (Box<dyn PeerSource>, bool) {
     let mut event = AnnounceEvent::Started;
@@ -749,8 +798,14 @@ async fn announce_loop(
     loop {
         let d = swarm.downloaded.load(Ordering::Relaxed);
         let u = swarm.uploaded.load(Ordering::Relaxed);
+        // a seed says `left=0`; a leecher at least 1, so that the tracker lists seeds to it
+        let left = if swarm.is_finished() {
+            left(&swarm)
+        } else {
+            left(&swarm).max(1)
+        };
         let result = tokio::select! {
-            r = source.announce(event, d, u, left(&swarm).max(1)) => r,
+            r = source.announce(event, d, u, left) => r,
             _ = stop.cancelled() => return (source, answered),
         };
         if let Ok(list) = &result {
@@ -769,6 +824,13 @@ async fn announce_loop(
             tokio::select! {
                 _ = tokio::time::sleep_until(next.into()) => break,
                 _ = soon.notified() => next = next.min(last + QUICK_ANNOUNCE),
+                // finished and seeding on: tell the tracker at once
+                _ = completed.notified() => {
+                    if answered {
+                        event = AnnounceEvent::Completed;
+                    }
+                    break;
+                }
                 _ = stop.cancelled() => return (source, answered),
             }
         }
@@ -795,12 +857,14 @@ async fn run_swarm(
     book.add(&opts.peers);
     let (results_tx, mut results) = mpsc::channel(4);
     let soon = Arc::new(tokio::sync::Notify::new());
+    let completed = Arc::new(tokio::sync::Notify::new());
     let stop = CancellationToken::new();
     let announcer = tokio::spawn(announce_loop(
         source,
         swarm.clone(),
         results_tx,
         soon.clone(),
+        completed.clone(),
         stop.clone(),
     ));
     let listener = match &opts.listener {
@@ -828,11 +892,12 @@ async fn run_swarm(
             let sw = swarm.clone();
             tasks.spawn(async move { (addr, session::run(sw, addr).await) });
         }
-        if swarm.is_finished() {
+        if swarm.is_finished() && !opts.seed {
             break Ok(false);
         }
-        // nobody to talk to: ask the tracker sooner, and give up after a while
-        if book.is_idle() && incoming.is_empty() {
+        // nobody to talk to: ask the tracker sooner, and give up after a while (a seed waits
+        // for leechers instead)
+        if book.is_idle() && incoming.is_empty() && !swarm.is_finished() {
             if idle_announces >= 6 {
                 break Err(anyhow::anyhow!(
                     "no peer could provide the data ({} of {} pieces verified); peers tried: {}",
@@ -861,7 +926,9 @@ async fn run_swarm(
                 });
                 // a session ended by our disk failing is no failure of the peer
                 let error = error.filter(|_| !matches!(result_end, Some(SessionEnd::DiskError)));
-                let may_retry = !swarm.lock().banned.contains(&addr) && !swarm.is_finished();
+                // a seed retries too: the peer may still want data
+                let may_retry = !swarm.lock().banned.contains(&addr)
+                    && (!swarm.is_finished() || opts.seed);
                 book.ended(addr, error, may_retry);
             }
             Some(result) = results.recv() => {
@@ -874,16 +941,28 @@ async fn run_swarm(
                         book.add(&opts.peers);
                     }
                     // nothing else to try and the tracker never answered: that is the error
-                    Err(e) if idle && announces_answered == 0 && book.records.is_empty() => {
+                    Err(e) if idle
+                        && announces_answered == 0
+                        && book.records.is_empty()
+                        && !swarm.is_finished() =>
+                    {
                         break Err(e);
                     }
                     Err(e) => tracing::warn!("announce failed: {e:#}"),
                 }
                 idle_announces = if idle { idle_announces + 1 } else { 0 };
             }
-            _ = swarm.done.notified() => {}
+            _ = swarm.done.notified() => {
+                if opts.seed {
+                    tracing::info!("download complete; seeding until interrupted");
+                    completed.notify_one();
+                }
+            }
             _ = tick.tick() => {
                 book.due(Instant::now());
+                if swarm.lock().choker.tick(Instant::now()) {
+                    swarm.wake();
+                }
                 if let Some(b) = bar {
                     b.set_position(swarm.lock().picker.have().count() as u64 * swarm.piece_len);
                     b.set_message(format!("{} peers", book.active.len()));
@@ -910,7 +989,7 @@ async fn run_swarm(
     incoming.abort_all();
     // the last announce, only to a tracker that answers (a silent one would only delay us)
     if let Ok((mut source, true)) = announcer.await {
-        let (ev, limit) = if swarm.is_finished() {
+        let (ev, limit) = if swarm.is_finished() && !opts.seed {
             (AnnounceEvent::Completed, COMPLETED_ANNOUNCE_TIMEOUT)
         } else {
             (AnnounceEvent::Stopped, STOPPED_ANNOUNCE_TIMEOUT)
@@ -918,6 +997,7 @@ async fn run_swarm(
         let d = swarm.downloaded.load(Ordering::Relaxed);
         let u = swarm.uploaded.load(Ordering::Relaxed);
         let _ = tokio::time::timeout(limit, source.announce(ev, d, u, left(swarm))).await;
+        tracing::debug!("announced {ev:?}");
     }
     outcome
 }

@@ -6,6 +6,7 @@
 //! a peer socket itself, and nothing here blocks an async worker: disk work runs on the
 //! blocking pool, announces in a task of their own.
 
+pub mod choker;
 pub mod engine;
 pub mod picker;
 pub mod source;

@@ -10,7 +10,11 @@
 //!   it off the async workers and verifies the piece once its last block is written;
 //! - `choke` without the fast extension cancels everything outstanding; with it the peer
 //!   `reject`s explicitly;
-//! - we serve the peer's requests for pieces we have (unchoking interested peers).
+//! - we serve the peer's requests for pieces we have while the swarm's choker lets it download
+//!   (`unchoke`/`choke` follow [`News::unchoked`]); requests are checked (piece index, at most
+//!   16 KiB, inside the piece, a piece we have) and the ones we will not serve are `reject`ed
+//!   under the fast extension (also those that come while the peer is choked, and all pending
+//!   ones when we choke it); a peer that floods us with requests beyond our `reqq` is dropped.
 //!
 //! The loop never trusts the peer: wrong bitfield sizes, out-of-range indexes, blocks we did
 //! not ask for with a wrong size, or silence while requests are pending end the connection.
@@ -33,9 +37,11 @@ use crate::wire::{BlockRef, Handshake, Message, Reserved};
 /// The reserved bits bt-trace advertises: fast extension and extension protocol.
 pub const OUR_RESERVED: Reserved = Reserved::new().with_fast().with_extended();
 
-/// Largest block a peer may ask us for (BEP 3 peers use 16 KiB; some allow up to 128 KiB).
-const MAX_SERVE_LEN: u32 = 128 * 1024;
-/// How many of the peer's requests we queue before rejecting more.
+/// Largest block a peer may ask us for: 16 KiB, what every current client requests (BEP 3
+/// says clients should; larger requests are rejected).
+const MAX_SERVE_LEN: u32 = 16 * 1024;
+/// How many of the peer's requests we queue (our `reqq`) before rejecting more; a peer whose
+/// requests beyond it reach as many again is flooding us and is dropped.
 const MAX_PEER_REQUESTS: usize = 500;
 /// Request pipeline bounds.
 const MIN_DEPTH: usize = 32;
@@ -105,6 +111,9 @@ struct PeerState {
     scratch: Vec<BlockRef>,
     /// The id the peer wants `ut_metadata` messages under (from its extended handshake).
     their_ut_metadata: Option<u8>,
+    /// Requests rejected since the last unchoke (sent while choked, or with
+    /// [`MAX_PEER_REQUESTS`] queued already).
+    flood: usize,
 }
 
 /// Connects to `addr` and runs the session until the download is done, the swarm is cancelled,
@@ -167,7 +176,9 @@ pub async fn run_on<S: PeerSwarm>(
         added_to_picker: false,
         scratch: Vec::new(),
         their_ut_metadata: None,
+        flood: 0,
     };
+    swarm.peer_joined(st.addr);
     let mut result = session_loop(&swarm, &mut conn, &mut st).await;
     // blocks accepted before the loop ended mid-read: store them, they are claimed
     if !st.arrived.is_empty() {
@@ -178,7 +189,7 @@ pub async fn run_on<S: PeerSwarm>(
     }
     // give back everything this peer held
     let announced = st.added_to_picker.then_some(&st.has);
-    swarm.peer_left(announced, &mut st.outstanding.drain());
+    swarm.peer_left(st.addr, announced, &mut st.outstanding.drain());
     match &result {
         Ok(_) => conn.report_closed(None),
         Err(e) => conn.report_closed(Some(&e.to_string())),
@@ -275,8 +286,9 @@ async fn session_loop<S: PeerSwarm>(
                 return Ok(SessionEnd::DiskError);
             }
         }
-        // 2. catch up with the swarm and refill the pipeline
-        if swarm.is_finished() {
+        // 2. catch up with the swarm and refill the pipeline; once we have everything we
+        //    wanted, go on only to seed, and only to a peer that lacks something
+        if swarm.is_finished() && (!cfg.keep_serving || st.has.is_full()) {
             return Ok(SessionEnd::Done);
         }
         sync(swarm, st, conn)?;
@@ -288,9 +300,12 @@ async fn session_loop<S: PeerSwarm>(
             conn.flush().await?;
             st.last_sent = Instant::now();
         }
-        // 3. wait for bytes, a change in the swarm, or the clock
+        // 3. wait for bytes, a change in the swarm, or the clock (not when requests are
+        //    still queued: serve the next batch right away)
+        let more_to_serve = !st.peer_choked && !st.their_requests.is_empty();
         tokio::select! {
             r = conn.fill() => { r?; }
+            _ = std::future::ready(()), if more_to_serve => {}
             _ = wake.changed() => {}
             _ = tick.tick() => housekeeping(&cfg.timeouts, st, conn)?,
             _ = cancel.cancelled() => return Ok(SessionEnd::Done),
@@ -319,8 +334,13 @@ fn handle(
             }
         }
         Message::Unchoke => st.am_choked = false,
-        Message::Interested => st.peer_interested = true,
-        Message::NotInterested => st.peer_interested = false,
+        Message::Interested | Message::NotInterested => {
+            let interested = matches!(msg, Message::Interested);
+            if interested != st.peer_interested {
+                st.peer_interested = interested;
+                swarm.peer_interest(st.addr, interested);
+            }
+        }
         Message::Have { index } => {
             if index >= n {
                 return Err(PeerError::Protocol(format!(
@@ -339,16 +359,27 @@ fn handle(
         }
         Message::Bitfield(bits) => {
             // BEP 3 wants it first, but real clients send their extension handshake (and
-            // aria2 sometimes haves) before it: accept it until the peer announced pieces.
-            if st.added_to_picker {
-                return Err(PeerError::Protocol(
-                    "bitfield sent after the peer had already announced pieces".into(),
-                ));
-            }
-            st.has =
+            // aria2 sometimes haves, Transmission `have none`) before it: a later bitfield
+            // may add pieces, never take any back.
+            let has =
                 Bitfield::from_bytes(bits, n).map_err(|e| PeerError::Protocol(e.to_string()))?;
-            swarm.peer_announced(&st.has);
-            st.added_to_picker = true;
+            if st.added_to_picker {
+                if st.has.iter_ones().any(|i| !has.get(i)) {
+                    return Err(PeerError::Protocol(
+                        "bitfield takes back pieces the peer had announced".into(),
+                    ));
+                }
+                for i in has.iter_ones() {
+                    if !st.has.get(i) {
+                        st.has.set(i);
+                        swarm.peer_has(i);
+                    }
+                }
+            } else {
+                st.has = has;
+                swarm.peer_announced(&st.has);
+                st.added_to_picker = true;
+            }
         }
         Message::HaveAll | Message::HaveNone => {
             if st.added_to_picker {
@@ -365,11 +396,23 @@ fn handle(
             st.added_to_picker = true;
         }
         Message::Request(r) => {
-            if st.peer_choked {
-                // requests while choked are ignored (or rejected with the fast extension)
-                return Ok(reject(st, r));
+            if r.index >= n {
+                return Err(PeerError::Protocol(format!(
+                    "request for piece {}, but the torrent has {n} pieces",
+                    r.index
+                )));
             }
-            if st.their_requests.len() >= MAX_PEER_REQUESTS {
+            // requests while choked, or beyond our reqq, are ignored (or rejected with the
+            // fast extension); a peer that keeps sending them is dropped
+            if st.peer_choked || st.their_requests.len() >= MAX_PEER_REQUESTS {
+                st.flood += 1;
+                if st.flood > MAX_PEER_REQUESTS {
+                    return Err(PeerError::Protocol(format!(
+                        "request flood: {} requests while choked or beyond our reqq of \
+                         {MAX_PEER_REQUESTS}",
+                        st.flood
+                    )));
+                }
                 return Ok(reject(st, r));
             }
             st.their_requests.push_back(r);
@@ -493,10 +536,21 @@ fn sync(swarm: &impl PeerSwarm, st: &mut PeerState, conn: &mut Conn) -> Result<(
         };
         m.emit(conn.out());
     }
-    // unchoke interested peers so they can download from us too
-    if st.peer_interested && st.peer_choked && news.have_any {
-        st.peer_choked = false;
-        Message::Unchoke.emit(conn.out());
+    // the swarm's choker decides who may download from us
+    if news.unchoked == st.peer_choked {
+        st.peer_choked = !news.unchoked;
+        if st.peer_choked {
+            Message::Choke.emit(conn.out());
+            // BEP 3: a choke discards the peer's pending requests; BEP 6: reject each
+            for r in std::mem::take(&mut st.their_requests) {
+                if let Some(b) = reject(st, r) {
+                    conn.out().extend_from_slice(&b);
+                }
+            }
+        } else {
+            st.flood = 0;
+            Message::Unchoke.emit(conn.out());
+        }
     }
     if !st.am_choked && st.am_interested {
         let want = st.depth.min(st.reqq);
@@ -564,8 +618,8 @@ async fn serve(
         at += r.length as usize;
         let head = Message::piece_header(r.index, r.begin, body.len());
         conn.write_two(&head, body).await?;
-        swarm.uploaded(u64::from(r.length));
     }
+    swarm.uploaded(st.addr, at as u64);
     Ok(Ok(()))
 }
 
@@ -651,6 +705,7 @@ mod tests {
                     timeouts: Timeouts::default(),
                     listen_port: None,
                     observer: None,
+                    keep_serving: false,
                 },
                 cancel: CancellationToken::new(),
                 wake: watch::channel(0).0,
@@ -694,8 +749,11 @@ mod tests {
                 b.set(index);
             }
         }
+        fn peer_joined(&self, _: SocketAddr) {}
+        fn peer_interest(&self, _: SocketAddr, _: bool) {}
         fn peer_left(
             &self,
+            _: SocketAddr,
             announced: Option<&Bitfield>,
             outstanding: &mut dyn Iterator<Item = BlockRef>,
         ) {
@@ -763,7 +821,7 @@ mod tests {
         ) -> impl std::future::Future<Output = Result<Vec<u8>, DiskError>> + Send {
             std::future::ready(Err(DiskError("nothing to serve".into())))
         }
-        fn uploaded(&self, _: u64) {}
+        fn uploaded(&self, _: SocketAddr, _: u64) {}
     }
 
     /// How the scripted remote peer behaves after handshake, bitfield (both pieces) and

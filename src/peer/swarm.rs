@@ -2,7 +2,8 @@
 //!
 //! The download engine implements it (picker, storage and the shared logs live behind it);
 //! tests implement it with a fake. A session asks it what to request next, hands it what the
-//! peer announced and sent, and asks it for blocks to serve. It never sees the picker, the
+//! peer announced and sent, asks it for blocks to serve, and obeys its choker (who may
+//! download from us: [`News::unchoked`]). It never sees the picker, the
 //! storage or the engine's state, so `peer/` depends on nothing above it.
 //!
 //! Disk I/O goes through [`PeerSwarm::store`] and [`PeerSwarm::read`], which return futures:
@@ -36,6 +37,9 @@ pub struct SessionConfig {
     pub listen_port: Option<u16>,
     /// The tracer, told about every byte of every connection.
     pub observer: Option<Arc<dyn ConnObserver>>,
+    /// Keep sessions going once every wanted piece is verified (we seed): only a session
+    /// with a peer that has everything too ends then.
+    pub keep_serving: bool,
 }
 
 /// Where a session is in the swarm's logs of verified pieces and endgame cancels (so that it
@@ -57,8 +61,8 @@ pub struct News {
     pub banned: bool,
     /// The peer has a piece we still need.
     pub interesting: bool,
-    /// We have a verified piece to serve.
-    pub have_any: bool,
+    /// The swarm's choker lets this peer download from us: `unchoke` it (else `choke`).
+    pub unchoked: bool,
 }
 
 /// What a received block is to the swarm ([`PeerSwarm::accept_block`]).
@@ -97,10 +101,15 @@ pub trait PeerSwarm: Clone + Send + Sync + 'static {
     fn peer_announced(&self, has: &Bitfield);
     /// The peer announced one more piece (`have`) after [`PeerSwarm::peer_announced`].
     fn peer_has(&self, index: u32);
-    /// The session ends: forget the pieces the peer announced (if it did) and release the
-    /// blocks still outstanding there.
+    /// A session with the peer at `addr` starts (choked, not interested, for the choker).
+    fn peer_joined(&self, addr: SocketAddr);
+    /// The peer said `interested` (true) or `not interested`.
+    fn peer_interest(&self, addr: SocketAddr, interested: bool);
+    /// The session ends: forget the pieces the peer announced (if it did), release the
+    /// blocks still outstanding there, and free its upload slot.
     fn peer_left(
         &self,
+        addr: SocketAddr,
         announced: Option<&Bitfield>,
         outstanding: &mut dyn Iterator<Item = BlockRef>,
     );
@@ -134,6 +143,6 @@ pub trait PeerSwarm: Clone + Send + Sync + 'static {
         &self,
         blocks: Vec<BlockRef>,
     ) -> impl Future<Output = Result<Vec<u8>, DiskError>> + Send;
-    /// Counts bytes served.
-    fn uploaded(&self, bytes: u64);
+    /// Counts bytes served to `addr` (its upload rate for the choker).
+    fn uploaded(&self, addr: SocketAddr, bytes: u64);
 }

@@ -47,5 +47,14 @@ def add_torrent(ses, torrent_path, save_path):
     return ses.add_torrent(params)
 
 
+def add_magnet(ses, uri, save_path):
+    """Adds a magnet link (its x.pe peers are dialed) unmanaged and started; returns the handle."""
+    params = lt.parse_magnet_uri(uri)
+    params.save_path = save_path
+    params.flags &= ~lt.torrent_flags.auto_managed
+    params.flags &= ~lt.torrent_flags.paused
+    return ses.add_torrent(params)
+
+
 def listen_port(ses):
     return ses.listen_port()

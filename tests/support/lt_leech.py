@@ -3,6 +3,7 @@
 
     /usr/bin/python3 lt_leech.py TORRENT SAVE_DIR [--port P] [--peer IP:PORT ...] [--timeout S]
 
+TORRENT is a .torrent file or a magnet link (whose metadata is fetched first, from its x.pe peers).
 Downloads TORRENT into SAVE_DIR (peers from the torrent's tracker, plus any --peer), then prints one line
 on stdout and exits 0:
     done BYTES SECONDS MIB_PER_S
@@ -41,8 +42,10 @@ def main():
     ses = lt_common.make_session(args.port)
     os.makedirs(args.save_dir, exist_ok=True)
     start = time.monotonic()
-    h = lt_common.add_torrent(ses, args.torrent, args.save_dir)
-    total = h.torrent_file().total_size()
+    if args.torrent.startswith("magnet:"):
+        h = lt_common.add_magnet(ses, args.torrent, args.save_dir)
+    else:
+        h = lt_common.add_torrent(ses, args.torrent, args.save_dir)
     for peer in args.peer:
         ip, _, port = peer.rpartition(":")
         h.connect_peer((ip, int(port)))
@@ -69,6 +72,7 @@ def main():
             )
         time.sleep(0.01)
     secs = time.monotonic() - start
+    total = h.torrent_file().total_size()
     print("done %d %.3f %.1f" % (total, secs, total / 1048576 / secs), flush=True)
     os._exit(0)  # skip the session's graceful shutdown (tracker "stopped" etc.)
 
