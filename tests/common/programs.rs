@@ -23,6 +23,8 @@ pub enum Program {
     TransmissionDaemon,
     TransmissionRemote,
     TransmissionShow,
+    /// The plain leecher `transmission-cli` (it only accepts: the seeder dials it).
+    TransmissionCli,
     /// Debian's `python3-libtorrent`, imported by [`super::PYTHON`].
     Libtorrent,
     Mktorrent,
@@ -42,12 +44,13 @@ pub const SWARM: &[Program] = &[
 ];
 
 impl Program {
-    pub const ALL: [Program; 8] = [
+    pub const ALL: [Program; 9] = [
         Program::Opentracker,
         Program::Aria2c,
         Program::TransmissionDaemon,
         Program::TransmissionRemote,
         Program::TransmissionShow,
+        Program::TransmissionCli,
         Program::Libtorrent,
         Program::Mktorrent,
         Program::Tshark,
@@ -61,6 +64,7 @@ impl Program {
             Program::TransmissionDaemon => "transmission-daemon",
             Program::TransmissionRemote => "transmission-remote",
             Program::TransmissionShow => "transmission-show",
+            Program::TransmissionCli => "transmission-cli",
             Program::Libtorrent => "libtorrent",
             Program::Mktorrent => "mktorrent",
             Program::Tshark => "tshark",
@@ -73,7 +77,9 @@ impl Program {
             Program::Opentracker => "opentracker",
             Program::Aria2c => "aria2",
             Program::TransmissionDaemon => "transmission-daemon",
-            Program::TransmissionRemote | Program::TransmissionShow => "transmission-cli",
+            Program::TransmissionRemote | Program::TransmissionShow | Program::TransmissionCli => {
+                "transmission-cli"
+            }
             Program::Libtorrent => "python3-libtorrent",
             Program::Mktorrent => "mktorrent",
             Program::Tshark => "tshark",

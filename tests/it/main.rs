@@ -20,6 +20,7 @@ mod engine_robustness;
 mod harness_selftest;
 mod hostile_peers;
 mod magnet_real;
+mod seed_real;
 mod trace_real;
 mod trace_tshark;
 mod tracker_opentracker;

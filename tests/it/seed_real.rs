@@ -7,7 +7,7 @@
 //!
 //! The harness (`tests/common`, `docs/testing.md`) starts and stops the programs.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::io::{Read, Write};
@@ -131,6 +131,7 @@ fn downloaded_at(t: &Torrent, dir: &Path) -> DownloadedAt {
 
 #[test]
 fn aria2_downloads_from_the_seeder_through_the_tracker() {
+    skip_unless_installed!(&[Program::Opentracker, Program::Mktorrent, Program::Aria2c]);
     let f = fixture();
     // the multi-file torrent (UDP tracker) is not covered yet: aria2 never connected (open)
     let c = &f.single;
@@ -162,6 +163,11 @@ fn lt_leech(what: &str, dir: &Path, peers: &[u16]) {
 
 #[test]
 fn libtorrent_downloads_from_the_seeder() {
+    skip_unless_installed!(&[
+        Program::Opentracker,
+        Program::Mktorrent,
+        Program::Libtorrent
+    ]);
     let f = fixture();
     for c in [&f.single, &f.multi] {
         let dir = temp_dir("seed-lt");
@@ -173,6 +179,11 @@ fn libtorrent_downloads_from_the_seeder() {
 
 #[test]
 fn libtorrent_fetches_the_metadata_through_a_magnet_link() {
+    skip_unless_installed!(&[
+        Program::Opentracker,
+        Program::Mktorrent,
+        Program::Libtorrent
+    ]);
     let f = fixture();
     for c in [&f.single, &f.multi] {
         let dir = temp_dir("seed-magnet");
@@ -188,6 +199,11 @@ fn libtorrent_fetches_the_metadata_through_a_magnet_link() {
 
 #[test]
 fn transmission_downloads_from_a_seeder_that_dials_it() {
+    skip_unless_installed!(&[
+        Program::Opentracker,
+        Program::Mktorrent,
+        Program::TransmissionCli
+    ]);
     let f = fixture();
     let c = &f.single;
     let dir = temp_dir("seed-transmission");
@@ -242,6 +258,7 @@ fn handshake(info_hash: [u8; 20], peer_id: &[u8; 20]) -> Vec<u8> {
 
 #[test]
 fn sixty_peers_are_served_at_once() {
+    skip_unless_installed!(&[Program::Opentracker, Program::Mktorrent]);
     let f = fixture();
     let c = &f.multi;
     let dir = temp_dir("seed-many");
@@ -282,6 +299,7 @@ fn sixty_peers_are_served_at_once() {
 
 #[test]
 fn missing_data_is_a_clean_error() {
+    skip_unless_installed!(&[Program::Opentracker, Program::Mktorrent]);
     let f = fixture();
     let c = &f.multi;
     let dir = temp_dir("seed-missing");
@@ -306,6 +324,7 @@ fn missing_data_is_a_clean_error() {
 
 #[test]
 fn a_corrupt_piece_is_not_served_and_sigint_ends_the_seeder() {
+    skip_unless_installed!(&[Program::Opentracker, Program::Mktorrent]);
     let f = fixture();
     let c = &f.single;
     let dir = temp_dir("seed-corrupt");
