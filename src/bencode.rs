@@ -2,9 +2,9 @@
 //!
 //! Four kinds of value: integers `i42e`, byte strings `5:hello`, lists `l...e` and dictionaries
 //! `d...e` whose keys are byte strings. This module is a small, strict, zero-dependency decoder
-//! and encoder over a generic [`Value`]; typed structures (the metainfo) are read with
-//! `serde_bencode` on top, *after* this decoder has checked the input, because serde_bencode has
-//! no nesting limit and a hostile file could overflow the stack.
+//! and encoder over a generic [`Value`]; typed structures (the metainfo, tracker replies) read
+//! their fields off a [`Value`], so errors name the field and carry byte offsets, and nesting is
+//! capped (serde_bencode has no depth limit: a hostile file could overflow the stack).
 //!
 //! Contract: [`decode`] and [`decode_prefix`] never panic, never recurse deeper than
 //! [`MAX_DEPTH`], and never allocate more than the input's length (a string's length prefix is
