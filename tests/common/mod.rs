@@ -515,3 +515,32 @@ fn reader_thread(mut r: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8
         buf
     })
 }
+
+/// tshark's BitTorrent frame numbers in `pcapng` (port `port` decoded as BitTorrent); panics
+/// when tshark fails or complains about the file (a pcapng cut mid-packet makes it exit 2 with
+/// "appears to have been cut short").
+pub fn tshark_bittorrent_frames(pcapng: &Path, port: u16) -> Vec<String> {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(pcapng)
+        .args(["-d", &format!("tcp.port=={port},bittorrent")])
+        .args(["-Y", "bittorrent", "-T", "fields", "-e", "frame.number"])
+        .output()
+        .expect("run tshark");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // (tshark notes it on stderr when run as root; that is no complaint about the file)
+    let complaints: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.contains("Running as user"))
+        .collect();
+    assert!(
+        out.status.success() && complaints.is_empty(),
+        "tshark on {}: {:?} {stderr}",
+        pcapng.display(),
+        out.status
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

@@ -6,7 +6,7 @@
 //! a traced `handshake` or `peers` against a listener of ours that never answers, signal it
 //! and check the exit and the trace with `tshark` (skipped without it).
 
-use crate::common::{skip_unless_installed, Program};
+use crate::common::{skip_unless_installed, tshark_bittorrent_frames, Program};
 use bt_trace::bencode::Value;
 use sha1::{Digest, Sha1};
 use std::ffi::OsStr;
@@ -620,34 +620,6 @@ fn signal_and_wait(mut child: std::process::Child, sig: libc::c_int) -> (Option<
         .read_to_string(&mut stderr)
         .unwrap();
     (status.code(), stderr)
-}
-
-/// tshark's BitTorrent frames in `pcapng` (port `port` decoded as BitTorrent); panics when
-/// tshark cannot read the file or complains about it.
-fn tshark_bittorrent_frames(pcapng: &Path, port: u16) -> Vec<String> {
-    let out = Command::new("tshark")
-        .args(["-n", "-r"])
-        .arg(pcapng)
-        .args(["-d", &format!("tcp.port=={port},bittorrent")])
-        .args(["-Y", "bittorrent", "-T", "fields", "-e", "frame.number"])
-        .output()
-        .expect("run tshark");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    // (tshark notes it on stderr when run as root; that is no complaint about the file)
-    let complaints: Vec<&str> = stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.contains("Running as user"))
-        .collect();
-    assert!(
-        out.status.success() && complaints.is_empty(),
-        "tshark on {}: {:?} {stderr}",
-        pcapng.display(),
-        out.status
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 /// Ctrl-C, SIGTERM and SIGHUP all end a traced command the same way: exit status 130,

@@ -7,37 +7,9 @@
 //! answer) are in `cli_basic.rs`.
 
 use crate::common::*;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const DOWNLOAD: Duration = Duration::from_secs(180);
-
-/// tshark's view of `pcapng` with `port` decoded as BitTorrent: the number of BitTorrent frames.
-/// Panics when tshark fails or complains about the file (a pcapng cut mid-packet makes it exit 2
-/// with "appears to have been cut short").
-fn tshark_bittorrent_frames(pcapng: &Path, port: u16) -> usize {
-    let out = Command::new("tshark")
-        .args(["-n", "-r"])
-        .arg(pcapng)
-        .args(["-d", &format!("tcp.port=={port},bittorrent")])
-        .args(["-Y", "bittorrent", "-T", "fields", "-e", "frame.number"])
-        .output()
-        .expect("run tshark");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    // (tshark notes it on stderr when run as root; that is no complaint about the file)
-    let complaints: Vec<&str> = stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.contains("Running as user"))
-        .collect();
-    assert!(
-        out.status.success() && complaints.is_empty(),
-        "tshark on {}: {:?} {stderr}",
-        pcapng.display(),
-        out.status
-    );
-    String::from_utf8_lossy(&out.stdout).lines().count()
-}
 
 /// The `K` of "(K resumed from disk)" in a download's report line.
 fn resumed(stderr: &str) -> u32 {
@@ -118,7 +90,7 @@ fn sigterm_mid_download_finishes_the_trace_and_keeps_the_pieces() {
         .unwrap_or_else(|| panic!("no piece count in {last:?}"));
 
     // The trace is whole: tshark reads every frame, the event log ends with a complete line.
-    assert!(tshark_bittorrent_frames(&pcapng, seeder.port) > 0);
+    assert!(!tshark_bittorrent_frames(&pcapng, seeder.port).is_empty());
     let events = std::fs::read_to_string(&jsonl).expect("the .jsonl");
     assert!(events.ends_with('\n'), "the event log ends mid-line");
     for line in events.lines() {
