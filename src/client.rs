@@ -116,9 +116,10 @@ pub async fn peers(t: &Torrent, cfg: &ClientConfig) -> Result<Vec<SocketAddr>> {
     if src.tiers.tiers().is_empty() {
         bail!("the torrent names no tracker");
     }
-    let (_, resp) = src
-        .announce_once(Event::Started, 0, 0, t.info.total_length.max(1))
-        .await?;
+    let left = t.info.total_length.max(1);
+    let (_, resp) = src.announce_once(Event::Started, 0, 0, left).await?;
+    // we only asked: leave, so that the tracker does not hand us out to others
+    leave(&mut src, left).await;
     Ok(resp.peers)
 }
 
@@ -323,8 +324,13 @@ const METADATA_PARALLEL: usize = 3;
 /// The peers of a magnet link as they become known: `--peer` and the link's `x.pe` at once,
 /// then what its trackers return (announcing `left` = the link's `xl`, or 1 since the length
 /// is not known yet), from a task of its own so that a silent tracker delays nobody. The
-/// receiver ends when the announce is done; a failed announce sends its error.
-fn magnet_peers(m: &Magnet, cfg: &ClientConfig) -> Result<mpsc::Receiver<Result<Vec<SocketAddr>>>> {
+/// receiver ends when the announce is done; a failed announce sends its error. Once the
+/// receiver is dropped, a tracker that answered is told `stopped` (await the returned
+/// [`Leave`]), so that it does not hand out a peer that is gone.
+fn magnet_peers(
+    m: &Magnet,
+    cfg: &ClientConfig,
+) -> Result<(mpsc::Receiver<Result<Vec<SocketAddr>>>, Leave)> {
     let mut known = cfg.extra_peers.clone();
     for p in m.peer_addrs() {
         if !known.contains(&p) {
@@ -338,7 +344,7 @@ fn magnet_peers(m: &Magnet, cfg: &ClientConfig) -> Result<mpsc::Receiver<Result<
     let mut src = tracker_source_for(Tiers::new(None, &m.tiers()), m.info_hash, cfg, cfg.port);
     let left = m.exact_length.unwrap_or(1).max(1);
     let has_trackers = !m.trackers.is_empty();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         if !known.is_empty() && tx.send(Ok(known)).await.is_err() {
             return;
         }
@@ -348,10 +354,36 @@ fn magnet_peers(m: &Magnet, cfg: &ClientConfig) -> Result<mpsc::Receiver<Result<
                 r = src.announce_once(Event::Started, 0, 0, left) => r,
                 _ = tx.closed() => return,
             };
+            let answered = r.is_ok();
             let _ = tx.send(r.map(|(_, resp)| resp.peers)).await;
+            if answered {
+                tx.closed().await;
+                leave(&mut src, left).await;
+            }
         }
     });
-    Ok(rx)
+    Ok((rx, Leave(task)))
+}
+
+/// How long a `stopped` announce may take when a command leaves.
+const STOPPED_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Tells the trackers we are gone (`stopped`), giving up after [`STOPPED_TIMEOUT`].
+async fn leave(src: &mut TrackerSource, left: u64) {
+    let stopped = src.announce_once(Event::Stopped, 0, 0, left);
+    if let Ok(Err(e)) = tokio::time::timeout(STOPPED_TIMEOUT, stopped).await {
+        tracing::debug!("the `stopped` announce failed: {e:#}");
+    }
+}
+
+/// The `stopped` announce of [`magnet_peers`], sent once its receiver is gone.
+struct Leave(tokio::task::JoinHandle<()>);
+
+impl Leave {
+    /// Waits (boundedly) until the `stopped` announce is sent; the receiver must be dropped.
+    async fn done(self) {
+        let _ = tokio::time::timeout(STOPPED_TIMEOUT * 2, self.0).await;
+    }
 }
 
 fn local(cfg: &ClientConfig) -> metadata::Local {
@@ -426,10 +458,10 @@ where
 /// Connects to the magnet link's peers until one completes the handshake and the extended
 /// handshake with `ut_metadata` (`bt-trace magnet_handshake`).
 pub async fn magnet_handshake(m: &Magnet, cfg: &ClientConfig) -> Result<ExtendedPeer> {
-    let peers = magnet_peers(m, cfg)?;
+    let (peers, leave) = magnet_peers(m, cfg)?;
     let local = local(cfg);
     let info_hash = m.info_hash;
-    first_success(peers, move |addr| {
+    let found = first_success(peers, move |addr| {
         let local = local.clone();
         async move {
             let (mut conn, peer) = metadata::connect_extended(addr, info_hash, &local).await?;
@@ -440,20 +472,24 @@ pub async fn magnet_handshake(m: &Magnet, cfg: &ClientConfig) -> Result<Extended
             Ok(peer)
         }
     })
-    .await
+    .await;
+    leave.done().await;
+    found
 }
 
 /// Fetches the info dictionary of a magnet link from its peers and builds the torrent, whose
 /// trackers are the link's `tr` (`bt-trace magnet_info`). Also returns the peer that gave it.
 pub async fn magnet_info(m: &Magnet, cfg: &ClientConfig) -> Result<(Torrent, SocketAddr)> {
-    let peers = magnet_peers(m, cfg)?;
+    let (peers, leave) = magnet_peers(m, cfg)?;
     let local = local(cfg);
     let info_hash = m.info_hash;
-    let (peer, info) = first_success(peers, move |addr| {
+    let found = first_success(peers, move |addr| {
         let local = local.clone();
         async move { metadata::fetch_from(addr, info_hash, &local).await }
     })
-    .await?;
+    .await;
+    leave.done().await;
+    let (peer, info) = found?;
     Ok((Torrent::from_info(info, m.tiers()), peer.addr))
 }
 

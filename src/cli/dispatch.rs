@@ -456,8 +456,18 @@ fn start_trace(
         listen_port: Some(net.port),
         ..RecorderOptions::in_dir(dir, &stem)
     };
+    let asked = opts.pcapng.clone();
     let rec = Recorder::start(opts)
         .with_context(|| format!("starting the trace in {}", dir.display()))?;
+    let (pcapng, jsonl) = rec.paths();
+    if pcapng != asked {
+        eprintln!(
+            "trace: {} is an earlier run's; this run's trace goes to {} and {}",
+            asked.display(),
+            pcapng.display(),
+            jsonl.display()
+        );
+    }
     cfg.conn_observer = Some(Arc::new(rec.clone()));
     cfg.tracker_observer = Some(Arc::new(Mutex::new(rec.clone())));
     Ok(Some(rec))

@@ -770,12 +770,14 @@ impl PeerBook {
     }
 }
 
-/// Bytes still wanted (the `left` of an announce).
+/// Bytes of the torrent we do not have (the `left` of an announce): of the whole torrent,
+/// also when only some pieces are wanted (`download_piece`), so that a tracker never counts a
+/// partial download as a seed.
 fn left(swarm: &Swarm) -> u64 {
     let s = swarm.lock();
     let p = &s.picker;
     (0..p.num_pieces())
-        .filter(|&i| p.wants(i))
+        .filter(|&i| !p.have().get(i))
         .map(|i| u64::from(p.piece_size(i)))
         .sum()
 }
@@ -799,13 +801,9 @@ async fn announce_loop(
         let d = swarm.downloaded.load(Ordering::Relaxed);
         let u = swarm.uploaded.load(Ordering::Relaxed);
         // a seed says `left=0`; a leecher at least 1, so that the tracker lists seeds to it
-        let left = if swarm.is_finished() {
-            left(&swarm)
-        } else {
-            left(&swarm).max(1)
-        };
+        let remaining = left(&swarm);
         let result = tokio::select! {
-            r = source.announce(event, d, u, left) => r,
+            r = source.announce(event, d, u, remaining) => r,
             _ = stop.cancelled() => return (source, answered),
         };
         if let Ok(list) = &result {
@@ -826,7 +824,7 @@ async fn announce_loop(
                 _ = soon.notified() => next = next.min(last + QUICK_ANNOUNCE),
                 // finished and seeding on: tell the tracker at once
                 _ = completed.notified() => {
-                    if answered {
+                    if answered && left(&swarm) == 0 {
                         event = AnnounceEvent::Completed;
                     }
                     break;
@@ -989,7 +987,8 @@ async fn run_swarm(
     incoming.abort_all();
     // the last announce, only to a tracker that answers (a silent one would only delay us)
     if let Ok((mut source, true)) = announcer.await {
-        let (ev, limit) = if swarm.is_finished() && !opts.seed {
+        // `completed` only when the whole torrent is here (not after `download_piece`)
+        let (ev, limit) = if swarm.is_finished() && !opts.seed && left(swarm) == 0 {
             (AnnounceEvent::Completed, COMPLETED_ANNOUNCE_TIMEOUT)
         } else {
             (AnnounceEvent::Stopped, STOPPED_ANNOUNCE_TIMEOUT)

@@ -277,6 +277,8 @@ struct Shared {
     result: Mutex<Option<Result<TraceStats, String>>>,
     /// Bytes handed to the writer (for tests and progress).
     queued_bytes: AtomicU64,
+    /// The two files written.
+    paths: (PathBuf, PathBuf),
 }
 
 /// The trace recorder. Cheap to clone (all clones feed the same files); see the
@@ -296,18 +298,66 @@ fn ns_of(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// Creates `pcapng` and `jsonl` anew (`create_new`, so a concurrent run cannot take the same
+/// names either), numbering both (`stem-2`, `stem-3`, …) until neither exists; the paths are
+/// updated to the names used.
+fn create_pair(pcapng: &mut PathBuf, jsonl: &mut PathBuf) -> io::Result<(File, File)> {
+    let (base_p, base_j) = (pcapng.clone(), jsonl.clone());
+    for n in 1u32..10_000 {
+        if n > 1 {
+            *pcapng = numbered(&base_p, n);
+            *jsonl = numbered(&base_j, n);
+        }
+        let open = |p: &Path| File::options().write(true).create_new(true).open(p);
+        let p = match open(pcapng) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        };
+        match open(jsonl) {
+            Ok(j) => return Ok((p, j)),
+            Err(e) => {
+                drop(p);
+                let _ = std::fs::remove_file(&*pcapng);
+                if e.kind() != io::ErrorKind::AlreadyExists {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("{}: 10000 numbered traces exist already", base_p.display()),
+    ))
+}
+
+/// `dir/name.ext` → `dir/name-N.ext`.
+fn numbered(p: &Path, n: u32) -> PathBuf {
+    let stem = p.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match p.extension() {
+        Some(ext) => format!("{stem}-{n}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{n}"),
+    };
+    p.with_file_name(name)
+}
+
 impl Recorder {
-    /// Creates both files (and their directory) and starts the writer thread.
+    /// Creates both files (and their directory) and starts the writer thread. An earlier
+    /// trace is never replaced: when either file exists, the pair gets the first free number
+    /// (`x.pcapng` → `x-2.pcapng`, `x-2.jsonl`); [`paths`](Self::paths) says which.
     pub fn start(opts: RecorderOptions) -> io::Result<Recorder> {
         for p in [&opts.pcapng, &opts.jsonl] {
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
         }
-        let pcap = PcapngWriter::new(File::create(&opts.pcapng)?, &PcapngOptions::default())?;
-        let jsonl = JsonlWriter::new(File::create(&opts.jsonl)?);
+        let mut opts = opts;
+        let (pcap_file, jsonl_file) = create_pair(&mut opts.pcapng, &mut opts.jsonl)?;
+        let pcap = PcapngWriter::new(pcap_file, &PcapngOptions::default())?;
+        let jsonl = JsonlWriter::new(jsonl_file);
         let (tx, rx) = mpsc::channel();
         let backlog = Arc::new(Backlog::new(opts.queue_bytes));
+        let paths = (opts.pcapng.clone(), opts.jsonl.clone());
         let writer = Writer::new(pcap, jsonl, opts);
         let gate = backlog.clone();
         let pool = Arc::new(BufferPool::default());
@@ -326,8 +376,15 @@ impl Recorder {
                 thread: Mutex::new(Some(thread)),
                 result: Mutex::new(None),
                 queued_bytes: AtomicU64::new(0),
+                paths,
             }),
         })
+    }
+
+    /// The files this recorder writes: the ones asked for, or numbered ones beside them when
+    /// those already existed (see [`Recorder::start`]).
+    pub fn paths(&self) -> (PathBuf, PathBuf) {
+        self.shared.paths.clone()
     }
 
     /// Queues a command; never blocks (memory is bounded by [`ConnObserver::room`]). After
@@ -1490,5 +1547,27 @@ mod tests {
         assert_eq!(keep_len(54, 54, 1000, 2460, &pieces), 0);
         // A frame that ends after the piece: everything.
         assert_eq!(keep_len(96, 54, 16000, 16600, &pieces), 600);
+    }
+
+    #[test]
+    fn a_second_run_never_replaces_the_first_runs_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = || RecorderOptions::in_dir(dir.path(), "download-x");
+        let first = Recorder::start(opts()).unwrap();
+        let first_stats = first.finish().unwrap();
+        let before = std::fs::read(&first_stats.pcapng).unwrap();
+        // A stray JSONL of the second name: the pair moves on to the third.
+        std::fs::write(dir.path().join("download-x-2.jsonl"), b"keep").unwrap();
+        let second = Recorder::start(opts()).unwrap();
+        let (p, j) = second.paths();
+        assert_eq!(p, dir.path().join("download-x-3.pcapng"));
+        assert_eq!(j, dir.path().join("download-x-3.jsonl"));
+        assert!(!dir.path().join("download-x-2.pcapng").exists());
+        second.finish().unwrap();
+        assert_eq!(std::fs::read(&first_stats.pcapng).unwrap(), before);
+        assert_eq!(
+            std::fs::read(dir.path().join("download-x-2.jsonl")).unwrap(),
+            b"keep"
+        );
     }
 }

@@ -118,6 +118,65 @@ fn download(torrent: &Torrent, src_parent: &Path) {
     assert_same_files(torrent, src_parent, &DownloadedAt::File(file));
 }
 
+/// Hermetic: a bt-trace seeder announced to our tracker; the commands that only look (or take
+/// one piece) leave no trace in the tracker's counts: `download_piece` announces the whole
+/// torrent's `left` (never `completed`) and `stopped` at the end, `peers` and `magnet_info`
+/// send `stopped` after asking.
+#[test]
+fn looking_commands_leave_the_tracker_as_they_found_it() {
+    let tracker = OurTracker::start();
+    let src = temp_dir("builtin-hygiene");
+    let torrent = make_torrent(src.path(), "hygiene.bin", 3, &tracker.http_url());
+    let port = free_port();
+    let seeder = bt_trace_spawn(
+        [
+            "seed".as_ref(),
+            torrent.path.as_os_str(),
+            "--data".as_ref(),
+            torrent.content_path(src.path()).as_os_str(),
+            "--port".as_ref(),
+            port.to_string().as_ref(),
+            "-q".as_ref(),
+        ],
+        &src.path().join("seed.log"),
+    );
+    seeder.wait_port(port);
+    tracker.wait_seeders(&torrent, 1);
+    let counts = |t: &OurTracker| {
+        let s = t.scrape(&torrent);
+        (s.complete, s.incomplete, s.downloaded)
+    };
+
+    let piece = src.path().join("piece-1");
+    bt_trace(
+        [
+            "download_piece".as_ref(),
+            "-o".as_ref(),
+            piece.as_os_str(),
+            torrent.path.as_os_str(),
+            "1".as_ref(),
+        ],
+        TIMEOUT,
+    )
+    .assert_ok();
+    assert_eq!(
+        std::fs::read(&piece).unwrap(),
+        torrent.piece_bytes(src.path(), 1)
+    );
+    assert_eq!(counts(&tracker), (1, 0, 0), "after download_piece");
+
+    assert_eq!(peers_of(&torrent), [format!("127.0.0.1:{port}")]);
+    assert_eq!(counts(&tracker), (1, 0, 0), "after peers");
+
+    let link = format!(
+        "magnet:?xt=urn:btih:{}&tr={}",
+        torrent.info_hash,
+        url_escape(tracker.http_url().as_bytes())
+    );
+    bt_trace(["magnet_info", &link], TIMEOUT).assert_ok();
+    assert_eq!(counts(&tracker), (1, 0, 0), "after magnet_info");
+}
+
 #[test]
 fn over_http_aria2_seeds_and_bt_trace_downloads() {
     skip_unless_installed!(&[Program::Aria2c, Program::Mktorrent]);
@@ -133,9 +192,9 @@ fn over_http_aria2_seeds_and_bt_trace_downloads() {
 
     download(&torrent, src.path());
     // the download announced `completed` when it was done and stays counted as a seeder;
-    // `bt-trace peers` announced once as a leecher (with its own peer id) and never stopped
+    // `bt-trace peers` announced as a leecher (with its own peer id) and then `stopped`
     let s = tracker.scrape(&torrent);
-    assert_eq!((s.complete, s.incomplete, s.downloaded), (2, 1, 1), "{s:?}");
+    assert_eq!((s.complete, s.incomplete, s.downloaded), (2, 0, 1), "{s:?}");
 
     // Ctrl-C is the tracker's normal end
     run_ok(Command::new("kill").args(["-INT", &tracker.child.id().to_string()]));

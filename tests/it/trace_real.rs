@@ -479,5 +479,17 @@ fn handshake_and_peers_traces() {
             _ => "other",
         })
         .collect();
-    assert_eq!(kinds, ["opened", "request", "response", "closed"]);
+    // `started` to ask, then `stopped` to leave, each on a connection of its own
+    let exchange = ["opened", "request", "response", "closed"];
+    assert_eq!(kinds, [exchange, exchange].concat());
+    let events: Vec<Option<&str>> = ev
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::TrackerHttpRequest { announce, .. } => {
+                Some(announce.as_ref().and_then(|a| a.event.as_deref()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events, [Some("started"), Some("stopped")]);
 }
