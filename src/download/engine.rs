@@ -28,7 +28,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -44,7 +44,9 @@ use crate::download::picker::Received;
 use crate::download::storage::Storage;
 use crate::peer::conn::{next_conn_id, Conn, ConnObserver};
 use crate::peer::session::{self, SessionEnd, Timeouts};
-use crate::peer::swarm::{BlockVerdict, Cursor, DiskError, News, PeerSwarm, SessionConfig};
+use crate::peer::swarm::{
+    BlockVerdict, Cursor, DiskError, News, PeerSwarm, Pressure, SessionConfig,
+};
 use crate::wire::{BlockRef, Reserved};
 
 /// The shape of a torrent's data, as the engine needs it.
@@ -84,6 +86,10 @@ struct Swarm {
     done: tokio::sync::Notify,
     /// The first disk error; it ends the download.
     disk_error: Mutex<Option<DiskError>>,
+    /// [`Pressure`] as set by the connection manager (0 none, 1 waiting, 2 full).
+    pressure: AtomicU8,
+    /// Sessions parked (useless while others wait); they do not count against `max_peers`.
+    parked: AtomicUsize,
 }
 
 /// The part of the swarm behind the lock (held for microseconds: no I/O under it).
@@ -421,6 +427,30 @@ impl PeerSwarm for Arc<Swarm> {
         s.choker.uploaded(&addr, bytes);
         s.served.insert(addr);
     }
+
+    fn pressure(&self) -> Pressure {
+        match self.pressure.load(Ordering::Relaxed) {
+            0 => Pressure::None,
+            1 => Pressure::Waiting,
+            _ => Pressure::Full,
+        }
+    }
+
+    fn set_parked(&self, addr: SocketAddr, parked: bool) {
+        tracing::debug!(
+            "{addr}: {}",
+            if parked {
+                "parked: nothing flows either way while other peers wait"
+            } else {
+                "useful again"
+            }
+        );
+        if parked {
+            self.parked.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.parked.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Why we talk to the tracker.
@@ -635,6 +665,8 @@ pub async fn download(
         cancel: opts.cancel.child_token(),
         done: tokio::sync::Notify::new(),
         disk_error: Mutex::new(None),
+        pressure: AtomicU8::new(0),
+        parked: AtomicUsize::new(0),
     });
 
     let bar = progress_bar(opts.progress, &swarm);
@@ -667,6 +699,11 @@ pub async fn download(
         elapsed: started.elapsed(),
     })
 }
+
+/// Connections allowed, as a multiple of `max_peers`, while some are parked (see
+/// [`Pressure`]): useless connections free their slot for other peers up to this limit, then
+/// end to make room.
+const PARKED_FACTOR: usize = 4;
 
 /// How long the last announce may take when we leave: `completed` after a finished download,
 /// `stopped` after Ctrl-C (short: the command must end within a second).
@@ -878,8 +915,18 @@ async fn run_swarm(
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut announces_answered = 0u32;
     let mut idle_announces = 0u32;
+    // parked sessions (useless while others wait) free their slot, up to this many connections
+    let hard_cap = opts
+        .max_peers
+        .saturating_mul(PARKED_FACTOR)
+        .max(opts.max_peers);
     let outcome: anyhow::Result<bool> = loop {
-        while book.active.len() < opts.max_peers {
+        loop {
+            let parked = swarm.parked.load(Ordering::Relaxed);
+            let useful = book.active.len().saturating_sub(parked);
+            if useful >= opts.max_peers || book.active.len() >= hard_cap {
+                break;
+            }
             let Some(addr) = book.candidates.pop_front() else {
                 break;
             };
@@ -893,6 +940,14 @@ async fn run_swarm(
         if swarm.is_finished() && !opts.seed {
             break Ok(false);
         }
+        let pressure = if book.candidates.is_empty() || swarm.is_finished() {
+            Pressure::None
+        } else if book.active.len() >= hard_cap {
+            Pressure::Full
+        } else {
+            Pressure::Waiting
+        };
+        swarm.pressure.store(pressure as u8, Ordering::Relaxed);
         // nobody to talk to: ask the tracker sooner, and give up after a while (a seed waits
         // for leechers instead)
         if book.is_idle() && incoming.is_empty() && !swarm.is_finished() {

@@ -31,7 +31,7 @@ use bytes::Bytes;
 use crate::bencode::Value;
 use crate::bitfield::Bitfield;
 use crate::peer::conn::{Conn, PeerError};
-use crate::peer::swarm::{BlockVerdict, Cursor, News, PeerSwarm};
+use crate::peer::swarm::{BlockVerdict, Cursor, News, PeerSwarm, Pressure};
 use crate::wire::{BlockRef, Handshake, Message, Reserved};
 
 /// The reserved bits bt-trace advertises: fast extension and extension protocol.
@@ -114,7 +114,15 @@ struct PeerState {
     /// Requests rejected since the last unchoke (sent while choked, or with
     /// [`MAX_PEER_REQUESTS`] queued already).
     flood: usize,
+    /// The last moment data could flow either way (see [`rotation`]).
+    useful_at: Instant,
+    /// Parked: useless while other peers wait ([`PeerSwarm::set_parked`]).
+    parked: bool,
 }
+
+/// How long a session may give nothing either way (the peer keeps us choked, or neither side
+/// wants anything) before it parks when other peers wait for a connection.
+const PROBATION: Duration = Duration::from_millis(500);
 
 /// Connects to `addr` and runs the session until the download is done, the swarm is cancelled,
 /// or the connection fails.
@@ -177,9 +185,14 @@ pub async fn run_on<S: PeerSwarm>(
         scratch: Vec::new(),
         their_ut_metadata: None,
         flood: 0,
+        useful_at: Instant::now(),
+        parked: false,
     };
     swarm.peer_joined(st.addr);
     let mut result = session_loop(&swarm, &mut conn, &mut st).await;
+    if st.parked {
+        swarm.set_parked(st.addr, false);
+    }
     // blocks accepted before the loop ended mid-read: store them, they are claimed
     if !st.arrived.is_empty() {
         let blocks = std::mem::take(&mut st.arrived);
@@ -253,6 +266,8 @@ async fn session_loop<S: PeerSwarm>(
     let cancel = swarm.cancel_token().clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rotation_tick = tokio::time::interval(PROBATION / 2);
+    rotation_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // 1. handle every complete message in the buffer; blocks are kept (without a copy:
         //    they are split off the read buffer) and stored together
@@ -308,6 +323,7 @@ async fn session_loop<S: PeerSwarm>(
             _ = std::future::ready(()), if more_to_serve => {}
             _ = wake.changed() => {}
             _ = tick.tick() => housekeeping(&cfg.timeouts, st, conn)?,
+            _ = rotation_tick.tick() => rotation(swarm, st)?,
             _ = cancel.cancelled() => return Ok(SessionEnd::Done),
         }
     }
@@ -644,6 +660,32 @@ fn housekeeping(t: &Timeouts, st: &mut PeerState, conn: &mut Conn) -> Result<(),
     }
     if now.duration_since(st.last_sent) > t.keepalive {
         Message::KeepAlive.emit(conn.out());
+    }
+    Ok(())
+}
+
+/// Every [`PROBATION`]/2: a connection that has given nothing either way for [`PROBATION`] parks
+/// while other peers wait for a connection, and ends when no more may be opened, so that idle
+/// peers (that never unchoke us) cannot starve the download of the ones that would serve it.
+fn rotation(swarm: &impl PeerSwarm, st: &mut PeerState) -> Result<(), PeerError> {
+    let now = Instant::now();
+    let downloading = st.am_interested && !st.am_choked;
+    let uploading = st.peer_interested && !st.peer_choked;
+    if downloading || uploading || swarm.is_finished() {
+        st.useful_at = now;
+    }
+    let pressure = swarm.pressure();
+    let park = pressure != Pressure::None && now.duration_since(st.useful_at) >= PROBATION;
+    if park != st.parked {
+        st.parked = park;
+        swarm.set_parked(st.addr, park);
+    }
+    if st.parked && pressure == Pressure::Full {
+        return Err(PeerError::Timeout(if st.am_interested {
+            "kept us choked while other peers waited; made room for them"
+        } else {
+            "had nothing we need while other peers waited; made room for them"
+        }));
     }
     Ok(())
 }

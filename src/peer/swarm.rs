@@ -82,6 +82,21 @@ pub enum BlockVerdict {
 #[error("{0}")]
 pub struct DiskError(pub String);
 
+/// Whether other peers wait for a connection slot ([`PeerSwarm::pressure`]): a session that
+/// gives nothing either way (the peer keeps us choked, or neither side wants anything) parks
+/// itself when others wait, so that another peer can be tried, and makes room when the
+/// connection limit is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Pressure {
+    /// Nobody waits: keep every connection.
+    None,
+    /// Peers wait: a useless connection parks (it stays open but frees its slot).
+    Waiting,
+    /// Peers wait and no more connections may be opened: parked connections end.
+    Full,
+}
+
 /// The torrent as a peer session sees it. See the [module docs](self). Implemented by a cheap
 /// handle (an `Arc`): each session holds a clone.
 pub trait PeerSwarm: Clone + Send + Sync + 'static {
@@ -145,4 +160,10 @@ pub trait PeerSwarm: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<u8>, DiskError>> + Send;
     /// Counts bytes served to `addr` (its upload rate for the choker).
     fn uploaded(&self, addr: SocketAddr, bytes: u64);
+    /// Whether other peers wait for a connection.
+    fn pressure(&self) -> Pressure {
+        Pressure::None
+    }
+    /// The session parks (true: it gives nothing and others wait) or is useful again.
+    fn set_parked(&self, _addr: SocketAddr, _parked: bool) {}
 }

@@ -524,3 +524,76 @@ fn a_file_size_limit_and_an_unwritable_output_fail_fast_with_the_path() {
     assert!(r.elapsed < FAST, "{}", r.describe());
     assert!(r.stderr.contains("/proc/self/status"), "{}", r.describe());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Idle peers
+
+/// A peer that completes the handshake, says it has every piece, and never unchokes us: it
+/// reads and drops whatever we send until we close.
+fn spawn_idle_peer(info_hash: [u8; 20], pieces: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind idle peer");
+    let addr = listener.local_addr().expect("addr");
+    thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut hs = [0u8; 68];
+            if s.read_exact(&mut hs).is_err() {
+                continue;
+            }
+            let mut reply = b"\x13BitTorrent protocol".to_vec();
+            reply.extend_from_slice(&[0; 8]);
+            reply.extend_from_slice(&info_hash);
+            reply.extend_from_slice(b"-ID0001-idlepeer0000");
+            let bits = vec![0xffu8; pieces.div_ceil(8)];
+            reply.extend_from_slice(&(1 + bits.len() as u32).to_be_bytes());
+            reply.push(5);
+            reply.extend_from_slice(&bits);
+            if s.write_all(&reply).is_err() {
+                continue;
+            }
+            let mut sink = [0u8; 4096];
+            while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+        }
+    });
+    addr
+}
+
+/// 200 peers that never unchoke us, then the one seeder last in `--peer`: idle connections
+/// park and make room, so the seeder is reached within seconds (it took 601 s when idle peers
+/// held every slot until the 150 s silence timeout).
+#[test]
+fn idle_peers_do_not_starve_the_download() {
+    skip_unless_installed!(&[Program::Mktorrent]);
+    let c = Case::new("idle", 4 << 20, 18, &[]);
+    let pieces = c.torrent.piece_count();
+    let seeder = c.seeder();
+    let mut args: Vec<String> = vec!["download".into(), "-q".into(), "-o".into()];
+    let alone = c.out("alone");
+    args.push(alone.display().to_string());
+    args.push(c.torrent_arg().into());
+    args.extend(["--peer".into(), seeder.addr.to_string()]);
+    let r = bt_trace(&args, RUN);
+    r.assert_ok();
+    let seeder_alone = r.elapsed;
+
+    let mut args: Vec<String> = vec!["download".into(), "-q".into(), "-o".into()];
+    let crowded = c.out("crowded");
+    args.push(crowded.display().to_string());
+    args.push(c.torrent_arg().into());
+    for _ in 0..200 {
+        let idle = spawn_idle_peer(c.torrent.info_hash_bytes(), pieces);
+        args.extend(["--peer".into(), idle.to_string()]);
+    }
+    args.extend(["--peer".into(), seeder.addr.to_string()]);
+    let r = bt_trace(&args, RUN);
+    r.assert_ok();
+    assert_eq!(std::fs::read(&crowded).unwrap(), *c.data);
+    eprintln!(
+        "idle peers: seeder alone {:?}, behind 200 idle peers {:?}",
+        seeder_alone, r.elapsed
+    );
+    assert!(
+        r.elapsed < Duration::from_secs(30),
+        "behind 200 idle peers the download took {:?} (seeder alone: {seeder_alone:?})",
+        r.elapsed
+    );
+}
