@@ -26,6 +26,7 @@
 
 pub mod analyzer;
 pub mod detect;
+pub mod order;
 pub mod pieces;
 pub mod report;
 
