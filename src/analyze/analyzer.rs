@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::detect::{classify, Sniff, UdpStreams, UdpTrackers, Verdict, SNIFF_LEN};
 use super::order::Reorder;
@@ -49,6 +51,9 @@ pub struct Options {
     pub reassembly: ReassemblyConfig,
     /// At most this many connection reports are kept (later ones are only counted).
     pub max_reports: usize,
+    /// Set from elsewhere (a SIGINT handler) to stop after the current packet; what was
+    /// read is still reported.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Default for Options {
@@ -58,6 +63,7 @@ impl Default for Options {
             max_hunt: 4 << 20,
             reassembly: ReassemblyConfig::default(),
             max_reports: 10_000,
+            stop: None,
         }
     }
 }
@@ -220,6 +226,36 @@ pub struct ConnReport {
     pub mse: bool,
 }
 
+/// The summary's category of a TCP connection (each is in exactly one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    BitTorrent,
+    Encrypted,
+    TrackerHttp,
+    /// A dial answered by a RST.
+    Refused,
+    /// A dial never answered.
+    Unanswered,
+    /// No byte of data either way.
+    Empty,
+    Other,
+}
+
+impl Category {
+    /// In words, as the summary says it.
+    pub fn words(self) -> &'static str {
+        match self {
+            Category::BitTorrent => "BitTorrent",
+            Category::Encrypted => "encrypted (MSE/PE)",
+            Category::TrackerHttp => "HTTP tracker",
+            Category::Refused => "refused dial (answered by a RST)",
+            Category::Unanswered => "unanswered dial (SYN without answer)",
+            Category::Empty => "without data",
+            Category::Other => "other traffic (not BitTorrent, not a tracker)",
+        }
+    }
+}
+
 /// Notes kept per connection; later ones are counted.
 pub const MAX_NOTES: usize = 20;
 
@@ -291,10 +327,17 @@ pub struct CaptureReport {
     pub mid_stream: u64,
     pub encrypted: u64,
     pub tracker_http: u64,
-    /// Established connections that carried no byte.
+    /// Dials answered by a RST (no SYN-ACK, no data).
+    pub refused: u64,
+    /// Dials never answered (SYN without SYN-ACK, no data).
+    pub unanswered: u64,
+    /// Other connections that carried no byte (established, or picked up without data).
     pub empty: u64,
     /// Connections with data that are none of the above.
     pub other: u64,
+    /// Connections without a table: number, category, endpoints (at most
+    /// [`Options::max_reports`]), for `--conn N` to say what they are.
+    pub unreported: Vec<(u64, Category, SocketAddr, SocketAddr)>,
     pub udp_conversations: u64,
     pub udp_tracker_datagrams: u64,
     /// Tracker exchanges in words (HTTP and UDP), at most [`MAX_TRACKER_LOG`].
@@ -702,19 +745,37 @@ impl<'o> Analyzer<'o> {
         if c.kind == Verdict::MidStream && !c.found {
             c.reportable = false;
         }
-        match (c.kind, c.reportable) {
-            (Verdict::BitTorrent, true) => self.report.bittorrent += 1,
-            (Verdict::MidStream, true) => {
-                self.report.bittorrent += 1;
-                self.report.mid_stream += 1;
+        // Every connection in exactly one category.
+        let empty = c.r.sides.iter().all(|s| s.bytes == 0);
+        let dialed = c.open.syn.is_some() && c.open.synack.is_none();
+        let category = match (empty, c.reportable, c.r.kind) {
+            (true, ..) if dialed && c.close.rst.is_some() => Category::Refused,
+            (true, ..) if dialed => Category::Unanswered,
+            (true, ..) => Category::Empty,
+            (false, true, ConnKind::BitTorrent) => Category::BitTorrent,
+            (false, true, ConnKind::Encrypted) => Category::Encrypted,
+            (false, true, ConnKind::TrackerHttp) => Category::TrackerHttp,
+            (false, false, _) => Category::Other,
+        };
+        let n = match category {
+            Category::BitTorrent => {
+                if c.kind == Verdict::MidStream {
+                    self.report.mid_stream += 1;
+                }
+                &mut self.report.bittorrent
             }
-            (Verdict::Encrypted, _) if c.r.kind == ConnKind::BitTorrent => {
-                self.report.bittorrent += 1
-            }
-            (Verdict::Encrypted, _) => self.report.encrypted += 1,
-            (Verdict::TrackerHttp, _) => self.report.tracker_http += 1,
-            (Verdict::MidStream, false) => self.report.other += 1,
-            _ => {}
+            Category::Encrypted => &mut self.report.encrypted,
+            Category::TrackerHttp => &mut self.report.tracker_http,
+            Category::Refused => &mut self.report.refused,
+            Category::Unanswered => &mut self.report.unanswered,
+            Category::Empty => &mut self.report.empty,
+            Category::Other => &mut self.report.other,
+        };
+        *n += 1;
+        if !c.reportable && self.report.unreported.len() < self.opts.max_reports {
+            self.report
+                .unreported
+                .push((c.r.id, category, c.r.client, c.r.server));
         }
         let by = |client: bool| if client { c.r.client } else { c.r.server };
         c.r.end = match (reason, c.close.first) {
@@ -734,9 +795,7 @@ impl<'o> Analyzer<'o> {
             }
         };
         let established = c.open.syn.is_some() && c.open.synack.is_some();
-        let empty = c.r.sides.iter().all(|s| s.bytes == 0);
         if empty && established && !c.reportable {
-            self.report.empty += 1;
             self.emit_opened(&mut c);
         }
         let report = (c.reportable || (empty && established)).then(|| c.r.clone());
@@ -860,10 +919,6 @@ impl<'o> Analyzer<'o> {
             _ => {
                 c.live = Live::Ignored;
                 c.carried = Default::default();
-                let empty = pre.iter().all(Vec::is_empty);
-                if !empty {
-                    self.report.other += 1;
-                }
                 return;
             }
         };
@@ -1372,7 +1427,12 @@ impl StreamSink for Analyzer<'_> {
         self.end_packet();
         self.in_packet = false;
         self.em.release(self.cur_frame);
-        if self.em.error.is_some() {
+        let stop = self
+            .opts
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed));
+        if self.em.error.is_some() || stop {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
@@ -1921,6 +1981,9 @@ mod tests {
         let (rep, ev) = run(&frames);
         assert_eq!(rep.tcp_connections, 2);
         assert_eq!((rep.bittorrent, rep.empty, rep.other), (0, 0, 0));
+        assert_eq!((rep.refused, rep.unanswered), (1, 1));
+        let cats: Vec<(u64, Category)> = rep.unreported.iter().map(|u| (u.0, u.1)).collect();
+        assert_eq!(cats, [(0, Category::Refused), (1, Category::Unanswered)]);
         assert!(rep.conns.is_empty());
         assert!(ev.is_empty(), "{ev:?}");
     }

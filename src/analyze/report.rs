@@ -327,6 +327,11 @@ pub fn write_report(
         writeln!(out)?;
         write_conn(out, c, r.stats.first_ts_ns.unwrap_or(c.first_ts_ns))?;
     }
+    // `--conn N` of a connection without a table: what it is.
+    for (id, cat, a, b) in r.unreported.iter().filter(|u| filter.conns.contains(&u.0)) {
+        writeln!(out)?;
+        writeln!(out, "Connection {id}, {}: {a} ⇄ {b}", cat.words())?;
+    }
     if !r.tracker_log.is_empty() && filter.conns.is_empty() {
         writeln!(out)?;
         writeln!(out, "Tracker exchanges:")?;
@@ -381,12 +386,15 @@ fn write_summary(out: &mut dyn Write, name: &str, r: &CaptureReport) -> io::Resu
         Cell::new("TCP connections"),
         Cell::new(format!(
             "{} found: {} BitTorrent ({} picked up mid-stream), {} encrypted (MSE/PE), \
-             {} HTTP tracker, {} without data, {} other",
+             {} HTTP tracker, {} refused dials (RST), {} unanswered dials, {} without data, \
+             {} other",
             r.tcp_connections,
             r.bittorrent,
             r.mid_stream,
             r.encrypted,
             r.tracker_http,
+            r.refused,
+            r.unanswered,
             r.empty,
             r.other
         )),

@@ -415,6 +415,7 @@ impl ConnectionDecoder {
                 None => {
                     if scan.at.saturating_sub(scan.from) > MAX_HANDSHAKE_SCAN {
                         side.scan = None;
+                        side.hunt_from = None;
                         side.stopped = true;
                     } else {
                         // Messages in clear with no handshake before them: after an MSE/PE

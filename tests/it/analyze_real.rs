@@ -336,7 +336,7 @@ fn garbage_gives_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("Connection 0, BitTorrent"));
     // Usage errors exit 2.
     let out = run(&["analyze", "--type", "bogus", good.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     let out = run(&["analyze"]);
     assert_eq!(out.status.code(), Some(2));
 }
@@ -736,4 +736,46 @@ fn packet_loss_gives_gap_events_and_no_false_errors() {
         text.contains("0 out-of-order segments") && text.contains("4 gaps"),
         "{text}"
     );
+}
+
+/// Every TCP connection is in exactly one category of the summary; `--conn N` of one without
+/// a table says what it is; an unknown `N`, `--type foo` and `--info-hash zz` are usage
+/// errors (exit status 2, like clap's).
+#[test]
+fn every_connection_is_accounted_for_and_bad_filters_are_usage_errors() {
+    for name in ALL.iter().chain(&["lo_lossy.pcapng"]) {
+        let file = capture(name);
+        let out = run(&["analyze", file.to_str().unwrap()]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        let flat = text.replace(['│', '┆', '\n'], " ");
+        let flat = flat.split_whitespace().collect::<Vec<_>>().join(" ");
+        let at = flat.find("TCP connections ").expect("summary row") + 16;
+        let nums: Vec<u64> = flat[at..]
+            .split(" other")
+            .next()
+            .unwrap()
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        // total, BitTorrent, of which mid-stream, then the other categories.
+        assert_eq!(nums.len(), 9, "{name}: {flat}");
+        let sum: u64 = nums[1] + nums[3..].iter().sum::<u64>();
+        assert_eq!(sum, nums[0], "{name}: {flat}");
+    }
+    let file = capture("any_sll_libtorrent_to_aria2.pcapng");
+    let f = file.to_str().unwrap();
+    let out = run(&["analyze", "--conn", "5", f]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(
+        "Connection 5, refused dial (answered by a RST): 127.0.0.1:45618 ⇄ 127.0.0.1:6881"
+    ));
+    for args in [
+        &["analyze", "--conn", "99", f][..],
+        &["analyze", "--messages", "--type", "foo", f],
+        &["analyze", "--info-hash", "zz", f],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty());
+    }
 }
