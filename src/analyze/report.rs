@@ -646,6 +646,23 @@ pub fn write_pieces(out: &mut dyn Write, p: &PieceReport) -> io::Result<()> {
             }
         )?;
     }
+    let list = |v: &[u32], total: u64| {
+        let mut t = v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+        if total > v.len() as u64 {
+            let _ = write!(t, " and {} more", total - v.len() as u64);
+        }
+        t
+    };
+    if p.bad > 0 {
+        writeln!(out, "  bad pieces: {}", list(&p.bad_indexes, p.bad))?;
+    }
+    if p.incomplete > 0 {
+        writeln!(
+            out,
+            "  incomplete pieces: {}",
+            list(&p.incomplete_indexes, p.incomplete)
+        )?;
+    }
     if p.ignored_blocks > 0 {
         writeln!(
             out,

@@ -53,6 +53,8 @@ pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
     let mut out = BufWriter::with_capacity(256 * 1024, out);
     let mut failed = 0;
     let stop = sigint_flag();
+    let want = checker.as_ref().map(|c| *c.info_hash());
+    let mut hash_seen = false;
     for path in &args.captures {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -77,6 +79,7 @@ pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
             };
             (name, r)
         };
+        let res = res.map(|seen| hash_seen |= seen);
         if let Err(e) = res {
             if is_broken_pipe(&e) || e.is::<UsageError>() {
                 return Err(e);
@@ -87,6 +90,19 @@ pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
     }
     if let Some(c) = checker {
         let p = c.finish().context("finishing the extracted files")?;
+        if !hash_seen {
+            let h = hex::encode(want.unwrap_or_default());
+            let msg = format!(
+                "the torrent's info hash {h} appears in no peer handshake of \
+                 the capture"
+            );
+            if args.json || args.messages {
+                eprintln!("note: {msg}");
+            } else {
+                writeln!(out)?;
+                writeln!(out, "Note: {msg}")?;
+            }
+        }
         if args.json || args.messages {
             write_pieces(&mut io::stderr(), &p)?;
         } else {
@@ -143,7 +159,8 @@ fn one<R: Read>(
     out: &mut dyn Write,
     checker: Option<&mut PieceChecker>,
     stop: &Arc<AtomicBool>,
-) -> Result<()> {
+) -> Result<bool> {
+    let want = checker.as_ref().map(|c| *c.info_hash());
     let mut reader = CaptureReader::new(src).context("not a capture this tool can read")?;
     let opts = Options {
         events: args.json || args.messages,
@@ -194,5 +211,10 @@ fn one<R: Read>(
         ))
         .into());
     }
-    Ok(())
+    // Whether the torrent of `--torrent` shows in this capture.
+    Ok(want.is_some_and(|h| {
+        let hex = hex::encode(h);
+        report.conns.iter().any(|c| c.info_hash() == Some(&h))
+            || report.tracker_log.iter().any(|l| l.contains(&hex))
+    }))
 }

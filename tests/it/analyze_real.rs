@@ -779,3 +779,29 @@ fn every_connection_is_accounted_for_and_bad_filters_are_usage_errors() {
         assert!(!out.stderr.is_empty());
     }
 }
+
+/// `--torrent` lists incomplete pieces by index, and says so when the torrent's info hash is
+/// in no handshake of the capture.
+#[test]
+fn torrent_check_lists_incomplete_pieces_and_a_foreign_torrent() {
+    let file = capture("lo_lossy.pcapng");
+    let f = file.to_str().unwrap();
+    let sample = capture("sample.torrent");
+    let out = run(&["analyze", "--torrent", sample.to_str().unwrap(), f]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("incomplete pieces: 11, 12"), "{text}");
+    assert!(!text.contains("appears in no peer handshake"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.torrent");
+    let mut t = b"d4:infod6:lengthi1e4:name1:x12:piece lengthi16384e6:pieces20:".to_vec();
+    t.extend([7u8; 20]);
+    t.extend(b"ee");
+    std::fs::write(&other, t).unwrap();
+    let out = run(&["analyze", "--torrent", other.to_str().unwrap(), f]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("appears in no peer handshake of the capture"),
+        "{text}"
+    );
+}
