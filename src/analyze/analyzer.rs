@@ -1308,7 +1308,15 @@ fn peer_item(
         }
     }
     if ctx.events {
-        if let Some(d) = item.to_decoded() {
+        if let Some(mut d) = item.to_decoded() {
+            if r.kind == ConnKind::Encrypted && matches!(item, PeerItem::Error { .. }) {
+                // Described as the table does: the bytes are MSE/PE, not a broken handshake.
+                d.words = format!(
+                    "encrypted (MSE/PE): random-looking bytes from stream offset {}, not a \
+                     BitTorrent handshake",
+                    d.offset
+                );
+            }
             ctx.item(r, carried, d);
         }
     }
@@ -1965,7 +1973,11 @@ mod tests {
         assert_eq!(rep.conns[0].end, "reset (RST) by 127.0.0.2:7001");
         let words: Vec<&str> = ev.iter().map(|(_, w)| w.as_str()).collect();
         assert_eq!(words.len(), 3, "{words:?}");
-        assert!(words[1].starts_with("protocol error: not a BitTorrent handshake"));
+        assert_eq!(
+            words[1],
+            "encrypted (MSE/PE): random-looking bytes from stream offset 0, not a BitTorrent \
+             handshake"
+        );
         assert_eq!(words[2], "connection reset (RST)");
     }
 
