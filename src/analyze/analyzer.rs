@@ -18,8 +18,11 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::detect::{classify, Sniff, UdpStreams, UdpTrackers, Verdict, SNIFF_LEN};
+use super::order::Reorder;
 use super::pieces::PieceChecker;
 use crate::capture::{
     self, CaptureError, CaptureFormat, CaptureReader, CloseReason, Conflict, ConnId, ConnInfo,
@@ -48,6 +51,9 @@ pub struct Options {
     pub reassembly: ReassemblyConfig,
     /// At most this many connection reports are kept (later ones are only counted).
     pub max_reports: usize,
+    /// Set from elsewhere (a SIGINT handler) to stop after the current packet; what was
+    /// read is still reported.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Default for Options {
@@ -57,15 +63,29 @@ impl Default for Options {
             max_hunt: 4 << 20,
             reassembly: ReassemblyConfig::default(),
             max_reports: 10_000,
+            stop: None,
         }
     }
 }
 
-/// Receives the events of a capture, in capture order.
+/// Receives the events of a capture, in capture order: by the frame that completes each
+/// (see [`super::order`]).
 pub trait EventOut {
     /// One event, its description in words, and the report of its TCP connection (with what
     /// is known so far: handshakes, info hash), if it belongs to one.
     fn event(&mut self, e: &Event, words: &str, conn: Option<&ConnReport>) -> io::Result<()>;
+    /// [`EventOut::event`] with the frame that completes the event (the capture order's key:
+    /// the last of its frames, or for what a gap or a close ended, the frame where that
+    /// became known).
+    fn event_at(
+        &mut self,
+        _frame: u64,
+        e: &Event,
+        words: &str,
+        conn: Option<&ConnReport>,
+    ) -> io::Result<()> {
+        self.event(e, words, conn)
+    }
     /// The timestamp of the capture's first frame, before any event.
     fn capture_start(&mut self, _ts_ns: i64) {}
 }
@@ -206,6 +226,36 @@ pub struct ConnReport {
     pub mse: bool,
 }
 
+/// The summary's category of a TCP connection (each is in exactly one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    BitTorrent,
+    Encrypted,
+    TrackerHttp,
+    /// A dial answered by a RST.
+    Refused,
+    /// A dial never answered.
+    Unanswered,
+    /// No byte of data either way.
+    Empty,
+    Other,
+}
+
+impl Category {
+    /// In words, as the summary says it.
+    pub fn words(self) -> &'static str {
+        match self {
+            Category::BitTorrent => "BitTorrent",
+            Category::Encrypted => "encrypted (MSE/PE)",
+            Category::TrackerHttp => "HTTP tracker",
+            Category::Refused => "refused dial (answered by a RST)",
+            Category::Unanswered => "unanswered dial (SYN without answer)",
+            Category::Empty => "without data",
+            Category::Other => "other traffic (not BitTorrent, not a tracker)",
+        }
+    }
+}
+
 /// Notes kept per connection; later ones are counted.
 pub const MAX_NOTES: usize = 20;
 
@@ -277,10 +327,17 @@ pub struct CaptureReport {
     pub mid_stream: u64,
     pub encrypted: u64,
     pub tracker_http: u64,
-    /// Established connections that carried no byte.
+    /// Dials answered by a RST (no SYN-ACK, no data).
+    pub refused: u64,
+    /// Dials never answered (SYN without SYN-ACK, no data).
+    pub unanswered: u64,
+    /// Other connections that carried no byte (established, or picked up without data).
     pub empty: u64,
     /// Connections with data that are none of the above.
     pub other: u64,
+    /// Connections without a table: number, category, endpoints (at most
+    /// [`Options::max_reports`]), for `--conn N` to say what they are.
+    pub unreported: Vec<(u64, Category, SocketAddr, SocketAddr)>,
     pub udp_conversations: u64,
     pub udp_tracker_datagrams: u64,
     /// Tracker exchanges in words (HTTP and UDP), at most [`MAX_TRACKER_LOG`].
@@ -325,6 +382,15 @@ fn frames_for(carried: &VecDeque<Carried>, lo: u64, hi: u64) -> (Vec<u64>, Optio
         ts = Some(c.ts);
     }
     (frames, ts)
+}
+
+/// The frame of this direction holding stream byte `at` (`or` when it is no longer known).
+fn frame_at(carried: &VecDeque<Carried>, at: u64, or: u64) -> u64 {
+    frames_for(carried, at, at + 1)
+        .0
+        .first()
+        .copied()
+        .unwrap_or(or)
 }
 
 fn ts_u64(ns: i64) -> u64 {
@@ -395,6 +461,12 @@ struct Conn {
     found: bool,
     reportable: bool,
     kind: Verdict,
+    /// The frame this undecided connection holds in the event order (its events may start
+    /// there).
+    hold: Option<u64>,
+    /// The frame each hunting direction holds (a message found by a hunt is only confirmed
+    /// by the header after it, so it comes out late).
+    hunt_hold: [Option<u64>; 2],
 }
 
 /// A `conn_closed` waiting for the last ACK of a FIN exchange.
@@ -409,7 +481,7 @@ struct PendingClose {
 /// The analyzer state for one capture file. See the [module docs](self).
 pub struct Analyzer<'o> {
     opts: Options,
-    out: &'o mut dyn EventOut,
+    em: Emitter<'o>,
     conns: HashMap<u64, Conn>,
     /// Connections closed during the current packet (handled at its end).
     closing: Vec<(u64, CloseReason, i64)>,
@@ -418,7 +490,6 @@ pub struct Analyzer<'o> {
     udp_streams: UdpStreams,
     checker: Option<&'o mut PieceChecker>,
     report: CaptureReport,
-    error: Option<io::Error>,
     /// A packet is being handled (not the end of the capture).
     in_packet: bool,
     cur_frame: u64,
@@ -446,7 +517,8 @@ pub fn analyze<R: Read>(
     // What the end of the capture closed, then the FIN exchanges still waiting for a last ACK.
     a.end_packet();
     a.flush_pending_closes(None);
-    if let Some(e) = a.error.take() {
+    a.em.release_all();
+    if let Some(e) = a.em.error.take() {
         return Err(e.into());
     }
     let mut report = a.finish();
@@ -464,7 +536,13 @@ impl<'o> Analyzer<'o> {
     ) -> Self {
         Analyzer {
             opts,
-            out,
+            em: Emitter {
+                out,
+                order: Reorder::default(),
+                buffered: None,
+                error: None,
+                n: 0,
+            },
             conns: HashMap::new(),
             closing: Vec::new(),
             pending_closes: Vec::new(),
@@ -472,7 +550,6 @@ impl<'o> Analyzer<'o> {
             udp_streams: UdpStreams::default(),
             checker,
             report: CaptureReport::default(),
-            error: None,
             in_packet: false,
             cur_frame: 0,
             cur_ts: 0,
@@ -481,16 +558,91 @@ impl<'o> Analyzer<'o> {
 
     fn finish(mut self) -> CaptureReport {
         self.report.conns.sort_by_key(|c| c.id);
+        self.report.events = self.em.n;
         self.report.udp_conversations = self.udp_streams.count();
         self.report
     }
 
+    /// Emits an event completed by the last of its frames.
     fn emit(&mut self, e: &Event, words: &str, conn: Option<&ConnReport>) {
-        self.report.events += 1;
-        if self.error.is_none() {
-            if let Err(err) = self.out.event(e, words, conn) {
-                self.error = Some(err);
+        let key = e.frames.iter().max().copied().unwrap_or(self.cur_frame);
+        self.em.emit(key, e, words, conn);
+    }
+
+    /// The event of a gap in `dir` of `c`, completed by `end` (frame, timestamp).
+    #[allow(clippy::too_many_arguments)]
+    fn emit_gap(
+        &mut self,
+        c: &Conn,
+        dir: Dir,
+        offset: u64,
+        len: u64,
+        frames: Vec<u64>,
+        end: (u64, i64),
+        words: &str,
+    ) {
+        if !self.opts.events {
+            return;
+        }
+        let mut e = Event::new(ts_u64(end.1), EventKind::Gap { offset, len });
+        let (src, dst) = c.r.endpoints(dir);
+        e.conn = Some(c.r.id);
+        e.src = Some(src);
+        e.dst = Some(dst);
+        e.dir = Some(dir);
+        e.frames = if frames.is_empty() {
+            vec![end.0]
+        } else {
+            frames
+        };
+        self.em.emit(
+            end.0.max(e.frames.iter().max().copied().unwrap_or(0)),
+            &e,
+            words,
+            Some(&c.r),
+        );
+    }
+
+    /// An undecided connection holds the event order from `frame` (its first events may
+    /// be completed there), if it does not yet.
+    fn hold(&mut self, c: &mut Conn, frame: u64) {
+        if self.opts.events && c.hold.is_none() && matches!(c.live, Live::Undecided { .. }) {
+            c.hold = Some(frame);
+            self.em.order.hold(frame);
+        }
+    }
+
+    /// Gives back the hold of a connection once it is decided (`gone`: or it ended).
+    fn unhold(&mut self, c: &mut Conn, gone: bool) {
+        if gone || !matches!(c.live, Live::Undecided { .. }) {
+            if let Some(h) = c.hold.take() {
+                self.em.order.unhold(h);
             }
+        }
+        if gone {
+            for h in c.hunt_hold.iter_mut().filter_map(Option::take) {
+                self.em.order.unhold(h);
+            }
+        }
+    }
+
+    /// A direction that hunts holds the oldest frame it keeps; one that does not, nothing.
+    fn sync_hunt_hold(&mut self, c: &mut Conn, dir: Dir) {
+        let d = dir.index();
+        let want = match &c.live {
+            Live::Peer(dec) if self.opts.events => {
+                dec.hunting(dir).and(c.carried[d].front().map(|x| x.frame))
+            }
+            _ => None,
+        };
+        if want != c.hunt_hold[d] {
+            if let Some(h) = c.hunt_hold[d] {
+                self.em.order.unhold(h);
+            }
+            if let Some(h) = want {
+                self.em.order.hold(h);
+            }
+            c.hunt_hold[d] = want;
         }
     }
 
@@ -512,6 +664,7 @@ impl<'o> Analyzer<'o> {
             let old = before.is_none_or(|b| (self.pending_closes[i].event.ts as i64) < b);
             if old {
                 let p = self.pending_closes.swap_remove(i);
+                self.em.order.unhold(close_key(&p));
                 self.emit_close(p);
             } else {
                 i += 1;
@@ -552,7 +705,9 @@ impl<'o> Analyzer<'o> {
         if matches!(c.live, Live::Undecided { .. }) {
             self.decide(&mut c, true);
         }
+        let floor = Some((self.cur_frame, self.cur_ts));
         let mut ctx = self.ctx();
+        ctx.floor = floor;
         match &mut c.live {
             Live::Http(h) => {
                 let (r, carried) = (&mut c.r, &mut c.carried);
@@ -590,19 +745,37 @@ impl<'o> Analyzer<'o> {
         if c.kind == Verdict::MidStream && !c.found {
             c.reportable = false;
         }
-        match (c.kind, c.reportable) {
-            (Verdict::BitTorrent, true) => self.report.bittorrent += 1,
-            (Verdict::MidStream, true) => {
-                self.report.bittorrent += 1;
-                self.report.mid_stream += 1;
+        // Every connection in exactly one category.
+        let empty = c.r.sides.iter().all(|s| s.bytes == 0);
+        let dialed = c.open.syn.is_some() && c.open.synack.is_none();
+        let category = match (empty, c.reportable, c.r.kind) {
+            (true, ..) if dialed && c.close.rst.is_some() => Category::Refused,
+            (true, ..) if dialed => Category::Unanswered,
+            (true, ..) => Category::Empty,
+            (false, true, ConnKind::BitTorrent) => Category::BitTorrent,
+            (false, true, ConnKind::Encrypted) => Category::Encrypted,
+            (false, true, ConnKind::TrackerHttp) => Category::TrackerHttp,
+            (false, false, _) => Category::Other,
+        };
+        let n = match category {
+            Category::BitTorrent => {
+                if c.kind == Verdict::MidStream {
+                    self.report.mid_stream += 1;
+                }
+                &mut self.report.bittorrent
             }
-            (Verdict::Encrypted, _) if c.r.kind == ConnKind::BitTorrent => {
-                self.report.bittorrent += 1
-            }
-            (Verdict::Encrypted, _) => self.report.encrypted += 1,
-            (Verdict::TrackerHttp, _) => self.report.tracker_http += 1,
-            (Verdict::MidStream, false) => self.report.other += 1,
-            _ => {}
+            Category::Encrypted => &mut self.report.encrypted,
+            Category::TrackerHttp => &mut self.report.tracker_http,
+            Category::Refused => &mut self.report.refused,
+            Category::Unanswered => &mut self.report.unanswered,
+            Category::Empty => &mut self.report.empty,
+            Category::Other => &mut self.report.other,
+        };
+        *n += 1;
+        if !c.reportable && self.report.unreported.len() < self.opts.max_reports {
+            self.report
+                .unreported
+                .push((c.r.id, category, c.r.client, c.r.server));
         }
         let by = |client: bool| if client { c.r.client } else { c.r.server };
         c.r.end = match (reason, c.close.first) {
@@ -622,9 +795,7 @@ impl<'o> Analyzer<'o> {
             }
         };
         let established = c.open.syn.is_some() && c.open.synack.is_some();
-        let empty = c.r.sides.iter().all(|s| s.bytes == 0);
         if empty && established && !c.reportable {
-            self.report.empty += 1;
             self.emit_opened(&mut c);
         }
         let report = (c.reportable || (empty && established)).then(|| c.r.clone());
@@ -665,10 +836,14 @@ impl<'o> Analyzer<'o> {
             _ => None,
         };
         match pending {
-            Some(p) if reason == CloseReason::Fin => self.pending_closes.push(p),
+            Some(p) if reason == CloseReason::Fin => {
+                self.em.order.hold(close_key(&p));
+                self.pending_closes.push(p);
+            }
             Some(p) => self.emit_close(p),
             None => {}
         }
+        self.unhold(&mut c, true);
         if c.reportable {
             if self.report.conns.len() < self.opts.max_reports {
                 self.report.conns.push(c.r);
@@ -681,9 +856,8 @@ impl<'o> Analyzer<'o> {
     fn ctx(&mut self) -> Ctx<'_, 'o> {
         Ctx {
             events: self.opts.events,
-            out: &mut *self.out,
-            error: &mut self.error,
-            n_events: &mut self.report.events,
+            em: &mut self.em,
+            floor: None,
             checker: self.checker.as_deref_mut(),
             tracker_log: &mut self.report.tracker_log,
             frame: self.cur_frame,
@@ -745,10 +919,6 @@ impl<'o> Analyzer<'o> {
             _ => {
                 c.live = Live::Ignored;
                 c.carried = Default::default();
-                let empty = pre.iter().all(Vec::is_empty);
-                if !empty {
-                    self.report.other += 1;
-                }
                 return;
             }
         };
@@ -757,14 +927,17 @@ impl<'o> Analyzer<'o> {
         c.live = match verdict {
             Verdict::TrackerHttp => Live::Http(Box::default()),
             _ => {
+                // A direction starts with the handshake if its SYN was seen; without, the
+                // handshake if it is there, else the first message found.
+                let own_syn = [c.open.syn.is_some(), c.open.synack.is_some()];
                 let starts = [0, 1].map(|d| {
                     let b = &pre[d];
                     if start[d].is_some() || verdict == Verdict::MidStream {
                         Start::Hunt
-                    } else if b.is_empty() || looks_like_handshake_prefix(b) || c.r.syn_seen {
+                    } else if own_syn[d] || (!b.is_empty() && looks_like_handshake_prefix(b)) {
                         Start::Handshake
                     } else {
-                        Start::Hunt
+                        Start::Unknown
                     }
                 });
                 let mut dec = ConnectionDecoder::with_starts(starts).hash_pieces(self.opts.events);
@@ -774,7 +947,7 @@ impl<'o> Analyzer<'o> {
                     }
                 }
                 for (d, s) in starts.iter().enumerate() {
-                    if *s == Start::Hunt {
+                    if *s != Start::Handshake {
                         c.r.sides[d].mid_stream = true;
                     }
                 }
@@ -799,6 +972,29 @@ impl<'o> Analyzer<'o> {
             c.r.note("started mid-stream: the connection's start is not in the capture".into());
         }
         self.emit_opened(c);
+        // A direction whose first bytes were not captured: that is a gap at its start.
+        for (d, at) in start.iter().enumerate() {
+            let Some(at) = *at else { continue };
+            let dir = [Dir::C2s, Dir::S2c][d];
+            let Some(first) = c.carried[d].front().copied() else {
+                continue;
+            };
+            let words = format!(
+                "gap: the start of this direction is not in the capture ({at} bytes missing \
+                 before frame {})",
+                first.frame
+            );
+            c.r.note(format!("{}: {}", c.r.dir_words(dir), &words[5..]));
+            self.emit_gap(
+                c,
+                dir,
+                0,
+                at,
+                vec![first.frame],
+                (first.frame, first.ts),
+                &words,
+            );
+        }
         // Replay what was kept, first speaker first.
         let order = if c.speaker == Some(1) { [1, 0] } else { [0, 1] };
         for d in order {
@@ -842,6 +1038,7 @@ impl<'o> Analyzer<'o> {
                         *reportable = false;
                     }
                 }
+                self.sync_hunt_hold(c, dir);
             }
             Live::Http(h) => {
                 if h.failed[d] {
@@ -879,12 +1076,67 @@ fn side_name(client: bool) -> &'static str {
     }
 }
 
+/// Events on their way out: counted, put in capture order ([`Reorder`]) and written.
+struct Emitter<'o> {
+    out: &'o mut dyn EventOut,
+    order: Reorder,
+    /// The reassembly's oldest buffered frame (as of the last packet's end).
+    buffered: Option<u64>,
+    error: Option<io::Error>,
+    n: u64,
+}
+
+impl Emitter<'_> {
+    /// An event completed by frame `key`.
+    fn emit(&mut self, key: u64, e: &Event, words: &str, conn: Option<&ConnReport>) {
+        self.n += 1;
+        if self.error.is_some() {
+            return;
+        }
+        if self.order.passes(key, self.buffered) {
+            self.write(key, e, words, conn);
+        } else {
+            self.order
+                .push(key, e.clone(), words.to_string(), conn.cloned());
+            self.release(0);
+        }
+    }
+
+    fn write(&mut self, key: u64, e: &Event, words: &str, conn: Option<&ConnReport>) {
+        if self.error.is_none() {
+            if let Err(err) = self.out.event_at(key, e, words, conn) {
+                self.error = Some(err);
+            }
+        }
+    }
+
+    /// Writes the waiting events whose turn has come, up to frame `upto`.
+    fn release(&mut self, upto: u64) {
+        while let Some(h) = self.order.ready(upto, self.buffered) {
+            self.write(h.key, &h.event, &h.words, h.conn.as_ref());
+        }
+    }
+
+    /// Writes every waiting event (nothing else can come).
+    fn release_all(&mut self) {
+        while let Some(h) = self.order.drain() {
+            self.write(h.key, &h.event, &h.words, h.conn.as_ref());
+        }
+    }
+}
+
+/// The frame a waiting `conn_closed` holds (the last of its frames).
+fn close_key(p: &PendingClose) -> u64 {
+    p.event.frames.iter().max().copied().unwrap_or(0)
+}
+
 /// What item handlers need from the analyzer (split from the connection they work on).
 struct Ctx<'a, 'o> {
     events: bool,
-    out: &'a mut (dyn EventOut + 'o),
-    error: &'a mut Option<io::Error>,
-    n_events: &'a mut u64,
+    em: &'a mut Emitter<'o>,
+    /// Items found because a gap or a close ended them are completed by this frame (and
+    /// timestamp), not by the last frame carrying them.
+    floor: Option<(u64, i64)>,
     checker: Option<&'a mut PieceChecker>,
     tracker_log: &'a mut Vec<String>,
     frame: u64,
@@ -898,6 +1150,12 @@ impl Ctx<'_, '_> {
             return;
         }
         let (frames, ts) = frames_for(carried, d.offset, d.end());
+        let last = frames.iter().max().copied();
+        let (key, ts) = match (self.floor, last) {
+            (Some((f, fts)), Some(l)) if f > l => (f, Some(fts)),
+            (Some((f, fts)), None) => (f, Some(fts)),
+            (_, l) => (l.unwrap_or(self.frame), ts),
+        };
         let mut e = Event::new(ts_u64(ts.unwrap_or(self.ts)), d.kind);
         let (src, dst) = r.endpoints(d.dir);
         e.conn = Some(r.id);
@@ -905,16 +1163,7 @@ impl Ctx<'_, '_> {
         e.dst = Some(dst);
         e.dir = Some(d.dir);
         e.frames = frames;
-        self.emit(&e, &d.words, Some(r));
-    }
-
-    fn emit(&mut self, e: &Event, words: &str, r: Option<&ConnReport>) {
-        *self.n_events += 1;
-        if self.error.is_none() {
-            if let Err(err) = self.out.event(e, words, r) {
-                *self.error = Some(err);
-            }
-        }
+        self.em.emit(key, &e, &d.words, Some(r));
     }
 }
 
@@ -957,7 +1206,7 @@ fn peer_item(
                     "{who}: resynchronized at stream offset {at} after skipping {} bytes \
                      (frame {})",
                     at - from,
-                    ctx.frame
+                    frame_at(carried, *at, r.last_frame)
                 )
             };
             r.note(note);
@@ -971,7 +1220,7 @@ fn peer_item(
                     "{}: protocol error at stream offset {} (frame {}): {}",
                     r.dir_words(*dir),
                     error.offset,
-                    ctx.frame,
+                    frame_at(carried, error.offset, r.last_frame),
                     error.error
                 ));
             }
@@ -1036,8 +1285,8 @@ fn peer_item(
                 return;
             }
             if let Err(e) = ch.block(block.index, block.begin + at, data) {
-                if ctx.error.is_none() {
-                    *ctx.error = Some(e);
+                if ctx.em.error.is_none() {
+                    ctx.em.error = Some(e);
                 }
             }
             return;
@@ -1059,7 +1308,15 @@ fn peer_item(
         }
     }
     if ctx.events {
-        if let Some(d) = item.to_decoded() {
+        if let Some(mut d) = item.to_decoded() {
+            if r.kind == ConnKind::Encrypted && matches!(item, PeerItem::Error { .. }) {
+                // Described as the table does: the bytes are MSE/PE, not a broken handshake.
+                d.words = format!(
+                    "encrypted (MSE/PE): random-looking bytes from stream offset {}, not a \
+                     BitTorrent handshake",
+                    d.offset
+                );
+            }
             ctx.item(r, carried, d);
         }
     }
@@ -1163,17 +1420,27 @@ fn log_tracker(log: &mut Vec<String>, r: &ConnReport, words: &str) {
 impl StreamSink for Analyzer<'_> {
     fn on_packet(&mut self, pkt: &Packet<'_>) {
         if pkt.frame_no == 1 {
-            self.out.capture_start(pkt.ts_ns);
+            self.em.out.capture_start(pkt.ts_ns);
         }
         self.cur_frame = pkt.frame_no;
         self.cur_ts = pkt.ts_ns;
         self.in_packet = true;
     }
 
+    fn on_buffered(&mut self, oldest_frame: Option<u64>) {
+        self.em.buffered = oldest_frame;
+    }
+
     fn on_packet_end(&mut self) -> ControlFlow<()> {
         self.end_packet();
         self.in_packet = false;
-        if self.error.is_some() {
+        self.em.release(self.cur_frame);
+        let stop = self
+            .opts
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed));
+        if self.em.error.is_some() || stop {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
@@ -1199,6 +1466,8 @@ impl StreamSink for Analyzer<'_> {
                 found: false,
                 reportable: false,
                 kind: Verdict::Undecided,
+                hold: None,
+                hunt_hold: [None, None],
             },
         );
     }
@@ -1241,6 +1510,7 @@ impl StreamSink for Analyzer<'_> {
                 }),
             }
         }
+        self.hold(&mut c, frame_no);
         if let Live::Undecided { pre, .. } = &mut c.live {
             let old = pre[d].len();
             let take = data.len().min(SNIFF_LEN.saturating_sub(old));
@@ -1256,6 +1526,7 @@ impl StreamSink for Analyzer<'_> {
             if take < data.len() {
                 self.feed(&mut c, dir, offset + take as u64, &data[take..]);
             }
+            self.unhold(&mut c, false);
         } else {
             self.feed(&mut c, dir, offset, data);
         }
@@ -1268,6 +1539,11 @@ impl StreamSink for Analyzer<'_> {
         };
         let dir = dir_of(dir);
         let d = dir.index();
+        let known = match (gap.frame_after, gap.ts_after) {
+            (Some(f), _) => f,
+            _ => self.cur_frame,
+        };
+        self.hold(&mut c, known);
         if let Live::Undecided { pre, start } = &mut c.live {
             if pre[d].is_empty() && start[d].is_none() {
                 // The direction's first bytes are missing: it starts after the gap.
@@ -1277,6 +1553,11 @@ impl StreamSink for Analyzer<'_> {
             }
         }
         let resume = gap.offset + gap.len;
+        // The gap is known once the bytes after it came (or the connection ended).
+        let gap_end = match (gap.frame_after, gap.ts_after) {
+            (Some(f), Some(t)) => (f, t),
+            _ => (self.cur_frame, self.cur_ts),
+        };
         let side = &mut c.r.sides[d];
         side.gaps += 1;
         side.gap_bytes += gap.len;
@@ -1298,9 +1579,11 @@ impl StreamSink for Analyzer<'_> {
             } = &mut c;
             match live {
                 Live::Peer(dec) => {
-                    // A piece message that loses data ends as cut: handled like any item.
+                    // A piece message that loses data ends as cut: handled like any item,
+                    // completed where the gap became known.
                     let info_hash = r.info_hash().copied();
                     let mut ctx = self.ctx();
+                    ctx.floor = Some(gap_end);
                     let effect = dec.gap(dir, gap.len, resume, &mut |item| {
                         peer_item(&mut ctx, r, &carried[d], info_hash, found, item);
                     });
@@ -1346,7 +1629,24 @@ impl StreamSink for Analyzer<'_> {
                 gap.len,
                 gap.offset
             ));
+            let around: Vec<u64> = [gap.frame_before, gap.frame_after]
+                .into_iter()
+                .flatten()
+                .collect();
+            let words = format!(
+                "gap: {} bytes missing at stream offset {}{}",
+                gap.len,
+                gap.offset,
+                if frames.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({frames})")
+                }
+            );
+            self.emit_gap(&c, dir, gap.offset, gap.len, around, gap_end, &words);
         }
+        self.sync_hunt_hold(&mut c, dir);
+        self.unhold(&mut c, false);
         self.conns.insert(conn.0, c);
     }
 
@@ -1375,6 +1675,7 @@ impl StreamSink for Analyzer<'_> {
                 .position(|p| p.conn == conn.0 && p.acker == dir)
             {
                 let mut p = self.pending_closes.swap_remove(i);
+                self.em.order.unhold(close_key(&p));
                 p.event.frames.push(frame_no);
                 self.emit_close(p);
             }
@@ -1387,7 +1688,15 @@ impl StreamSink for Analyzer<'_> {
         match life {
             Life::Syn => c.open.syn = Some((frame_no, ts_ns)),
             Life::SynAck => c.open.synack = Some(frame_no),
-            Life::Established => c.open.ack = Some(frame_no),
+            Life::Established => {
+                c.open.ack = Some(frame_no);
+                // Its conn_opened is completed here, whenever it is decided.
+                if self.opts.events && c.hold.is_none() && matches!(c.live, Live::Undecided { .. })
+                {
+                    c.hold = Some(frame_no);
+                    self.em.order.hold(frame_no);
+                }
+            }
             Life::Fin(dir) => {
                 c.close.fin[dir.index()] = Some(frame_no);
                 c.close.first.get_or_insert(ended(dir));
@@ -1600,7 +1909,23 @@ mod tests {
         assert!(ev
             .iter()
             .all(|(e, _)| !matches!(e.kind, EventKind::ConnOpened { .. })));
-        assert_eq!(ev.len(), 4);
+        // The gap is an event, between the frames around it, in capture order.
+        let gaps: Vec<&Event> = ev
+            .iter()
+            .map(|(e, _)| e)
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::Gap {
+                        offset: 328,
+                        len: 7
+                    }
+                )
+            })
+            .collect();
+        assert_eq!(gaps.len(), 1, "{ev:?}");
+        assert_eq!(gaps[0].frames, [2, 3]);
+        assert_eq!(ev.len(), 5);
     }
 
     #[test]
@@ -1648,7 +1973,11 @@ mod tests {
         assert_eq!(rep.conns[0].end, "reset (RST) by 127.0.0.2:7001");
         let words: Vec<&str> = ev.iter().map(|(_, w)| w.as_str()).collect();
         assert_eq!(words.len(), 3, "{words:?}");
-        assert!(words[1].starts_with("protocol error: not a BitTorrent handshake"));
+        assert_eq!(
+            words[1],
+            "encrypted (MSE/PE): random-looking bytes from stream offset 0, not a BitTorrent \
+             handshake"
+        );
         assert_eq!(words[2], "connection reset (RST)");
     }
 
@@ -1664,6 +1993,9 @@ mod tests {
         let (rep, ev) = run(&frames);
         assert_eq!(rep.tcp_connections, 2);
         assert_eq!((rep.bittorrent, rep.empty, rep.other), (0, 0, 0));
+        assert_eq!((rep.refused, rep.unanswered), (1, 1));
+        let cats: Vec<(u64, Category)> = rep.unreported.iter().map(|u| (u.0, u.1)).collect();
+        assert_eq!(cats, [(0, Category::Refused), (1, Category::Unanswered)]);
         assert!(rep.conns.is_empty());
         assert!(ev.is_empty(), "{ev:?}");
     }
@@ -1734,7 +2066,7 @@ mod tests {
             let (_, ev) = run(&frames);
             for (e, _) in &ev {
                 if matches!(e.kind, EventKind::Message { .. } | EventKind::Handshake { .. }) {
-                    prop_assert!(!e.frames.is_empty());
+                    prop_assert!(!e.frames.is_empty(), "{:?}", ev);
                 }
             }
         }

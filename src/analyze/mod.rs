@@ -26,11 +26,13 @@
 
 pub mod analyzer;
 pub mod detect;
+pub mod order;
 pub mod pieces;
 pub mod report;
 
 pub use analyzer::{
-    analyze, AnalyzeError, CaptureReport, ConnKind, ConnReport, EventOut, NoEvents, Options,
+    analyze, AnalyzeError, CaptureReport, Category, ConnKind, ConnReport, EventOut, NoEvents,
+    Options,
 };
 pub use pieces::{PieceChecker, PieceReport};
 pub use report::Filter;

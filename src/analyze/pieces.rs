@@ -52,11 +52,16 @@ pub struct PieceReport {
     pub ignored_blocks: u64,
     /// The first few bad pieces, by index.
     pub bad_indexes: Vec<u32>,
+    /// The first few incomplete pieces, by index.
+    pub incomplete_indexes: Vec<u32>,
     /// Where the files were written (`--extract`).
     pub extracted_to: Option<PathBuf>,
     /// Bytes written into the files.
     pub bytes_written: u64,
 }
+
+/// Bad and incomplete pieces listed by index (the others are counted).
+pub const MAX_LISTED: usize = 50;
 
 /// Where one piece stands.
 enum Acc {
@@ -273,11 +278,14 @@ impl PieceChecker {
                 r.good += 1;
             } else if self.failed[i] {
                 r.bad += 1;
-                if r.bad_indexes.len() < 20 {
+                if r.bad_indexes.len() < MAX_LISTED {
                     r.bad_indexes.push(i as u32);
                 }
             } else if self.seen[i] {
                 r.incomplete += 1;
+                if r.incomplete_indexes.len() < MAX_LISTED {
+                    r.incomplete_indexes.push(i as u32);
+                }
             } else {
                 r.missing += 1;
             }
@@ -446,6 +454,8 @@ mod tests {
         c.block(2, 100, &d[8292..8400]).unwrap();
         let r = c.finish().unwrap();
         assert_eq!((r.good, r.bad, r.incomplete, r.missing), (0, 1, 2, 1));
+        assert_eq!(r.incomplete_indexes.len(), 2);
+        assert_eq!(r.bad_indexes.len(), 1);
         assert_eq!(r.bad_indexes, [0]);
     }
 

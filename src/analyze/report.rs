@@ -33,6 +33,7 @@ const OTHER_TYPE_NAMES: &[&str] = &[
     "conn_opened",
     "conn_closed",
     "protocol_error",
+    "gap",
     "tracker",
 ];
 
@@ -149,6 +150,7 @@ pub fn type_names(e: &Event) -> Vec<&'static str> {
         EventKind::ConnClosed { .. } => vec!["conn_closed"],
         EventKind::Handshake { .. } => vec!["handshake"],
         EventKind::ProtocolError { .. } => vec!["protocol_error"],
+        EventKind::Gap { .. } => vec!["gap"],
         EventKind::Note { .. } => vec![],
         EventKind::TrackerHttpRequest { .. }
         | EventKind::TrackerHttpResponse { .. }
@@ -187,6 +189,8 @@ pub struct MessagesOut<W: Write> {
     pub filter: Filter,
     /// Timestamp of the capture's first frame (times are shown relative to it).
     pub start_ns: Option<i64>,
+    /// Flush after each line (live input: each message shows as soon as it is decoded).
+    pub flush_each: bool,
     line: String,
 }
 
@@ -196,6 +200,7 @@ impl<W: Write> MessagesOut<W> {
             w,
             filter,
             start_ns: None,
+            flush_each: false,
             line: String::new(),
         }
     }
@@ -207,6 +212,18 @@ impl<W: Write> EventOut for MessagesOut<W> {
     }
 
     fn event(&mut self, e: &Event, words: &str, conn: Option<&ConnReport>) -> io::Result<()> {
+        let frame = e.frames.iter().max().copied().unwrap_or(0);
+        self.event_at(frame, e, words, conn)
+    }
+
+    /// The line starts with `frame`, the frame that completes the event.
+    fn event_at(
+        &mut self,
+        frame: u64,
+        e: &Event,
+        words: &str,
+        conn: Option<&ConnReport>,
+    ) -> io::Result<()> {
         if !self.filter.event_ok(e, conn) {
             return Ok(());
         }
@@ -214,7 +231,6 @@ impl<W: Write> EventOut for MessagesOut<W> {
         let t = (e.ts as i64 - start) as f64 / 1e9;
         let l = &mut self.line;
         l.clear();
-        let frame = e.frames.last().copied().unwrap_or(0);
         let proto = if conn.is_some() { "tcp" } else { "udp" };
         let _ = write!(l, "{frame:>7} {t:>12.6} {proto} {:<3}", e.conn.unwrap_or(0));
         if let (Some(s), Some(d)) = (e.src, e.dst) {
@@ -225,7 +241,11 @@ impl<W: Write> EventOut for MessagesOut<W> {
             let _ = write!(l, "  [frames {}]", frame_list(&e.frames));
         }
         l.push('\n');
-        self.w.write_all(l.as_bytes())
+        self.w.write_all(l.as_bytes())?;
+        if self.flush_each {
+            self.w.flush()?;
+        }
+        Ok(())
     }
 }
 
@@ -307,6 +327,11 @@ pub fn write_report(
         writeln!(out)?;
         write_conn(out, c, r.stats.first_ts_ns.unwrap_or(c.first_ts_ns))?;
     }
+    // `--conn N` of a connection without a table: what it is.
+    for (id, cat, a, b) in r.unreported.iter().filter(|u| filter.conns.contains(&u.0)) {
+        writeln!(out)?;
+        writeln!(out, "Connection {id}, {}: {a} ⇄ {b}", cat.words())?;
+    }
     if !r.tracker_log.is_empty() && filter.conns.is_empty() {
         writeln!(out)?;
         writeln!(out, "Tracker exchanges:")?;
@@ -361,12 +386,15 @@ fn write_summary(out: &mut dyn Write, name: &str, r: &CaptureReport) -> io::Resu
         Cell::new("TCP connections"),
         Cell::new(format!(
             "{} found: {} BitTorrent ({} picked up mid-stream), {} encrypted (MSE/PE), \
-             {} HTTP tracker, {} without data, {} other",
+             {} HTTP tracker, {} refused dials (RST), {} unanswered dials, {} without data, \
+             {} other",
             r.tcp_connections,
             r.bittorrent,
             r.mid_stream,
             r.encrypted,
             r.tracker_http,
+            r.refused,
+            r.unanswered,
             r.empty,
             r.other
         )),
@@ -616,6 +644,23 @@ pub fn write_pieces(out: &mut dyn Write, p: &PieceReport) -> io::Result<()> {
                         .join(", ")
                 )
             }
+        )?;
+    }
+    let list = |v: &[u32], total: u64| {
+        let mut t = v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+        if total > v.len() as u64 {
+            let _ = write!(t, " and {} more", total - v.len() as u64);
+        }
+        t
+    };
+    if p.bad > 0 {
+        writeln!(out, "  bad pieces: {}", list(&p.bad_indexes, p.bad))?;
+    }
+    if p.incomplete > 0 {
+        writeln!(
+            out,
+            "  incomplete pieces: {}",
+            list(&p.incomplete_indexes, p.incomplete)
         )?;
     }
     if p.ignored_blocks > 0 {

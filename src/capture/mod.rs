@@ -151,6 +151,7 @@ pub fn feed<R: Read, S: StreamSink + ?Sized>(
         };
         sink.on_packet(&pkt);
         handle_packet(&pkt, reasm, sink, stats);
+        sink.on_buffered(reasm.oldest_buffered_frame());
         let flow = sink.on_packet_end();
         if reader.has_warnings() {
             collect_reader_warnings(reader, stats);

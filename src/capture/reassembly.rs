@@ -103,6 +103,8 @@ pub struct Gap {
     pub frame_before: Option<u64>,
     /// Frame whose bytes resume after the hole (or the FIN's frame when the tail is missing).
     pub frame_after: Option<u64>,
+    /// Timestamp of `frame_after`.
+    pub ts_after: Option<i64>,
     pub reason: GapReason,
 }
 
@@ -112,6 +114,9 @@ pub enum GapReason {
     BufferLimit,
     /// The connection ended (FIN, RST, idle, end of capture) with the hole still open.
     Closed,
+    /// The direction's start is not in the capture (no SYN) and the other side's ACKs show
+    /// bytes sent before the first one seen: the gap is at stream offset 0.
+    StartMissing,
 }
 
 /// Two copies of the same stream bytes that differ (only checked while both are buffered).
@@ -200,6 +205,10 @@ pub trait StreamSink {
     /// A step of the connection's life, seen in frame `frame_no` (before that frame's data, if any).
     fn on_life(&mut self, _conn: ConnId, _life: Life, _frame_no: u64, _ts_ns: i64) {}
     fn on_udp(&mut self, _dg: &Datagram<'_>) {}
+    /// After each packet (when driven by [`super::feed`]): the oldest frame whose bytes the
+    /// reassembly still holds (out-of-order segments), `None` when it holds none. Bytes of
+    /// older frames can no longer come; a sink that orders its output by frame uses this.
+    fn on_buffered(&mut self, _oldest_frame: Option<u64>) {}
 }
 
 /// Limits of the reassembler.
@@ -328,6 +337,10 @@ struct Half {
     pending_bytes: usize,
     fin_at: Option<u64>,
     fin_frame: u64,
+    fin_ts: i64,
+    /// The first acknowledgment number the other side sent, while this direction has not
+    /// started (to see bytes missing before its first segment).
+    acked_by_peer: Option<SeqNumber>,
     /// Everything up to FIN was delivered.
     done: bool,
     last_frame: Option<u64>,
@@ -394,6 +407,8 @@ struct Ctx<'c> {
     cfg: &'c ReassemblyConfig,
     stats: &'c mut ReassemblyStats,
     total_buffered: &'c mut usize,
+    /// Frames of the buffered segments (frame → pieces buffered from it), over all connections.
+    held: &'c mut BTreeMap<u64, u32>,
 }
 
 impl Half {
@@ -454,12 +469,12 @@ impl Half {
                 let new = &data[skip..];
                 self.compare_with_pending(self.offset, new, frame_no, ctx, sink);
                 self.deliver(new, frame_no, ts_ns, ctx, sink);
-                self.drain(ctx, sink);
+                // Segments that waited for this one were out of order.
+                self.drain(true, ctx, sink);
                 return;
             }
             let cap = ctx.cfg.max_buffered_per_direction;
             if data.len() <= cap && self.pending_bytes + data.len() <= cap {
-                ctx.stats.out_of_order_segments += 1;
                 self.insert(abs, data, frame_no, ts_ns, ctx, sink);
                 return;
             }
@@ -467,7 +482,7 @@ impl Half {
             if !self.skip_first_hole(ctx, sink) {
                 self.gap(
                     abs - self.offset,
-                    Some(frame_no),
+                    Some((frame_no, ts_ns)),
                     GapReason::BufferLimit,
                     ctx,
                     sink,
@@ -491,8 +506,9 @@ impl Half {
         ctx.stats.delivered_bytes += data.len() as u64;
     }
 
-    /// Delivers buffered segments that have become in order.
-    fn drain<S: StreamSink + ?Sized>(&mut self, ctx: &mut Ctx<'_>, sink: &mut S) {
+    /// Delivers buffered segments that have become in order; `reordered`: a hole was filled
+    /// (count them as out of order), else the stream jumped over a gap (they were not).
+    fn drain<S: StreamSink + ?Sized>(&mut self, reordered: bool, ctx: &mut Ctx<'_>, sink: &mut S) {
         while let Some(entry) = self.pending.first_entry() {
             let start = *entry.key();
             if start > self.offset {
@@ -501,6 +517,10 @@ impl Half {
             let p = entry.remove();
             self.pending_bytes -= p.data.len();
             *ctx.total_buffered -= p.data.len();
+            unhold(ctx.held, p.frame_no);
+            if reordered {
+                ctx.stats.out_of_order_segments += 1;
+            }
             let end = start + p.data.len() as u64;
             if end > self.offset {
                 let skip = (self.offset - start) as usize;
@@ -517,22 +537,22 @@ impl Half {
         let Some((&start, p)) = self.pending.first_key_value() else {
             return false;
         };
-        let frame = p.frame_no;
+        let (frame, ts) = (p.frame_no, p.ts_ns);
         self.gap(
             start - self.offset,
-            Some(frame),
+            Some((frame, ts)),
             GapReason::BufferLimit,
             ctx,
             sink,
         );
-        self.drain(ctx, sink);
+        self.drain(false, ctx, sink);
         true
     }
 
     fn gap<S: StreamSink + ?Sized>(
         &mut self,
         len: u64,
-        frame_after: Option<u64>,
+        after: Option<(u64, i64)>,
         reason: GapReason,
         ctx: &mut Ctx<'_>,
         sink: &mut S,
@@ -544,7 +564,8 @@ impl Half {
             offset: self.offset,
             len,
             frame_before: self.last_frame,
-            frame_after,
+            frame_after: after.map(|a| a.0),
+            ts_after: after.map(|a| a.1),
             reason,
         };
         sink.on_gap(ctx.id, ctx.dir, &gap);
@@ -616,6 +637,7 @@ impl Half {
                         ts_ns,
                     },
                 );
+                *ctx.held.entry(frame_no).or_default() += 1;
                 self.pending_bytes += piece.len();
                 *ctx.total_buffered += piece.len();
             }
@@ -638,11 +660,12 @@ impl Half {
     }
 
     /// Records a FIN at sequence number `seq` (after any payload of its segment).
-    fn fin(&mut self, seq: SeqNumber, frame_no: u64) {
+    fn fin(&mut self, seq: SeqNumber, frame_no: u64, ts_ns: i64) {
         let at = self.offset_of(seq);
         if self.fin_at.is_none() && at >= 0 {
             self.fin_at = Some(at as u64);
             self.fin_frame = frame_no;
+            self.fin_ts = ts_ns;
         }
     }
 
@@ -657,21 +680,21 @@ impl Half {
     /// Gives up on every hole: delivers all buffered bytes and reports what is missing up to the FIN.
     fn flush<S: StreamSink + ?Sized>(&mut self, ctx: &mut Ctx<'_>, sink: &mut S) {
         while let Some((&start, p)) = self.pending.first_key_value() {
-            let frame = p.frame_no;
+            let after = (p.frame_no, p.ts_ns);
             self.gap(
                 start - self.offset,
-                Some(frame),
+                Some(after),
                 GapReason::Closed,
                 ctx,
                 sink,
             );
-            self.drain(ctx, sink);
+            self.drain(false, ctx, sink);
         }
         if let Some(f) = self.fin_at {
             if f > self.offset {
                 self.gap(
                     f - self.offset,
-                    Some(self.fin_frame),
+                    Some((self.fin_frame, self.fin_ts)),
                     GapReason::Closed,
                     ctx,
                     sink,
@@ -679,6 +702,20 @@ impl Half {
             }
         }
         self.done = true;
+    }
+}
+
+/// The most bytes the other side's ACKs may show missing before a direction's first segment
+/// (more is taken for an unrelated number, e.g. an ACK of another connection's incarnation).
+const MAX_START_MISSING: i32 = 16 << 20;
+
+/// One buffered piece of frame `frame` left the buffer.
+fn unhold(held: &mut BTreeMap<u64, u32>, frame: u64) {
+    if let Some(n) = held.get_mut(&frame) {
+        *n -= 1;
+        if *n == 0 {
+            held.remove(&frame);
+        }
     }
 }
 
@@ -712,6 +749,8 @@ pub struct Reassembler {
     flows: HashMap<FlowKey, Conn, BuildHasherDefault<FxHasher>>,
     next_id: u64,
     total_buffered: usize,
+    /// Frames of the buffered segments, for [`Reassembler::oldest_buffered_frame`].
+    held: BTreeMap<u64, u32>,
     stats: ReassemblyStats,
     now: i64,
     next_sweep: i64,
@@ -730,6 +769,7 @@ impl Reassembler {
             flows: HashMap::default(),
             next_id: 0,
             total_buffered: 0,
+            held: BTreeMap::new(),
             stats: ReassemblyStats::default(),
             now: i64::MIN,
             next_sweep: i64::MIN,
@@ -748,6 +788,11 @@ impl Reassembler {
     /// Out-of-order bytes buffered right now.
     pub fn buffered_bytes(&self) -> usize {
         self.total_buffered
+    }
+
+    /// The oldest frame whose bytes are buffered (waiting for a hole before them), if any.
+    pub fn oldest_buffered_frame(&self) -> Option<u64> {
+        self.held.keys().next().copied()
     }
 
     /// Feeds one TCP segment.
@@ -790,6 +835,7 @@ impl Reassembler {
                             &self.cfg,
                             &mut self.stats,
                             &mut self.total_buffered,
+                            &mut self.held,
                             sink,
                         );
                     }
@@ -859,6 +905,7 @@ impl Reassembler {
             cfg: &self.cfg,
             stats: &mut self.stats,
             total_buffered: &mut self.total_buffered,
+            held: &mut self.held,
         };
         if seg.flags.rst() {
             Self::close(
@@ -868,9 +915,17 @@ impl Reassembler {
                 &self.cfg,
                 ctx.stats,
                 ctx.total_buffered,
+                ctx.held,
                 sink,
             );
             return;
+        }
+        if seg.flags.ack() {
+            let other = &mut conn.half[dir.reverse().index()];
+            // The first acknowledgment: later ones may cover bytes not captured.
+            if !other.started && other.acked_by_peer.is_none() {
+                other.acked_by_peer = Some(SeqNumber(seg.ack));
+            }
         }
         let half = &mut conn.half[dir.index()];
         let mut seq = SeqNumber(seg.seq);
@@ -882,14 +937,31 @@ impl Reassembler {
             seq = seq.wrapping_add(1);
         }
         if !half.started && (!seg.payload.is_empty() || seg.flags.fin()) {
-            half.start(seq);
+            // No SYN: the other side's acknowledgment tells where the stream stood before.
+            let missing = half
+                .acked_by_peer
+                .map(|a| seq.diff(a))
+                .filter(|&d| d > 0 && d <= MAX_START_MISSING);
+            match (half.acked_by_peer, missing) {
+                (Some(a), Some(d)) => {
+                    half.start(a);
+                    half.gap(
+                        d as u64,
+                        Some((frame_no, ts_ns)),
+                        GapReason::StartMissing,
+                        &mut ctx,
+                        sink,
+                    );
+                }
+                _ => half.start(seq),
+            }
         }
         if half.started {
             if !seg.payload.is_empty() {
                 half.segment(seq, seg.payload, frame_no, ts_ns, &mut ctx, sink);
             }
             if seg.flags.fin() {
-                half.fin(seq.wrapping_add(seg.payload.len() as u32), frame_no);
+                half.fin(seq.wrapping_add(seg.payload.len() as u32), frame_no, ts_ns);
             }
             half.check_done();
         }
@@ -901,6 +973,7 @@ impl Reassembler {
                 &self.cfg,
                 &mut self.stats,
                 &mut self.total_buffered,
+                &mut self.held,
                 sink,
             );
         }
@@ -909,6 +982,8 @@ impl Reassembler {
         }
     }
 
+    // The reassembler's fields, split so that `conn` (one of its flows) can be borrowed too.
+    #[allow(clippy::too_many_arguments)]
     fn close<S: StreamSink + ?Sized>(
         conn: &mut Conn,
         reason: CloseReason,
@@ -916,6 +991,7 @@ impl Reassembler {
         cfg: &ReassemblyConfig,
         stats: &mut ReassemblyStats,
         total_buffered: &mut usize,
+        held: &mut BTreeMap<u64, u32>,
         sink: &mut S,
     ) {
         if conn.closed {
@@ -928,6 +1004,7 @@ impl Reassembler {
                 cfg,
                 stats: &mut *stats,
                 total_buffered: &mut *total_buffered,
+                held: &mut *held,
             };
             conn.half[dir.index()].flush(&mut ctx, sink);
         }
@@ -964,6 +1041,7 @@ impl Reassembler {
                     &self.cfg,
                     &mut self.stats,
                     &mut self.total_buffered,
+                    &mut self.held,
                     sink,
                 );
             }
@@ -988,6 +1066,7 @@ impl Reassembler {
                     &self.cfg,
                     &mut self.stats,
                     &mut self.total_buffered,
+                    &mut self.held,
                     sink,
                 );
             }
@@ -1025,6 +1104,7 @@ impl Reassembler {
                 cfg: &self.cfg,
                 stats: &mut self.stats,
                 total_buffered: &mut self.total_buffered,
+                held: &mut self.held,
             };
             while half.pending_bytes > 0 && half.skip_first_hole(&mut ctx, sink) {}
         }
@@ -1042,6 +1122,7 @@ impl Reassembler {
                 &self.cfg,
                 &mut self.stats,
                 &mut self.total_buffered,
+                &mut self.held,
                 sink,
             );
         }
@@ -1254,12 +1335,24 @@ pub(crate) mod tests {
             flags: u16,
             data: &[u8],
         ) {
+            self.seg_acking(from, to, seq, 0, flags, data);
+        }
+        /// A segment from `from` to `to` acknowledging `ack`.
+        pub fn seg_acking(
+            &mut self,
+            from: (Ipv4Addr, u16),
+            to: (Ipv4Addr, u16),
+            seq: u32,
+            ack: u32,
+            flags: u16,
+            data: &[u8],
+        ) {
             self.frame += 1;
             let s = TcpSegment {
                 src_port: from.1,
                 dst_port: to.1,
                 seq,
-                ack: 0,
+                ack,
                 flags: TcpFlags(flags),
                 window: 1000,
                 payload: data,
@@ -1568,12 +1661,72 @@ pub(crate) mod tests {
                 len: 4,
                 frame_before: Some(2),
                 frame_after: Some(3),
+                ts_after: Some(0),
                 reason: GapReason::BufferLimit
             }]
         );
         t.ab(5, ACK, b"bbbb"); // the lost bytes, too late: dropped as old
         t.ab(21, ACK, b"ff");
         assert!(t.rec.stream(0, Direction::AtoB).ends_with(b"eeeeff"));
+    }
+
+    #[test]
+    fn segments_after_a_gap_are_not_out_of_order_and_the_oldest_buffered_frame_is_known() {
+        let mut t = T::with(ReassemblyConfig {
+            max_buffered_per_direction: 8,
+            ..Default::default()
+        });
+        t.ab(0, SYN, b"");
+        t.ab(1, ACK, b"aaaa"); // frame 2
+        assert_eq!(t.r.oldest_buffered_frame(), None);
+        t.ab(9, ACK, b"cccc"); // frame 3: buffered
+        t.ab(13, ACK, b"dddd"); // frame 4: buffered
+        assert_eq!(t.r.oldest_buffered_frame(), Some(3));
+        t.ab(17, ACK, b"eeee"); // frame 5: gives up on the hole
+        assert_eq!(t.r.oldest_buffered_frame(), None);
+        assert_eq!(t.r.stats().out_of_order_segments, 0);
+        let g = t.rec.gaps();
+        assert_eq!(
+            (g[0].frame_after, g[0].reason),
+            (Some(3), GapReason::BufferLimit)
+        );
+        // A real reordering: counted once the hole is filled.
+        t.ab(25, ACK, b"gg"); // frame 6: buffered
+        assert_eq!(t.r.oldest_buffered_frame(), Some(6));
+        t.ab(21, ACK, b"ffff"); // frame 7 fills the hole
+        assert_eq!(t.r.stats().out_of_order_segments, 1);
+        assert_eq!(t.r.oldest_buffered_frame(), None);
+    }
+
+    #[test]
+    fn acks_show_bytes_missing_before_a_direction_picked_up_mid_stream() {
+        let mut t = T::new();
+        // B acknowledges A up to 1000, then A's first segment seen starts at 1300.
+        t.seg_acking(B, A, 5000, 1000, ACK, b"xy"); // frame 1
+        t.seg_acking(A, B, 1300, 5002, ACK, b"data"); // frame 2
+        let g = t.rec.gaps();
+        assert_eq!(g.len(), 1, "{g:?}");
+        assert_eq!(
+            (
+                g[0].offset,
+                g[0].len,
+                g[0].frame_before,
+                g[0].frame_after,
+                g[0].reason
+            ),
+            (0, 300, None, Some(2), GapReason::StartMissing)
+        );
+        // The first sender seen (B) is side A of the connection.
+        assert_eq!(t.rec.stream(0, Direction::AtoB), b"xy");
+        // The data is delivered at stream offset 300.
+        assert!(t.rec.ev.iter().any(|e| matches!(
+            e,
+            Ev::Data {
+                offset: 300,
+                dir: Direction::BtoA,
+                ..
+            }
+        )));
     }
 
     #[test]

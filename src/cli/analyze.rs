@@ -9,12 +9,13 @@
 
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
 use super::args::AnalyzeArgs;
-use super::{is_broken_pipe, read_torrent};
+use super::{is_broken_pipe, read_torrent, Interrupted, UsageError};
 use crate::analyze::report::{write_pieces, write_report, JsonOut, MessagesOut};
 use crate::analyze::{analyze, AnalyzeError, Filter, NoEvents, Options, PieceChecker};
 use crate::capture::CaptureReader;
@@ -51,7 +52,13 @@ pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
     }
     let mut out = BufWriter::with_capacity(256 * 1024, out);
     let mut failed = 0;
+    let stop = sigint_flag();
+    let want = checker.as_ref().map(|c| *c.info_hash());
+    let mut hash_seen = false;
     for path in &args.captures {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         let (name, res) = if path.as_os_str() == "-" {
             let stdin = io::stdin();
             let r = one(
@@ -61,18 +68,20 @@ pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
                 &filter,
                 &mut out,
                 checker.as_mut(),
+                &stop,
             );
             ("standard input".to_string(), r)
         } else {
             let name = path.display().to_string();
             let r = match std::fs::File::open(path) {
-                Ok(f) => one(f, &name, args, &filter, &mut out, checker.as_mut()),
+                Ok(f) => one(f, &name, args, &filter, &mut out, checker.as_mut(), &stop),
                 Err(e) => Err(anyhow::Error::new(e)),
             };
             (name, r)
         };
+        let res = res.map(|seen| hash_seen |= seen);
         if let Err(e) = res {
-            if is_broken_pipe(&e) {
+            if is_broken_pipe(&e) || e.is::<UsageError>() {
                 return Err(e);
             }
             eprintln!("error: {name}: {e:#}");
@@ -81,6 +90,19 @@ pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
     }
     if let Some(c) = checker {
         let p = c.finish().context("finishing the extracted files")?;
+        if !hash_seen {
+            let h = hex::encode(want.unwrap_or_default());
+            let msg = format!(
+                "the torrent's info hash {h} appears in no peer handshake of \
+                 the capture"
+            );
+            if args.json || args.messages {
+                eprintln!("note: {msg}");
+            } else {
+                writeln!(out)?;
+                writeln!(out, "Note: {msg}")?;
+            }
+        }
         if args.json || args.messages {
             write_pieces(&mut io::stderr(), &p)?;
         } else {
@@ -89,6 +111,12 @@ pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
         }
     }
     out.flush()?;
+    if stop.load(Ordering::Relaxed) {
+        return Err(Interrupted {
+            detail: Some("the report covers what was read".into()),
+        }
+        .into());
+    }
     if failed > 0 {
         bail!(
             "{failed} of {} captures could not be analyzed",
@@ -96,6 +124,30 @@ pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A flag set by Ctrl-C (SIGINT): the analysis stops after the packet being read and reports
+/// what it has (exit status 130). A thread with a small runtime waits for the signal.
+fn sigint_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    if let Ok(rt) = rt {
+        // Installed before returning, so no SIGINT is missed after this point.
+        let sig = rt.block_on(async {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        });
+        if let Ok(mut sig) = sig {
+            std::thread::spawn(move || {
+                if rt.block_on(sig.recv()).is_some() {
+                    set.store(true, Ordering::Relaxed);
+                }
+            });
+        }
+    }
+    flag
 }
 
 /// Analyzes one capture into `out`.
@@ -106,12 +158,17 @@ fn one<R: Read>(
     filter: &Filter,
     out: &mut dyn Write,
     checker: Option<&mut PieceChecker>,
-) -> Result<()> {
+    stop: &Arc<AtomicBool>,
+) -> Result<bool> {
+    let want = checker.as_ref().map(|c| *c.info_hash());
     let mut reader = CaptureReader::new(src).context("not a capture this tool can read")?;
     let opts = Options {
         events: args.json || args.messages,
+        stop: Some(stop.clone()),
         ..Options::default()
     };
+    // Standard input may be a live capture (`dumpcap -w - | …`): each line as it is found.
+    let live = name == "(standard input)";
     let res = if args.json {
         let mut o = JsonOut {
             w: JsonlWriter::new(&mut *out),
@@ -122,6 +179,7 @@ fn one<R: Read>(
         r
     } else if args.messages {
         let mut o = MessagesOut::new(&mut *out, filter.clone());
+        o.flush_each = live;
         analyze(&mut reader, opts, &mut o, checker)
     } else {
         analyze(&mut reader, opts, &mut NoEvents, checker)
@@ -145,5 +203,18 @@ fn one<R: Read>(
         }
         write_report(out, name, &report, filter)?;
     }
-    Ok(())
+    if let Some(n) = filter.conns.iter().find(|&&n| n >= report.tcp_connections) {
+        out.flush()?;
+        return Err(UsageError(format!(
+            "--conn {n}: {name} has {} TCP connections (numbered from 0)",
+            report.tcp_connections
+        ))
+        .into());
+    }
+    // Whether the torrent of `--torrent` shows in this capture.
+    Ok(want.is_some_and(|h| {
+        let hex = hex::encode(h);
+        report.conns.iter().any(|c| c.info_hash() == Some(&h))
+            || report.tracker_log.iter().any(|l| l.contains(&hex))
+    }))
 }

@@ -268,6 +268,16 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is not a size such as 262144, 256K or 1M"))
 }
 
+/// A `--type` name `analyze` knows (an unknown one is a usage error).
+fn type_arg(s: &str) -> Result<String, String> {
+    crate::analyze::Filter::parse_types(&[s.to_string()]).map(|_| s.to_string())
+}
+
+/// A 40-hex-digit `--info-hash` (anything else is a usage error).
+fn info_hash_arg(s: &str) -> Result<String, String> {
+    crate::analyze::Filter::parse_info_hash(s).map(|_| s.to_string())
+}
+
 /// `analyze` options.
 #[derive(Args, Debug, Clone)]
 pub struct AnalyzeArgs {
@@ -285,11 +295,11 @@ pub struct AnalyzeArgs {
     #[arg(long = "conn", value_name = "N")]
     pub conns: Vec<u64>,
     /// Only connections (and tracker requests) of this info hash (40 hex digits).
-    #[arg(long, value_name = "HEX")]
+    #[arg(long, value_name = "HEX", value_parser = info_hash_arg)]
     pub info_hash: Option<String>,
     /// Only these message types, comma-separated: request,piece,have,handshake,ut_metadata,
     /// tracker,... (with --messages or --json).
-    #[arg(long = "type", value_name = "TYPES", value_delimiter = ',')]
+    #[arg(long = "type", value_name = "TYPES", value_delimiter = ',', value_parser = type_arg)]
     pub types: Vec<String>,
     /// Check every piece seen in full against this torrent's SHA-1 hashes.
     #[arg(long, value_name = "FILE")]

@@ -43,12 +43,19 @@ pub struct Interrupted {
     pub detail: Option<String>,
 }
 
+/// Bad arguments found after parsing (e.g. `analyze --conn N` of a connection that is not in
+/// the capture): exit status [`EXIT_USAGE`], like clap's usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 /// The exit status for what [`run`] returned.
 pub fn exit_status(result: &Result<()>) -> u8 {
     match result {
         Ok(()) => EXIT_OK,
         Err(e) if is_broken_pipe(e) => EXIT_OK,
         Err(e) if is_interrupted(e) => EXIT_INTERRUPTED,
+        Err(e) if e.chain().any(|c| c.is::<UsageError>()) => EXIT_USAGE,
         Err(_) => EXIT_ERROR,
     }
 }

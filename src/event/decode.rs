@@ -72,6 +72,9 @@ pub enum Start {
     Handshake,
     /// Somewhere in the middle: hunt for the first message.
     Hunt,
+    /// Unknown (the direction's SYN is not in the capture): the handshake if the bytes begin
+    /// with one, else a hunt for the first message (with no error).
+    Unknown,
 }
 
 /// How far into a direction that does not start with a handshake one is looked for.
@@ -292,7 +295,7 @@ struct Side {
 impl Side {
     fn new(start: Start, offset: u64) -> Self {
         let (dec, hunt_from) = match start {
-            Start::Handshake => (StreamDecoder::new(), None),
+            Start::Handshake | Start::Unknown => (StreamDecoder::new(), None),
             Start::Hunt => (StreamDecoder::hunting(), Some(offset)),
         };
         Side {
@@ -367,8 +370,11 @@ impl ConnectionDecoder {
     /// it are no longer needed. `u64::MAX` once the direction stopped.
     pub fn pending_offset(&self, dir: Dir) -> u64 {
         let s = &self.sides[dir.index()];
-        if s.stopped || s.scan.is_some() {
+        if s.stopped {
             u64::MAX
+        } else if s.scan.is_some() {
+            // Hunting for messages in clear meanwhile (see `push`).
+            s.dec.offset()
         } else {
             s.piece.as_ref().map_or(s.dec.offset(), |p| p.at)
         }
@@ -401,6 +407,7 @@ impl ConnectionDecoder {
                         handshake: true,
                     });
                     side.scan = None;
+                    side.hunt_from = None;
                     side.dec = StreamDecoder::new().starting_at(at).piece_headers();
                     side.dec.push(&rest);
                     self.decode(dir, &[], f);
@@ -408,7 +415,13 @@ impl ConnectionDecoder {
                 None => {
                     if scan.at.saturating_sub(scan.from) > MAX_HANDSHAKE_SCAN {
                         side.scan = None;
+                        side.hunt_from = None;
                         side.stopped = true;
+                    } else {
+                        // Messages in clear with no handshake before them: after an MSE/PE
+                        // handshake that selected plaintext, the initiator's BitTorrent
+                        // handshake was inside the encrypted initial payload.
+                        self.decode(dir, bytes, f);
                     }
                 }
             }
@@ -438,6 +451,7 @@ impl ConnectionDecoder {
             } = &mut *side;
             match dec.next_item(&mut input) {
                 Ok(Some(d)) => {
+                    *scan = None;
                     if let Some(from) = hunt_from.take() {
                         f(PeerItem::Resynced {
                             dir,
@@ -511,10 +525,18 @@ impl ConnectionDecoder {
                 }
                 Ok(None) => break,
                 Err(error) => {
-                    let at_start = *start == Start::Handshake
-                        && error.offset == *start_offset
-                        && hunt_from.is_none();
                     let from = error.offset;
+                    let first = error.offset == *start_offset && hunt_from.is_none();
+                    if first && *start == Start::Unknown {
+                        // Picked up after its start: hunt from the first byte, no error.
+                        let held = dec.buffered().to_vec();
+                        *dec = StreamDecoder::hunting().starting_at(from).piece_headers();
+                        dec.push(&held);
+                        *start = Start::Hunt;
+                        *hunt_from = Some(from);
+                        continue;
+                    }
+                    let at_start = *start == Start::Handshake && first;
                     f(PeerItem::Error { dir, error });
                     if at_start {
                         // Not a BitTorrent handshake (e.g. MSE): look for one further on.
@@ -523,8 +545,10 @@ impl ConnectionDecoder {
                             tail: Vec::new(),
                             at: from,
                         };
-                        let found = sc.push(dec.buffered());
-                        *dec = StreamDecoder::messages_only();
+                        let held = dec.buffered().to_vec();
+                        let found = sc.push(&held);
+                        // Meanwhile, hunt for messages in clear (see `push`).
+                        *dec = StreamDecoder::hunting().starting_at(from).piece_headers();
                         match found {
                             Some((at, rest)) => {
                                 f(PeerItem::Resynced {
@@ -539,7 +563,9 @@ impl ConnectionDecoder {
                             }
                             None => {
                                 *scan = Some(sc);
-                                break;
+                                *hunt_from = Some(from);
+                                dec.push(&held);
+                                continue;
                             }
                         }
                     }
@@ -577,6 +603,8 @@ impl ConnectionDecoder {
         if let Some(scan) = &mut side.scan {
             scan.tail.clear();
             scan.at = resume_at;
+            // The hunt for messages in clear goes on after the gap too.
+            side.dec.gap(lost, resume_at);
             return None;
         }
         if side.stopped {
@@ -950,7 +978,9 @@ pub(crate) mod tests {
         assert_eq!(out[0].words, "protocol error: not a BitTorrent handshake: expected 0x13 \"BitTorrent protocol\", found \"BBBBBBBBBBBBBBBBBBBB\"");
         assert!(d.stopped(Dir::S2c));
         assert!(!d.stopped(Dir::C2s));
-        assert_eq!(d.pending_offset(Dir::S2c), u64::MAX);
+        // Meanwhile a hunt for messages in clear keeps only what may start one (the last 4
+        // bytes, too short for a header).
+        assert_eq!(d.pending_offset(Dir::S2c), 196);
         // The search gives up after MAX_HANDSHAKE_SCAN bytes.
         collect(
             &mut d,
@@ -960,6 +990,50 @@ pub(crate) mod tests {
         );
         collect(&mut d, Dir::S2c, &hs(b"-bt0100-aaaaaaaaaaaa"), &mut out);
         assert_eq!(out.len(), 1, "stopped for good");
+    }
+
+    #[test]
+    fn plaintext_messages_after_an_mse_preamble_without_a_handshake() {
+        // The initiator's handshake went inside the encrypted initial payload: only its later
+        // messages are in clear (libtorrent with plaintext selected).
+        let preamble: Vec<u8> = (0..700u32).map(|i| (i * 97 + 13) as u8).collect();
+        let mut s = preamble.clone();
+        s.extend(ext(0, b"d1:md11:ut_metadatai3eee"));
+        s.extend(Message::HaveNone.to_vec());
+        s.extend(Message::Interested.to_vec());
+        for cut in [1usize, 64, 701, 5000] {
+            let mut d = ConnectionDecoder::new();
+            let mut got = Vec::new();
+            for c in s.chunks(cut) {
+                got.extend(items(&mut d, Dir::C2s, c));
+            }
+            let n = got.len();
+            assert_eq!(got[0], "error at 0", "chunks of {cut}: {got:?}");
+            assert_eq!(got[1], "resynced 0..700", "chunks of {cut}");
+            assert!(
+                got[2].starts_with("700 extended"),
+                "chunks of {cut}: {got:?}"
+            );
+            assert_eq!(
+                got[3..n],
+                ["730 have none", "735 interested"],
+                "chunks of {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_start_takes_a_handshake_or_hunts_without_an_error() {
+        let mut d = ConnectionDecoder::with_starts([Start::Unknown, Start::Unknown]);
+        let mut s = hs(b"-bt0100-aaaaaaaaaaaa");
+        s.extend(Message::Unchoke.to_vec());
+        assert_eq!(items(&mut d, Dir::C2s, &s), ["0 handshake", "68 unchoke"]);
+        let mut m = Message::Have { index: 3 }.to_vec();
+        m.extend(Message::Interested.to_vec());
+        assert_eq!(
+            items(&mut d, Dir::S2c, &m),
+            ["resynced 0..0", "0 have 3", "9 interested"]
+        );
     }
 
     #[test]

@@ -166,6 +166,10 @@ pub enum EventKind {
     /// handshake, e.g. MSE encryption; a length over the cap; a malformed message). Nothing
     /// more is decoded in that direction.
     ProtocolError { offset: u64, error: String },
+    /// Bytes of the stream in `dir` that are not in the capture: `len` bytes from stream
+    /// offset `offset` (packets lost or cut by a snap length, or a start before the capture).
+    /// `frames`: the frames around the hole. Decoding goes on after it.
+    Gap { offset: u64, len: u64 },
     /// Something the client knows about a connection that is not bytes ("dropped: sent bad
     /// piece data"). Not in the capture.
     Note { text: String },

@@ -336,7 +336,7 @@ fn garbage_gives_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("Connection 0, BitTorrent"));
     // Usage errors exit 2.
     let out = run(&["analyze", "--type", "bogus", good.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     let out = run(&["analyze"]);
     assert_eq!(out.status.code(), Some(2));
 }
@@ -649,6 +649,159 @@ fn download_trace_of_a_real_seeder_analyzes_to_its_jsonl() {
     let text = String::from_utf8(res.stdout).unwrap();
     assert!(
         text.contains("17 good, 0 bad, 0 incomplete, 0 not in the capture (of 17)"),
+        "{text}"
+    );
+}
+
+/// `--messages` and `--json` are in capture order on every capture, and on one with packets
+/// cut out: each line's frame (the frame that completes the event) never goes back, nor the
+/// last frame of each JSON event; both list the same events.
+#[test]
+fn every_capture_is_in_capture_order() {
+    for name in ALL.iter().chain(&["lo_lossy.pcapng"]) {
+        let file = capture(name);
+        let out = run(&["analyze", "--messages", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{name}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let frames: Vec<u64> = text
+            .lines()
+            .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+            .collect();
+        assert!(frames.len() > 10, "{name}: {text}");
+        for (i, w) in frames.windows(2).enumerate() {
+            assert!(w[0] <= w[1], "{name}: line {} goes back:\n{text}", i + 2);
+        }
+        let ev = ours(&file);
+        assert_eq!(ev.len(), frames.len(), "{name}");
+        // In JSON, the last of an event's frames; a piece cut by a hole is completed where
+        // the hole became known, after its frames.
+        let last = |e: &Event| e.frames.iter().max().copied().unwrap_or(0);
+        for w in ev.windows(2) {
+            let cut = matches!(&w[1].kind, EventKind::Message { msg: Msg::Piece { sha1, .. }, .. } if sha1.is_empty());
+            assert!(
+                last(&w[0]) <= last(&w[1]) || cut,
+                "{name}: {:?} then {:?}",
+                w[0],
+                w[1]
+            );
+        }
+    }
+}
+
+/// `captures/lo_lossy.pcapng` is `lo_aria2_to_libtorrent.pcapng` with frames cut out
+/// (`editcap … 31-37 46 56 64-101`): connection 2 without its SYN, SYN-ACK and the client's
+/// handshake and extended handshake, and three holes in the download. The client's direction
+/// starts with a gap (the server's ACKs show 213 bytes before the first one seen), not a
+/// protocol error; every hole is a gap event between the frames around it; nothing after a
+/// hole counts as out of order.
+#[test]
+fn packet_loss_gives_gap_events_and_no_false_errors() {
+    let file = capture("lo_lossy.pcapng");
+    let ev = ours(&file);
+    let conn2: Vec<&Event> = ev.iter().filter(|e| e.conn == Some(2)).collect();
+    let gaps: Vec<(u64, u64, Vec<u64>)> = conn2
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Gap { offset, len } => Some((offset, len, e.frames.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        gaps,
+        [
+            (0, 213, vec![41]),
+            (65853, 47104, vec![47, 49]),
+            (251262, 798306, vec![54, 56]),
+            (558, 784, vec![50, 57]),
+        ]
+    );
+    assert!(
+        conn2
+            .iter()
+            .all(|e| !matches!(e.kind, EventKind::ProtocolError { .. })),
+        "{conn2:#?}"
+    );
+    // The client's messages right after the missing start are decoded.
+    assert!(conn2.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::Message {
+            offset: 213,
+            msg: Msg::Interested,
+            ..
+        }
+    )));
+    let out = run(&["analyze", file.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("0 out-of-order segments") && text.contains("4 gaps"),
+        "{text}"
+    );
+}
+
+/// Every TCP connection is in exactly one category of the summary; `--conn N` of one without
+/// a table says what it is; an unknown `N`, `--type foo` and `--info-hash zz` are usage
+/// errors (exit status 2, like clap's).
+#[test]
+fn every_connection_is_accounted_for_and_bad_filters_are_usage_errors() {
+    for name in ALL.iter().chain(&["lo_lossy.pcapng"]) {
+        let file = capture(name);
+        let out = run(&["analyze", file.to_str().unwrap()]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        let flat = text.replace(['│', '┆', '\n'], " ");
+        let flat = flat.split_whitespace().collect::<Vec<_>>().join(" ");
+        let at = flat.find("TCP connections ").expect("summary row") + 16;
+        let nums: Vec<u64> = flat[at..]
+            .split(" other")
+            .next()
+            .unwrap()
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        // total, BitTorrent, of which mid-stream, then the other categories.
+        assert_eq!(nums.len(), 9, "{name}: {flat}");
+        let sum: u64 = nums[1] + nums[3..].iter().sum::<u64>();
+        assert_eq!(sum, nums[0], "{name}: {flat}");
+    }
+    let file = capture("any_sll_libtorrent_to_aria2.pcapng");
+    let f = file.to_str().unwrap();
+    let out = run(&["analyze", "--conn", "5", f]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(
+        "Connection 5, refused dial (answered by a RST): 127.0.0.1:45618 ⇄ 127.0.0.1:6881"
+    ));
+    for args in [
+        &["analyze", "--conn", "99", f][..],
+        &["analyze", "--messages", "--type", "foo", f],
+        &["analyze", "--info-hash", "zz", f],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty());
+    }
+}
+
+/// `--torrent` lists incomplete pieces by index, and says so when the torrent's info hash is
+/// in no handshake of the capture.
+#[test]
+fn torrent_check_lists_incomplete_pieces_and_a_foreign_torrent() {
+    let file = capture("lo_lossy.pcapng");
+    let f = file.to_str().unwrap();
+    let sample = capture("sample.torrent");
+    let out = run(&["analyze", "--torrent", sample.to_str().unwrap(), f]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("incomplete pieces: 11, 12"), "{text}");
+    assert!(!text.contains("appears in no peer handshake"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.torrent");
+    let mut t = b"d4:infod6:lengthi1e4:name1:x12:piece lengthi16384e6:pieces20:".to_vec();
+    t.extend([7u8; 20]);
+    t.extend(b"ee");
+    std::fs::write(&other, t).unwrap();
+    let out = run(&["analyze", "--torrent", other.to_str().unwrap(), f]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("appears in no peer handshake of the capture"),
         "{text}"
     );
 }
