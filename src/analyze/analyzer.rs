@@ -21,6 +21,7 @@ use std::ops::ControlFlow;
 
 use super::detect::{classify, Sniff, UdpStreams, UdpTrackers, Verdict, SNIFF_LEN};
 use super::pieces::PieceChecker;
+use super::udp::{Classified, UdpProtocols, UdpReport};
 use crate::capture::{
     self, CaptureError, CaptureFormat, CaptureReader, CloseReason, Conflict, ConnId, ConnInfo,
     Datagram, Direction, Gap, Life, Packet, ReassemblyConfig, Stats, StreamSink,
@@ -29,7 +30,7 @@ use crate::event::decode::{
     decode_http_request, decode_http_response, decode_udp, ConnectionDecoder, Decoded, PeerItem,
     Start,
 };
-use crate::event::{CloseHow, Dir, Event, EventKind};
+use crate::event::{CloseHow, Dir, Event, EventKind, Transport};
 use crate::wire::{
     extension::EXTENDED_HANDSHAKE_ID, looks_like_handshake_prefix, ExtendedHandshake, GapEffect,
     Message, MessageKind, Reserved, KIND_COUNT,
@@ -183,8 +184,10 @@ impl SideReport {
 /// What the tables say about one connection.
 #[derive(Debug, Clone)]
 pub struct ConnReport {
-    /// Wireshark's `tcp.stream`.
+    /// Wireshark's `tcp.stream` (for uTP, the uTP connection number).
     pub id: u64,
+    /// TCP, or uTP (BEP 29).
+    pub transport: Transport,
     /// The side that sent the SYN (or, when the start is missing, the first sender seen).
     pub client: SocketAddr,
     pub server: SocketAddr,
@@ -212,7 +215,12 @@ pub const MAX_NOTES: usize = 20;
 impl ConnReport {
     fn new(info: &ConnInfo) -> Self {
         ConnReport {
-            id: info.id.0,
+            id: info.id.number(),
+            transport: if info.id.is_utp() {
+                Transport::Utp
+            } else {
+                Transport::Tcp
+            },
             client: info.a,
             server: info.b,
             kind: ConnKind::BitTorrent,
@@ -283,6 +291,8 @@ pub struct CaptureReport {
     pub other: u64,
     pub udp_conversations: u64,
     pub udp_tracker_datagrams: u64,
+    /// uTP connections, DHT and LSD ([`super::udp`]).
+    pub udp: UdpReport,
     /// Tracker exchanges in words (HTTP and UDP), at most [`MAX_TRACKER_LOG`].
     pub tracker_log: Vec<String>,
     pub events: u64,
@@ -416,6 +426,7 @@ pub struct Analyzer<'o> {
     pending_closes: Vec<PendingClose>,
     udp: UdpTrackers,
     udp_streams: UdpStreams,
+    udp_protocols: UdpProtocols,
     checker: Option<&'o mut PieceChecker>,
     report: CaptureReport,
     error: Option<io::Error>,
@@ -443,6 +454,7 @@ pub fn analyze<R: Read>(
     a.report.format = Some(reader.format());
     let mut stats = Stats::default();
     let res = capture::process_with(reader, limits, &mut a, &mut stats);
+    a.finish_utp();
     // What the end of the capture closed, then the FIN exchanges still waiting for a last ACK.
     a.end_packet();
     a.flush_pending_closes(None);
@@ -462,6 +474,7 @@ impl<'o> Analyzer<'o> {
         out: &'o mut dyn EventOut,
         checker: Option<&'o mut PieceChecker>,
     ) -> Self {
+        let limits = opts.reassembly;
         Analyzer {
             opts,
             out,
@@ -470,6 +483,7 @@ impl<'o> Analyzer<'o> {
             pending_closes: Vec::new(),
             udp: UdpTrackers::default(),
             udp_streams: UdpStreams::default(),
+            udp_protocols: UdpProtocols::new(limits),
             checker,
             report: CaptureReport::default(),
             error: None,
@@ -482,11 +496,13 @@ impl<'o> Analyzer<'o> {
     fn finish(mut self) -> CaptureReport {
         self.report.conns.sort_by_key(|c| c.id);
         self.report.udp_conversations = self.udp_streams.count();
+        self.report.udp = self.udp_protocols.report();
         self.report
     }
 
     fn emit(&mut self, e: &Event, words: &str, conn: Option<&ConnReport>) {
         self.report.events += 1;
+        let e = &super::udp::tagged(e, conn);
         if self.error.is_none() {
             if let Err(err) = self.out.event(e, words, conn) {
                 self.error = Some(err);
@@ -652,7 +668,7 @@ impl<'o> Analyzer<'o> {
                 e.dst = Some(dst);
                 e.frames = frames;
                 Some(PendingClose {
-                    conn: c.r.id,
+                    conn: id,
                     acker: if closer_is_client {
                         Direction::AtoB
                     } else {
@@ -676,6 +692,31 @@ impl<'o> Analyzer<'o> {
                 self.report.conns_dropped += 1;
             }
         }
+    }
+
+    /// A uTP packet: its reassembler calls back into this sink, as TCP's does, with uTP's
+    /// connection counters swapped in; what it closed is closed before the TCP counters return.
+    fn utp_datagram(&mut self, dg: &Datagram<'_>) {
+        let mut p = std::mem::take(&mut self.udp_protocols);
+        p.counts.swap_with(&mut self.report);
+        p.utp.datagram(dg, self);
+        for (id, reason, ts) in std::mem::take(&mut self.closing) {
+            self.close_conn(id, reason, ts);
+        }
+        p.counts.swap_with(&mut self.report);
+        self.udp_protocols = p;
+    }
+
+    /// The end of the capture for uTP: connections still open are closed.
+    fn finish_utp(&mut self) {
+        let mut p = std::mem::take(&mut self.udp_protocols);
+        p.counts.swap_with(&mut self.report);
+        p.utp.finish(self);
+        for (id, reason, ts) in std::mem::take(&mut self.closing) {
+            self.close_conn(id, reason, ts);
+        }
+        p.counts.swap_with(&mut self.report);
+        self.udp_protocols = p;
     }
 
     fn ctx(&mut self) -> Ctx<'_, 'o> {
@@ -910,6 +951,7 @@ impl Ctx<'_, '_> {
 
     fn emit(&mut self, e: &Event, words: &str, r: Option<&ConnReport>) {
         *self.n_events += 1;
+        let e = &super::udp::tagged(e, r);
         if self.error.is_none() {
             if let Err(err) = self.out.event(e, words, r) {
                 *self.error = Some(err);
@@ -1277,9 +1319,11 @@ impl StreamSink for Analyzer<'_> {
             }
         }
         let resume = gap.offset + gap.len;
+        // A uTP gap's length is unknown (crate::capture::utp::GAP_JUMP).
+        let utp = c.r.transport == Transport::Utp;
         let side = &mut c.r.sides[d];
         side.gaps += 1;
-        side.gap_bytes += gap.len;
+        side.gap_bytes += if utp { 0 } else { gap.len };
         let reportable = !matches!(c.live, Live::Ignored | Live::Undecided { .. });
         let frames = match (gap.frame_before, gap.frame_after) {
             (Some(a), Some(b)) => format!("between frames {a} and {b}"),
@@ -1340,10 +1384,14 @@ impl StreamSink for Analyzer<'_> {
         // blocks without data, not noted one by one.
         let quiet = piece_gap || (effect.is_empty() && c.r.sides[d].cut_blocks > 0);
         if reportable && !quiet {
+            let what = if utp {
+                "uTP packets not captured".to_string()
+            } else {
+                format!("{} bytes", gap.len)
+            };
             c.r.note(format!(
-                "{}: gap of {} bytes at stream offset {} {frames}{effect}",
+                "{}: gap of {what} at stream offset {} {frames}{effect}",
                 c.r.dir_words(dir),
-                gap.len,
                 gap.offset
             ));
         }
@@ -1417,6 +1465,19 @@ impl StreamSink for Analyzer<'_> {
     fn on_udp(&mut self, dg: &Datagram<'_>) {
         let stream = self.udp_streams.id(dg.src, dg.dst);
         let Some(to_tracker) = self.udp.classify(dg.src, dg.dst, dg.payload) else {
+            // uTP, DHT, LSD (src/analyze/udp.rs).
+            match self.udp_protocols.classify(dg.src, dg.dst, dg.payload) {
+                Classified::Utp => self.utp_datagram(dg),
+                Classified::Event(kind, words) if self.opts.events => {
+                    let mut e = Event::new(ts_u64(dg.ts_ns), *kind);
+                    e.conn = Some(stream);
+                    e.src = Some(dg.src);
+                    e.dst = Some(dg.dst);
+                    e.frames = vec![dg.frame_no];
+                    self.emit(&e, &words, None);
+                }
+                _ => {}
+            }
             return;
         };
         self.report.udp_tracker_datagrams += 1;

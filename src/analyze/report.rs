@@ -34,6 +34,8 @@ const OTHER_TYPE_NAMES: &[&str] = &[
     "conn_closed",
     "protocol_error",
     "tracker",
+    "dht",
+    "lsd",
 ];
 
 /// The names `--type` accepts: the message types of the message table (as in the JSON
@@ -150,6 +152,8 @@ pub fn type_names(e: &Event) -> Vec<&'static str> {
         EventKind::Handshake { .. } => vec!["handshake"],
         EventKind::ProtocolError { .. } => vec!["protocol_error"],
         EventKind::Note { .. } => vec![],
+        EventKind::Dht { .. } => vec!["dht"],
+        EventKind::Lsd { .. } => vec!["lsd"],
         EventKind::TrackerHttpRequest { .. }
         | EventKind::TrackerHttpResponse { .. }
         | EventKind::TrackerUdp { .. }
@@ -215,7 +219,7 @@ impl<W: Write> EventOut for MessagesOut<W> {
         let l = &mut self.line;
         l.clear();
         let frame = e.frames.last().copied().unwrap_or(0);
-        let proto = if conn.is_some() { "tcp" } else { "udp" };
+        let proto = conn.map_or("udp", |r| r.transport.name());
         let _ = write!(l, "{frame:>7} {t:>12.6} {proto} {:<3}", e.conn.unwrap_or(0));
         if let (Some(s), Some(d)) = (e.src, e.dst) {
             let _ = write!(l, " {s} → {d}");
@@ -379,6 +383,9 @@ fn write_summary(out: &mut dyn Write, name: &str, r: &CaptureReport) -> io::Resu
             r.udp_tracker_datagrams
         )),
     ]);
+    for (name, value) in super::udp::summary_rows(r) {
+        t.add_row(vec![Cell::new(name), Cell::new(value)]);
+    }
     let ra = &s.reassembly;
     if ra.gaps + ra.conflicts + ra.out_of_order_segments > 0 {
         t.add_row(vec![
@@ -464,8 +471,13 @@ fn secs(ns: i64) -> String {
 fn write_conn(out: &mut dyn Write, c: &ConnReport, capture_start: i64) -> io::Result<()> {
     let client_name = |s: &SideReport| s.handshake.as_ref().map(|h| h.client.clone());
     let title = format!(
-        "Connection {}, {}: {} ⇄ {}, frames {}–{}, {} → {}",
+        "Connection {}{}, {}: {} ⇄ {}, frames {}–{}, {} → {}",
         c.id,
+        if c.transport == crate::event::Transport::Utp {
+            " (uTP)"
+        } else {
+            ""
+        },
         c.kind.name(),
         c.client,
         c.server,
