@@ -588,8 +588,11 @@ fn write_conn(out: &mut dyn Write, c: &ConnReport, capture_start: i64) -> io::Re
         }
     }
     if c.sides.iter().any(|s| s.gaps > 0) {
-        row("gaps", &|s| {
-            format!("{} ({} bytes missing)", s.gaps, thousands(s.gap_bytes))
+        let utp = c.transport == crate::event::Transport::Utp;
+        row("gaps", &|s| match utp {
+            // uTP numbers packets, not bytes: a gap's length is unknown.
+            true => format!("{} (lost uTP packets)", s.gaps),
+            false => format!("{} ({} bytes missing)", s.gaps, thousands(s.gap_bytes)),
         });
     }
     writeln!(out, "{t}")?;

@@ -14,7 +14,8 @@
 //! In-order payload goes to [`StreamSink::on_data`] straight from the frame; packets ahead of
 //! a missing one are copied into a bounded buffer (per direction and overall, the TCP limits
 //! of [`ReassemblyConfig`]); a retransmitted packet (its `seq_nr` already delivered or
-//! buffered) counts once. A missing packet that never comes (buffer full, connection closed)
+//! buffered) counts once. A missing packet that will never come (the receiver acknowledged
+//! it, so it was lost by the capture only; or the buffer is full; or the connection closed)
 //! is a [`Gap`]: its length is unknown (uTP numbers packets, not bytes), so the stream
 //! offsets after it jump by [`GAP_JUMP`], beyond any message length, and the decoder hunts
 //! for the next message. The connection's life is reported as [`Life`] steps (ST_SYN,
@@ -46,6 +47,12 @@ pub const GAP_JUMP: u64 = 1 << 32;
 
 /// Packets further ahead of the next expected one than this are not of this stream.
 const MAX_AHEAD: u16 = 8192;
+
+/// A hole the receiver acknowledged (its `ack_nr` is at or past the missing packet) in this
+/// many packets was received but not captured: it will not be sent again, so it is a gap
+/// right away instead of holding everything after it. (Two, not one, in case the capture
+/// shows an ack just before the data it acknowledges.)
+const HOLE_ACKS: u8 = 2;
 
 /// Candidate flows remembered while waiting for the other direction (mid-stream pickup).
 const MAX_CANDIDATES: usize = 4096;
@@ -245,6 +252,8 @@ struct Half {
     done: bool,
     fin_seen: bool,
     last_frame: Option<u64>,
+    /// Packets of the other side acking past the hole before `pending` (see [`HOLE_ACKS`]).
+    hole_acks: u8,
 }
 
 struct Conn {
@@ -354,6 +363,25 @@ impl UtpReassembler {
                 dg.ts_ns,
             );
             return true;
+        }
+        // The other side's ack says whether a hole in its incoming direction was received.
+        {
+            let mut back = Out {
+                sink: &mut *out.sink,
+                id: c.id,
+                dir: dir.reverse(),
+            };
+            let other = &mut c.half[dir.reverse().index()];
+            if other.started && !other.done && !other.pending.is_empty() {
+                if h.ack_nr.wrapping_sub(other.next_seq) < 0x8000 {
+                    other.hole_acks += 1;
+                }
+                if other.hole_acks >= HOLE_ACKS {
+                    let (total, stats) = (&mut self.total_buffered, &mut self.stats);
+                    Self::skip_hole(other, stats, &mut back, GapReason::BufferLimit);
+                    Self::drain(other, total, stats, &mut back);
+                }
+            }
         }
         let d = dir.index();
         // The other side's first packet (ST_STATE answering the SYN, or its first data)
@@ -604,6 +632,7 @@ impl UtpReassembler {
             let Some(p) = half.pending.remove(&half.consumed) else {
                 break;
             };
+            half.hole_acks = 0;
             half.pending_bytes -= p.data.len();
             *total -= p.data.len();
             Self::deliver(half, stats, out, p.ty, &p.data, p.frame_no, p.ts_ns);
@@ -646,6 +675,7 @@ impl UtpReassembler {
         half.offset += GAP_JUMP;
         half.next_seq = half.next_seq.wrapping_add(lost as u16);
         half.consumed = first;
+        half.hole_acks = 0;
     }
 
     /// Ends a connection: what is still held is delivered after gaps, then the sink hears of
@@ -760,7 +790,7 @@ pub fn reassemble_bytes<S: StreamSink + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::reassembly::tests::Rec;
+    use super::super::reassembly::tests::{Ev, Rec};
     use super::*;
     use proptest::prelude::*;
 
@@ -892,13 +922,31 @@ mod tests {
         assert_eq!(rec.stream(id, Direction::AtoB), b"world");
         let g = rec.gaps();
         assert_eq!(g.len(), 1);
+        // The receiver acked the lost packet twice (frames 3 and 5): a gap there and then.
         assert_eq!(
             (g[0].offset, g[0].len, g[0].reason),
-            (0, GAP_JUMP, GapReason::Closed)
+            (0, GAP_JUMP, GapReason::BufferLimit)
         );
         assert_eq!((g[0].frame_before, g[0].frame_after), (Some(1), Some(4)));
         assert_eq!((st.gaps, st.lost_packets), (1, 1));
-        // The FIN waited behind the hole until the end (the sink saw both FINs as life steps).
+        let at = rec
+            .ev
+            .iter()
+            .position(|e| matches!(e, Ev::Gap { .. }))
+            .unwrap();
+        assert!(matches!(rec.ev[at + 1], Ev::Data { .. }));
+        assert_eq!(rec.closes(), vec![(id, CloseReason::Fin)]);
+
+        // Without acks past it, the hole waits for the end of the connection.
+        let mut x = exchange();
+        x.remove(2);
+        for p in &mut x {
+            if !p.0 {
+                p.1[18..20].copy_from_slice(&500u16.to_be_bytes());
+            }
+        }
+        let (rec, _) = run(&x);
+        assert_eq!(rec.gaps()[0].reason, GapReason::Closed);
         assert_eq!(rec.closes(), vec![(id, CloseReason::EndOfCapture)]);
     }
 

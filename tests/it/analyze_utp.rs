@@ -277,3 +277,57 @@ fn dht_and_lsd_datagrams_are_tsharks() {
         dht.len()
     );
 }
+
+/// A data packet lost by the capture (cut out with editcap): the receiver's acks show it was
+/// received, so the gap is reported at once (not at the end), the decoder resynchronizes on
+/// the next message, and only the piece that lost bytes is incomplete.
+#[test]
+fn a_utp_packet_missing_from_the_capture_is_a_gap() {
+    skip_unless_installed!(&[Program::Tshark]);
+    let dir = common::temp_dir("analyze_utp_gap");
+    let cut = dir.path().join("gap.pcapng");
+    let file = utp_capture();
+    // Frame 50 carries 528 bytes in the middle of the first piece message.
+    let st = Command::new("editcap")
+        .arg(&file)
+        .arg(&cut)
+        .arg("50")
+        .status()
+        .expect("run editcap");
+    assert!(st.success());
+    let torrent = capture("sample_utp.torrent");
+    let out = run(&[
+        "analyze",
+        "--torrent",
+        torrent.to_str().unwrap(),
+        cut.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("7 good, 0 bad, 1 incomplete"), "{text}");
+    assert!(text.contains("gap of uTP packets not captured"), "{text}");
+    assert!(text.contains("1 (lost uTP packets)"), "{text}");
+    let pieces = |ev: &[Event]| -> Vec<(u64, String)> {
+        ev.iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Message {
+                    msg: bt_trace::event::Msg::Piece { sha1, .. },
+                    ..
+                } => Some((e.frames[0], sha1.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    let (whole, holed) = (pieces(&ours(&file)), pieces(&ours(&cut)));
+    assert_eq!(whole.len(), 16);
+    assert_eq!(holed.len(), 16, "every piece message is still found");
+    // The one that lost bytes has no hash; the others are the same blocks.
+    assert_eq!(holed.iter().filter(|(_, h)| h.is_empty()).count(), 1);
+    let hashes = |v: &[(u64, String)]| -> Vec<String> {
+        v.iter()
+            .map(|(_, h)| h.clone())
+            .filter(|h| !h.is_empty())
+            .collect()
+    };
+    assert_eq!(hashes(&holed).len(), 15);
+    assert!(hashes(&holed).iter().all(|h| hashes(&whole).contains(h)));
+}
