@@ -331,3 +331,55 @@ fn a_utp_packet_missing_from_the_capture_is_a_gap() {
     assert_eq!(hashes(&holed).len(), 15);
     assert!(hashes(&holed).iter().all(|h| hashes(&whole).contains(h)));
 }
+
+/// A capture made now (captures/make_utp.sh: a private network namespace, two libtorrent
+/// sessions over uTP with the DHT and LSD, dumpcap on its `lo`) is analyzed like the stored
+/// one: the whole download over uTP, its pieces good, DHT and LSD messages. Needs root.
+#[test]
+fn a_live_utp_capture_is_analyzed() {
+    skip_unless_installed!(&[Program::Tshark, Program::Libtorrent, Program::Mktorrent]);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "skipped: a_live_utp_capture_is_analyzed needs root (network namespace, dumpcap)"
+        );
+        return;
+    }
+    let dir = common::temp_dir("analyze_utp_live");
+    let (cap, torrent) = (
+        dir.path().join("live.pcapng"),
+        dir.path().join("live.torrent"),
+    );
+    let out = Command::new("bash")
+        .arg(capture("make_utp.sh"))
+        .env("OUT", &cap)
+        .env("TORRENT", &torrent)
+        .output()
+        .expect("run make_utp.sh");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("download complete and identical"), "{log}");
+    let out = run(&[
+        "analyze",
+        "--torrent",
+        torrent.to_str().unwrap(),
+        cap.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("8 good, 0 bad, 0 incomplete, 0 not in the capture (of 8)"),
+        "{text}"
+    );
+    assert!(text.contains("(uTP), BitTorrent"), "{text}");
+    let ev = ours(&cap);
+    assert!(ev.iter().any(|e| matches!(e.kind, EventKind::Dht { .. })));
+    assert!(ev.iter().any(|e| e.transport == Some(Transport::Utp)));
+    // Each block once, even if the load made libtorrent retransmit (tshark would count those
+    // again, so it is not the oracle here).
+    let pieces = our_pdus(&ev)
+        .iter()
+        .filter(|((_, c), _)| c == "7")
+        .map(|(_, n)| n)
+        .sum::<usize>();
+    assert_eq!(pieces, 16);
+}
