@@ -542,6 +542,7 @@ impl<'o> Analyzer<'o> {
             } => "connection reset (RST)",
             _ => "connection closed (FIN)",
         };
+        let words = super::udp::life_words(words, p.report.as_ref());
         self.emit(&p.event, words, p.report.as_ref());
     }
 
@@ -752,7 +753,8 @@ impl<'o> Analyzer<'o> {
             .into_iter()
             .flatten()
             .collect();
-        self.emit(&e, "connection opened (SYN, SYN-ACK, ACK)", Some(&c.r));
+        let words = super::udp::life_words("connection opened (SYN, SYN-ACK, ACK)", Some(&c.r));
+        self.emit(&e, words, Some(&c.r));
     }
 
     /// Tries to tell what `c` is from its first bytes (`done`: no more will come), and if it

@@ -226,3 +226,16 @@ pub fn summary_rows(r: &CaptureReport) -> Vec<(&'static str, String)> {
     }
     rows
 }
+
+/// The words of a TCP connection's opening or closing, as a uTP connection's say them.
+pub fn life_words<'w>(tcp: &'w str, conn: Option<&super::analyzer::ConnReport>) -> &'w str {
+    if conn.is_none_or(|r| r.transport != crate::event::Transport::Utp) {
+        return tcp;
+    }
+    match tcp {
+        "connection opened (SYN, SYN-ACK, ACK)" => "connection opened (ST_SYN, ST_STATE)",
+        "connection reset (RST)" => "connection reset (ST_RESET)",
+        "connection closed (FIN)" => "connection closed (ST_FIN)",
+        other => other,
+    }
+}

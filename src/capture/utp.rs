@@ -761,6 +761,24 @@ impl UtpReassembler {
     }
 }
 
+/// Runs framed datagrams through a reassembler that discards the streams: for a fuzz
+/// target. Each datagram is a byte whose bit 0 says the direction (set: from the first
+/// endpoint), a 2-byte big-endian length, and that many bytes (cut short at the end).
+/// Never panics.
+pub fn reassemble_framed(mut bytes: &[u8]) -> UtpStats {
+    struct Discard;
+    impl StreamSink for Discard {
+        fn on_data(&mut self, _: ConnId, _: Direction, _: u64, _: &[u8], _: u64, _: i64) {}
+    }
+    let mut dgs = Vec::new();
+    while let [dir, hi, lo, rest @ ..] = bytes {
+        let n = usize::from(u16::from_be_bytes([*hi, *lo])).min(rest.len());
+        dgs.push((dir & 1 == 1, &rest[..n]));
+        bytes = &rest[n..];
+    }
+    reassemble_bytes(&dgs, &mut Discard)
+}
+
 /// Runs `datagrams` (payloads between two endpoints, `true` = from the initiator's side)
 /// through a reassembler into `sink`: for the fuzz target and tests. Never panics.
 pub fn reassemble_bytes<S: StreamSink + ?Sized>(
@@ -1050,6 +1068,11 @@ mod tests {
             }
             r.finish(&mut rec);
             prop_assert_eq!(r.buffered(), 0);
+        }
+
+        #[test]
+        fn framed_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = reassemble_framed(&bytes);
         }
 
         #[test]
