@@ -239,3 +239,149 @@ pub fn life_words<'w>(tcp: &'w str, conn: Option<&super::analyzer::ConnReport>) 
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::analyzer::{analyze, Options};
+    use crate::capture::reader::tests::Builder;
+    use crate::capture::CaptureReader;
+    use crate::event::Event;
+    use crate::wire::{Handshake, Message, Reserved};
+    use etherparse::PacketBuilder;
+    use proptest::prelude::*;
+
+    struct Collect(Vec<(Event, String)>);
+    impl crate::analyze::EventOut for Collect {
+        fn event(
+            &mut self,
+            e: &Event,
+            w: &str,
+            _: Option<&crate::analyze::ConnReport>,
+        ) -> std::io::Result<()> {
+            self.0.push((e.clone(), w.to_string()));
+            Ok(())
+        }
+    }
+
+    fn udp(from_a: bool, payload: &[u8]) -> Vec<u8> {
+        let (s, d) = if from_a { (6881, 6882) } else { (6882, 6881) };
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64)
+            .udp(s, d)
+            .write(&mut v, payload)
+            .unwrap();
+        v
+    }
+
+    fn utp(ty: u8, id: u16, seq: u16, ack: u16, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![ty << 4 | 1, 0];
+        v.extend(id.to_be_bytes());
+        v.extend([0u8; 12]);
+        v.extend(seq.to_be_bytes());
+        v.extend(ack.to_be_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    fn run(frames: &[Vec<u8>]) -> (CaptureReport, Vec<(Event, String)>) {
+        let mut b = Builder::new(true);
+        b.shb().idb(1, Some(9), None);
+        for (i, f) in frames.iter().enumerate() {
+            b.epb(0, 1_000_000 * (i as u64 + 1), f, f.len() as u32);
+        }
+        let mut r = CaptureReader::new(&b.out[..]).unwrap();
+        let mut out = Collect(Vec::new());
+        let opts = Options {
+            events: true,
+            ..Options::default()
+        };
+        let rep = analyze(&mut r, opts, &mut out, None).unwrap();
+        (rep, out.0)
+    }
+
+    #[test]
+    fn a_utp_connection_dht_and_lsd_on_one_port() {
+        let mut hs = Handshake::new(Reserved::new(), [5; 20], *b"-LT2080-aaaaaaaaaaaa")
+            .emit()
+            .to_vec();
+        let mut back = Handshake::new(Reserved::new(), [5; 20], *b"-LT2080-bbbbbbbbbbbb")
+            .emit()
+            .to_vec();
+        Message::HaveAll.emit(&mut back);
+        Message::Interested.emit(&mut hs);
+        let frames = vec![
+            udp(true, &utp(4, 77, 10, 0, b"")),
+            udp(false, &utp(2, 77, 500, 10, b"")),
+            udp(true, b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe"),
+            udp(true, &utp(0, 78, 11, 499, &hs[..40])),
+            udp(false, b"d1:rd2:id20:0123456789abcdefghije1:t2:aa1:y1:re"),
+            udp(true, &utp(0, 78, 12, 499, &hs[40..])),
+            udp(false, &utp(0, 77, 500, 12, &back)),
+            udp(
+                true,
+                b"BT-SEARCH * HTTP/1.1\r\nHost: 239.192.152.143:6771\r\nPort: 6881\r\nInfohash: 0505050505050505050505050505050505050505\r\n\r\n\r\n",
+            ),
+            udp(true, &utp(1, 78, 13, 500, b"")),
+            udp(false, &utp(1, 77, 501, 13, b"")),
+        ];
+        let (rep, ev) = run(&frames);
+        assert_eq!(rep.conns.len(), 1);
+        assert_eq!(rep.conns[0].transport, crate::event::Transport::Utp);
+        assert_eq!((rep.bittorrent, rep.udp.utp_conns.bittorrent), (0, 1));
+        let words: Vec<&str> = ev.iter().map(|(_, w)| w.as_str()).collect();
+        assert_eq!(words[0], "DHT ping query t=6161");
+        assert!(words.contains(&"DHT ping response t=6161: 0 peers, 0 nodes"));
+        let opened = words
+            .iter()
+            .position(|w| *w == "connection opened (ST_SYN, ST_STATE)");
+        assert_eq!(ev[opened.unwrap()].0.frames, [1, 2]);
+        let hs = words
+            .iter()
+            .position(|w| w.starts_with("handshake"))
+            .unwrap();
+        assert_eq!(ev[hs].0.frames, [4, 6]);
+        assert!(words.contains(&"interested") && words.contains(&"have all"));
+        assert!(words
+            .iter()
+            .any(|w| w.starts_with("LSD announce port 6881")));
+        assert_eq!(words.last(), Some(&"connection closed (ST_FIN)"));
+        assert_eq!(rep.udp.dht.queries.get("ping"), Some(&1));
+        assert_eq!(rep.udp.lsd.announces, 1);
+        let rows: Vec<&str> = summary_rows(&rep).iter().map(|r| r.0).collect();
+        assert_eq!(rows, ["uTP connections", "DHT (BEP 5)", "LSD (BEP 14)"]);
+    }
+
+    proptest! {
+        /// uTP packets with random fields and payloads, DHT-like and LSD-like datagrams and
+        /// noise through the whole analyzer: no panic, and uTP's counters stay apart from TCP's.
+        #[test]
+        fn any_udp_never_panics(
+            dgs in proptest::collection::vec(
+                (any::<bool>(), 0u8..8, 0u16..3, 0u16..30, proptest::collection::vec(any::<u8>(), 0..120)),
+                0..50),
+        ) {
+            let hs = Handshake::new(Reserved::new(), [5; 20], [6; 20]).emit().to_vec();
+            let frames: Vec<Vec<u8>> = dgs
+                .iter()
+                .map(|(a, kind, id, seq, bytes)| {
+                    let p = match kind {
+                        0..=4 => {
+                            let payload = if *seq % 3 == 0 { &hs[..] } else { &bytes[..] };
+                            utp(*kind, 100 + id, *seq, 0, if *kind == 0 { payload } else { b"" })
+                        }
+                        5 => [b"d1:t1:x1:y1:q".as_slice(), bytes].concat(),
+                        6 => [b"BT-SEARCH * HTTP/1.1\r\n".as_slice(), bytes].concat(),
+                        _ => bytes.clone(),
+                    };
+                    udp(*a, &p)
+                })
+                .collect();
+            let (rep, _) = run(&frames);
+            let c = rep.udp.utp_conns;
+            prop_assert!(c.bittorrent + c.encrypted + c.empty + c.other <= rep.udp.utp.connections);
+            prop_assert_eq!(rep.bittorrent + rep.other + rep.empty + rep.encrypted, 0);
+        }
+    }
+}
