@@ -24,6 +24,7 @@ use std::sync::Arc;
 use super::detect::{classify, Sniff, UdpStreams, UdpTrackers, Verdict, SNIFF_LEN};
 use super::order::Reorder;
 use super::pieces::PieceChecker;
+use super::udp::{Classified, UdpProtocols, UdpReport};
 use crate::capture::{
     self, CaptureError, CaptureFormat, CaptureReader, CloseReason, Conflict, ConnId, ConnInfo,
     Datagram, Direction, Gap, Life, Packet, ReassemblyConfig, Stats, StreamSink,
@@ -32,7 +33,7 @@ use crate::event::decode::{
     decode_http_request, decode_http_response, decode_udp, ConnectionDecoder, Decoded, PeerItem,
     Start,
 };
-use crate::event::{CloseHow, Dir, Event, EventKind};
+use crate::event::{CloseHow, Dir, Event, EventKind, Transport};
 use crate::wire::{
     extension::EXTENDED_HANDSHAKE_ID, looks_like_handshake_prefix, ExtendedHandshake, GapEffect,
     Message, MessageKind, Reserved, KIND_COUNT,
@@ -203,8 +204,10 @@ impl SideReport {
 /// What the tables say about one connection.
 #[derive(Debug, Clone)]
 pub struct ConnReport {
-    /// Wireshark's `tcp.stream`.
+    /// Wireshark's `tcp.stream` (for uTP, the uTP connection number).
     pub id: u64,
+    /// TCP, or uTP (BEP 29).
+    pub transport: Transport,
     /// The side that sent the SYN (or, when the start is missing, the first sender seen).
     pub client: SocketAddr,
     pub server: SocketAddr,
@@ -262,7 +265,12 @@ pub const MAX_NOTES: usize = 20;
 impl ConnReport {
     fn new(info: &ConnInfo) -> Self {
         ConnReport {
-            id: info.id.0,
+            id: info.id.number(),
+            transport: if info.id.is_utp() {
+                Transport::Utp
+            } else {
+                Transport::Tcp
+            },
             client: info.a,
             server: info.b,
             kind: ConnKind::BitTorrent,
@@ -340,6 +348,8 @@ pub struct CaptureReport {
     pub unreported: Vec<(u64, Category, SocketAddr, SocketAddr)>,
     pub udp_conversations: u64,
     pub udp_tracker_datagrams: u64,
+    /// uTP connections, DHT and LSD ([`super::udp`]).
+    pub udp: UdpReport,
     /// Tracker exchanges in words (HTTP and UDP), at most [`MAX_TRACKER_LOG`].
     pub tracker_log: Vec<String>,
     pub events: u64,
@@ -488,6 +498,7 @@ pub struct Analyzer<'o> {
     pending_closes: Vec<PendingClose>,
     udp: UdpTrackers,
     udp_streams: UdpStreams,
+    udp_protocols: UdpProtocols,
     checker: Option<&'o mut PieceChecker>,
     report: CaptureReport,
     /// A packet is being handled (not the end of the capture).
@@ -514,6 +525,7 @@ pub fn analyze<R: Read>(
     a.report.format = Some(reader.format());
     let mut stats = Stats::default();
     let res = capture::process_with(reader, limits, &mut a, &mut stats);
+    a.finish_utp();
     // What the end of the capture closed, then the FIN exchanges still waiting for a last ACK.
     a.end_packet();
     a.flush_pending_closes(None);
@@ -534,6 +546,7 @@ impl<'o> Analyzer<'o> {
         out: &'o mut dyn EventOut,
         checker: Option<&'o mut PieceChecker>,
     ) -> Self {
+        let limits = opts.reassembly;
         Analyzer {
             opts,
             em: Emitter {
@@ -548,6 +561,7 @@ impl<'o> Analyzer<'o> {
             pending_closes: Vec::new(),
             udp: UdpTrackers::default(),
             udp_streams: UdpStreams::default(),
+            udp_protocols: UdpProtocols::new(limits),
             checker,
             report: CaptureReport::default(),
             in_packet: false,
@@ -560,6 +574,7 @@ impl<'o> Analyzer<'o> {
         self.report.conns.sort_by_key(|c| c.id);
         self.report.events = self.em.n;
         self.report.udp_conversations = self.udp_streams.count();
+        self.report.udp = self.udp_protocols.report();
         self.report
     }
 
@@ -606,9 +621,15 @@ impl<'o> Analyzer<'o> {
     /// An undecided connection holds the event order from `frame` (its first events may
     /// be completed there), if it does not yet.
     fn hold(&mut self, c: &mut Conn, frame: u64) {
-        if self.opts.events && c.hold.is_none() && matches!(c.live, Live::Undecided { .. }) {
+        Self::hold_open(&mut self.em, c, frame, self.opts.events);
+    }
+
+    /// A connection's conn_opened is completed at `frame`, whenever it is decided: the
+    /// order is held there until then.
+    fn hold_open(em: &mut Emitter<'_>, c: &mut Conn, frame: u64, events: bool) {
+        if events && c.hold.is_none() && matches!(c.live, Live::Undecided { .. }) {
             c.hold = Some(frame);
-            self.em.order.hold(frame);
+            em.order.hold(frame);
         }
     }
 
@@ -679,6 +700,7 @@ impl<'o> Analyzer<'o> {
             } => "connection reset (RST)",
             _ => "connection closed (FIN)",
         };
+        let words = super::udp::life_words(words, p.report.as_ref());
         self.emit(&p.event, words, p.report.as_ref());
     }
 
@@ -823,7 +845,7 @@ impl<'o> Analyzer<'o> {
                 e.dst = Some(dst);
                 e.frames = frames;
                 Some(PendingClose {
-                    conn: c.r.id,
+                    conn: id,
                     acker: if closer_is_client {
                         Direction::AtoB
                     } else {
@@ -851,6 +873,31 @@ impl<'o> Analyzer<'o> {
                 self.report.conns_dropped += 1;
             }
         }
+    }
+
+    /// A uTP packet: its reassembler calls back into this sink, as TCP's does, with uTP's
+    /// connection counters swapped in; what it closed is closed before the TCP counters return.
+    fn utp_datagram(&mut self, dg: &Datagram<'_>) {
+        let mut p = std::mem::take(&mut self.udp_protocols);
+        p.counts.swap_with(&mut self.report);
+        p.utp.datagram(dg, self);
+        for (id, reason, ts) in std::mem::take(&mut self.closing) {
+            self.close_conn(id, reason, ts);
+        }
+        p.counts.swap_with(&mut self.report);
+        self.udp_protocols = p;
+    }
+
+    /// The end of the capture for uTP: connections still open are closed.
+    fn finish_utp(&mut self) {
+        let mut p = std::mem::take(&mut self.udp_protocols);
+        p.counts.swap_with(&mut self.report);
+        p.utp.finish(self);
+        for (id, reason, ts) in std::mem::take(&mut self.closing) {
+            self.close_conn(id, reason, ts);
+        }
+        p.counts.swap_with(&mut self.report);
+        self.udp_protocols = p;
     }
 
     fn ctx(&mut self) -> Ctx<'_, 'o> {
@@ -885,7 +932,8 @@ impl<'o> Analyzer<'o> {
             .into_iter()
             .flatten()
             .collect();
-        self.emit(&e, "connection opened (SYN, SYN-ACK, ACK)", Some(&c.r));
+        let words = super::udp::life_words("connection opened (SYN, SYN-ACK, ACK)", Some(&c.r));
+        self.emit(&e, words, Some(&c.r));
     }
 
     /// Tries to tell what `c` is from its first bytes (`done`: no more will come), and if it
@@ -1093,6 +1141,7 @@ impl Emitter<'_> {
         if self.error.is_some() {
             return;
         }
+        let e = &*super::udp::tagged(e, conn);
         if self.order.passes(key, self.buffered) {
             self.write(key, e, words, conn);
         } else {
@@ -1558,9 +1607,11 @@ impl StreamSink for Analyzer<'_> {
             (Some(f), Some(t)) => (f, t),
             _ => (self.cur_frame, self.cur_ts),
         };
+        // A uTP gap's length is unknown (crate::capture::utp::GAP_JUMP).
+        let utp = c.r.transport == Transport::Utp;
         let side = &mut c.r.sides[d];
         side.gaps += 1;
-        side.gap_bytes += gap.len;
+        side.gap_bytes += if utp { 0 } else { gap.len };
         let reportable = !matches!(c.live, Live::Ignored | Live::Undecided { .. });
         let frames = match (gap.frame_before, gap.frame_after) {
             (Some(a), Some(b)) => format!("between frames {a} and {b}"),
@@ -1623,10 +1674,14 @@ impl StreamSink for Analyzer<'_> {
         // blocks without data, not noted one by one.
         let quiet = piece_gap || (effect.is_empty() && c.r.sides[d].cut_blocks > 0);
         if reportable && !quiet {
+            let what = if utp {
+                "uTP packets not captured".to_string()
+            } else {
+                format!("{} bytes", gap.len)
+            };
             c.r.note(format!(
-                "{}: gap of {} bytes at stream offset {} {frames}{effect}",
+                "{}: gap of {what} at stream offset {} {frames}{effect}",
                 c.r.dir_words(dir),
-                gap.len,
                 gap.offset
             ));
             let around: Vec<u64> = [gap.frame_before, gap.frame_after]
@@ -1687,15 +1742,16 @@ impl StreamSink for Analyzer<'_> {
         let ended = |dir: Direction| (dir == Direction::AtoB, frame_no, ts_ns);
         match life {
             Life::Syn => c.open.syn = Some((frame_no, ts_ns)),
-            Life::SynAck => c.open.synack = Some(frame_no),
+            Life::SynAck => {
+                c.open.synack = Some(frame_no);
+                // uTP has no third packet: the ST_STATE answering the ST_SYN opens it.
+                if c.r.transport == Transport::Utp {
+                    Self::hold_open(&mut self.em, c, frame_no, self.opts.events);
+                }
+            }
             Life::Established => {
                 c.open.ack = Some(frame_no);
-                // Its conn_opened is completed here, whenever it is decided.
-                if self.opts.events && c.hold.is_none() && matches!(c.live, Live::Undecided { .. })
-                {
-                    c.hold = Some(frame_no);
-                    self.em.order.hold(frame_no);
-                }
+                Self::hold_open(&mut self.em, c, frame_no, self.opts.events);
             }
             Life::Fin(dir) => {
                 c.close.fin[dir.index()] = Some(frame_no);
@@ -1726,6 +1782,19 @@ impl StreamSink for Analyzer<'_> {
     fn on_udp(&mut self, dg: &Datagram<'_>) {
         let stream = self.udp_streams.id(dg.src, dg.dst);
         let Some(to_tracker) = self.udp.classify(dg.src, dg.dst, dg.payload) else {
+            // uTP, DHT, LSD (src/analyze/udp.rs).
+            match self.udp_protocols.classify(dg.src, dg.dst, dg.payload) {
+                Classified::Utp => self.utp_datagram(dg),
+                Classified::Event(kind, words) if self.opts.events => {
+                    let mut e = Event::new(ts_u64(dg.ts_ns), *kind);
+                    e.conn = Some(stream);
+                    e.src = Some(dg.src);
+                    e.dst = Some(dg.dst);
+                    e.frames = vec![dg.frame_no];
+                    self.emit(&e, &words, None);
+                }
+                _ => {}
+            }
             return;
         };
         self.report.udp_tracker_datagrams += 1;

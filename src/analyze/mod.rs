@@ -11,6 +11,9 @@
 //!                           the recorder's decoder (crate::event::decode, which recovers from
 //!                           missing starts, gaps and bad messages), per-connection reports,
 //!                           events (the one event model), piece data
+//!              udp.rs       the UDP protocols beside BEP 15 trackers: uTP connections
+//!                           (reassembled by crate::capture::utp, then decoded as TCP's),
+//!              dht.rs       the DHT (BEP 5, KRPC), lsd.rs  Local Service Discovery (BEP 14)
 //!              pieces.rs    `--torrent`: piece hashes; `--extract`: the files rebuilt
 //!              report.rs    summary and tables, `--messages` lines, `--json`, filters
 //! ```
@@ -26,9 +29,12 @@
 
 pub mod analyzer;
 pub mod detect;
+pub mod dht;
+pub mod lsd;
 pub mod order;
 pub mod pieces;
 pub mod report;
+pub mod udp;
 
 pub use analyzer::{
     analyze, AnalyzeError, CaptureReport, Category, ConnKind, ConnReport, EventOut, NoEvents,

@@ -35,6 +35,8 @@ const OTHER_TYPE_NAMES: &[&str] = &[
     "protocol_error",
     "gap",
     "tracker",
+    "dht",
+    "lsd",
 ];
 
 /// The names `--type` accepts: the message types of the message table (as in the JSON
@@ -152,6 +154,8 @@ pub fn type_names(e: &Event) -> Vec<&'static str> {
         EventKind::ProtocolError { .. } => vec!["protocol_error"],
         EventKind::Gap { .. } => vec!["gap"],
         EventKind::Note { .. } => vec![],
+        EventKind::Dht { .. } => vec!["dht"],
+        EventKind::Lsd { .. } => vec!["lsd"],
         EventKind::TrackerHttpRequest { .. }
         | EventKind::TrackerHttpResponse { .. }
         | EventKind::TrackerUdp { .. }
@@ -231,7 +235,7 @@ impl<W: Write> EventOut for MessagesOut<W> {
         let t = (e.ts as i64 - start) as f64 / 1e9;
         let l = &mut self.line;
         l.clear();
-        let proto = if conn.is_some() { "tcp" } else { "udp" };
+        let proto = conn.map_or("udp", |r| r.transport.name());
         let _ = write!(l, "{frame:>7} {t:>12.6} {proto} {:<3}", e.conn.unwrap_or(0));
         if let (Some(s), Some(d)) = (e.src, e.dst) {
             let _ = write!(l, " {s} → {d}");
@@ -407,6 +411,9 @@ fn write_summary(out: &mut dyn Write, name: &str, r: &CaptureReport) -> io::Resu
             r.udp_tracker_datagrams
         )),
     ]);
+    for (name, value) in super::udp::summary_rows(r) {
+        t.add_row(vec![Cell::new(name), Cell::new(value)]);
+    }
     let ra = &s.reassembly;
     if ra.gaps + ra.conflicts + ra.out_of_order_segments > 0 {
         t.add_row(vec![
@@ -492,8 +499,13 @@ fn secs(ns: i64) -> String {
 fn write_conn(out: &mut dyn Write, c: &ConnReport, capture_start: i64) -> io::Result<()> {
     let client_name = |s: &SideReport| s.handshake.as_ref().map(|h| h.client.clone());
     let title = format!(
-        "Connection {}, {}: {} ⇄ {}, frames {}–{}, {} → {}",
+        "Connection {}{}, {}: {} ⇄ {}, frames {}–{}, {} → {}",
         c.id,
+        if c.transport == crate::event::Transport::Utp {
+            " (uTP)"
+        } else {
+            ""
+        },
         c.kind.name(),
         c.client,
         c.server,
@@ -604,8 +616,11 @@ fn write_conn(out: &mut dyn Write, c: &ConnReport, capture_start: i64) -> io::Re
         }
     }
     if c.sides.iter().any(|s| s.gaps > 0) {
-        row("gaps", &|s| {
-            format!("{} ({} bytes missing)", s.gaps, thousands(s.gap_bytes))
+        let utp = c.transport == crate::event::Transport::Utp;
+        row("gaps", &|s| match utp {
+            // uTP numbers packets, not bytes: a gap's length is unknown.
+            true => format!("{} (lost uTP packets)", s.gaps),
+            false => format!("{} ({} bytes missing)", s.gaps, thousands(s.gap_bytes)),
         });
     }
     writeln!(out, "{t}")?;

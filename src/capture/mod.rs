@@ -5,6 +5,8 @@
 //! link.rs        Ethernet(+VLAN) / SLL / SLL2 / raw IP / NULL / LOOP, IPv4, IPv6 -> Dissected<'_>
 //! reassembly.rs  TCP per connection and direction, bounded buffers, the life of
 //!                each connection (SYN ... FIN/RST, with frame numbers)           -> StreamSink callbacks
+//! utp.rs         uTP (BEP 29) over UDP, on any port: the same per-direction streams
+//!                and callbacks, by seq_nr, for sinks that feed it their UDP datagrams
 //! ```
 //! [`process`] ties them together: it pulls every packet, dissects it, feeds TCP segments to a [`Reassembler`]
 //! and UDP datagrams straight to the sink, and counts what it saw in [`Stats`]. Nothing on this path allocates
@@ -16,6 +18,7 @@
 pub mod link;
 pub mod reader;
 pub mod reassembly;
+pub mod utp;
 
 use std::io::Read;
 use std::net::SocketAddr;

@@ -58,6 +58,10 @@ pub struct Event {
     /// Which way the bytes went on a TCP connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<Dir>,
+    /// The transport of the connection `conn`, when it is not TCP: `utp` (BEP 29; `conn`
+    /// then numbers uTP connections, apart from TCP's). Absent for TCP and for datagrams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<Transport>,
     /// Numbers (1-based, as Wireshark counts) of the pcapng frames that carry the event's
     /// bytes, in order; empty when it is not in the capture.
     #[serde(default)]
@@ -77,6 +81,7 @@ impl Event {
             src: None,
             dst: None,
             dir: None,
+            transport: None,
             frames: Vec::new(),
             kind,
         }
@@ -106,6 +111,25 @@ impl Dir {
     /// Whether the client sends in this direction.
     pub fn from_client(self) -> bool {
         self == Dir::C2s
+    }
+}
+
+/// The transport a peer connection runs over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    Tcp,
+    /// uTP (BEP 29) over UDP.
+    Utp,
+}
+
+impl Transport {
+    /// `tcp` or `utp`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Utp => "utp",
+        }
     }
 }
 
@@ -203,6 +227,17 @@ pub enum EventKind {
     },
     /// A BEP 15 UDP tracker datagram (request or response; see `packet`).
     TrackerUdp { len: u64, packet: UdpPacket },
+    /// A mainline DHT (BEP 5) KRPC message over UDP (`conn` is the `udp.stream`).
+    Dht {
+        len: u64,
+        packet: crate::analyze::dht::DhtPacket,
+    },
+    /// A Local Service Discovery (BEP 14) announce over UDP multicast.
+    Lsd {
+        len: u64,
+        #[serde(flatten)]
+        announce: crate::analyze::lsd::LsdAnnounce,
+    },
     /// An HTTPS tracker exchange: encrypted, so not in the capture; only its outcome.
     TrackerHttps {
         url: String,

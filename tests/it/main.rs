@@ -10,6 +10,7 @@ mod common;
 
 mod analyze_real;
 mod analyze_trace;
+mod analyze_utp;
 mod builtin_tracker;
 mod capture_real;
 mod cli_basic;
