@@ -23,6 +23,21 @@ use crate::trace::jsonl::JsonlWriter;
 /// Runs `analyze`: every capture in turn into `out`; a capture that fails is reported on stderr
 /// and the others are still analyzed.
 pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
+    if args.ladder {
+        if args.torrent.is_some() || args.info_hash.is_some() {
+            tracing::warn!("--torrent and --info-hash do not apply to --ladder");
+        }
+        return super::ladder::run(
+            &args.captures,
+            &args.conns,
+            &args.types,
+            args.ladder_style,
+            out,
+        );
+    }
+    if args.ladder_style.ascii || args.ladder_style.no_fold {
+        tracing::warn!("--ascii and --no-fold apply to --ladder");
+    }
     let filter = Filter {
         conns: args.conns.iter().copied().collect(),
         info_hash: args

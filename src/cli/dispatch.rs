@@ -21,7 +21,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use super::args::{Cli, Command, CreateArgs, NetArgs, TrackerArgs};
-use super::{analyze, output, read_magnet, read_torrent, Interrupted};
+use super::{analyze, ladder, output, read_magnet, read_torrent, Interrupted};
 use crate::bencode::{self, Value};
 use crate::client::{self, ClientConfig};
 use crate::download::Summary;
@@ -219,6 +219,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             output::write_download_done(out, &t.info.name, path)?;
         }
         Command::Analyze(args) => analyze::run(&args, out)?,
+        Command::Ladder(a) => ladder::run(&a.files, &a.conns, &a.types, a.style, out)?,
         Command::Create(args) => create(&args, out)?,
         Command::Tracker(args) => tracker(&args)?,
     }

@@ -24,3 +24,4 @@ mod seed_real;
 mod trace_real;
 mod trace_tshark;
 mod tracker_opentracker;
+mod view_ladder;
