@@ -402,6 +402,11 @@ pub struct TraceArgs {
     /// the same exchange gives byte-identical files.
     #[arg(long, requires = "trace")]
     pub trace_deterministic: bool,
+    /// Show the messages on stderr as they happen, as ladder rows (bt-trace on the left, the
+    /// peer on the right; runs of the same message folded per second). Replaces the
+    /// progress bar. See docs/view.md.
+    #[arg(long)]
+    pub live: bool,
 }
 
 #[cfg(test)]

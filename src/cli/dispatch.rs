@@ -26,7 +26,8 @@ use crate::bencode::{self, Value};
 use crate::client::{self, ClientConfig};
 use crate::download::Summary;
 use crate::magnet::Magnet;
-use crate::trace::{Recorder, RecorderOptions};
+use crate::trace::{EventObserver, Recorder, RecorderOptions};
+use crate::view::live::LiveLadder;
 use crate::wire::Reserved;
 
 /// How long a command that watches the cancellation token may take to stop after a signal: a
@@ -418,7 +419,7 @@ fn client_config(net: &NetArgs) -> ClientConfig {
         port: net.port,
         max_peers: net.max_peers.max(1),
         extra_peers: net.peers.clone(),
-        progress: !net.quiet,
+        progress: !net.quiet && !net.trace.live,
         ..Default::default()
     }
 }
@@ -437,8 +438,23 @@ fn start_trace(
     name: &str,
     cfg: &mut ClientConfig,
 ) -> Result<Option<Recorder>> {
+    // `--live` and `--report` observe the recorder's events, with or without files.
+    let mut observers: Vec<Box<dyn EventObserver>> = Vec::new();
+    if net.trace.live {
+        observers.push(Box::new(LiveLadder::stderr()));
+    }
     let Some(dir) = &net.trace.trace else {
-        return Ok(None);
+        if observers.is_empty() {
+            return Ok(None);
+        }
+        let opts = RecorderOptions {
+            listen_port: Some(net.port),
+            ..RecorderOptions::events_only()
+        };
+        let rec = Recorder::start_observed(opts, observers).context("starting --live")?;
+        cfg.conn_observer = Some(Arc::new(rec.clone()));
+        cfg.tracker_observer = Some(Arc::new(Mutex::new(rec.clone())));
+        return Ok(Some(rec));
     };
     let name: String = name
         .chars()
@@ -457,7 +473,7 @@ fn start_trace(
         listen_port: Some(net.port),
         ..RecorderOptions::in_dir(dir, &stem)
     };
-    let rec = Recorder::start(opts)
+    let rec = Recorder::start_observed(opts, observers)
         .with_context(|| format!("starting the trace in {}", dir.display()))?;
     cfg.conn_observer = Some(Arc::new(rec.clone()));
     cfg.tracker_observer = Some(Arc::new(Mutex::new(rec.clone())));
@@ -471,6 +487,9 @@ fn finish_trace(trace: Option<Recorder>) -> Result<()> {
         return Ok(());
     };
     let s = rec.finish().context("writing the trace")?;
+    if s.pcapng.as_os_str().is_empty() {
+        return Ok(()); // no files: only --live/--report observed the events
+    }
     eprintln!(
         "trace: {} ({} frames, {:.1} MiB) and {} ({} events)",
         s.pcapng.display(),

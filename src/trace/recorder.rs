@@ -72,6 +72,19 @@ pub struct RecorderOptions {
     /// Bytes of connection data queued for the writer thread above which connections
     /// wait for room ([`ConnObserver::room`]).
     pub queue_bytes: usize,
+    /// Write the pcapng and JSON Lines files; without, the events only go to the
+    /// [`EventObserver`]s (`--live`, `--report` without `--trace`).
+    pub files: bool,
+}
+
+/// Sees every event the recorder makes, in order, on the recorder's writer thread (never on
+/// the runtime: it may write to stderr or a file).
+pub trait EventObserver: Send {
+    fn event(&mut self, e: &Event);
+    /// The recording ends (after the last event).
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl RecorderOptions {
@@ -84,6 +97,17 @@ impl RecorderOptions {
             deterministic: false,
             listen_port: None,
             queue_bytes: DEFAULT_QUEUE_BYTES,
+            files: true,
+        }
+    }
+
+    /// No files: the events only go to observers ([`Recorder::start_observed`]).
+    pub fn events_only() -> Self {
+        RecorderOptions {
+            pcapng: PathBuf::new(),
+            jsonl: PathBuf::new(),
+            files: false,
+            ..RecorderOptions::in_dir(Path::new(""), "")
         }
     }
 }
@@ -299,16 +323,28 @@ fn ns_of(t: SystemTime) -> u64 {
 impl Recorder {
     /// Creates both files (and their directory) and starts the writer thread.
     pub fn start(opts: RecorderOptions) -> io::Result<Recorder> {
-        for p in [&opts.pcapng, &opts.jsonl] {
+        Self::start_observed(opts, Vec::new())
+    }
+
+    /// [`start`](Self::start), with observers that see every event on the writer thread.
+    pub fn start_observed(
+        opts: RecorderOptions,
+        observers: Vec<Box<dyn EventObserver>>,
+    ) -> io::Result<Recorder> {
+        let sink = |p: &Path| -> io::Result<Box<dyn io::Write + Send>> {
+            if !opts.files {
+                return Ok(Box::new(io::sink()));
+            }
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-        }
-        let pcap = PcapngWriter::new(File::create(&opts.pcapng)?, &PcapngOptions::default())?;
-        let jsonl = JsonlWriter::new(File::create(&opts.jsonl)?);
+            Ok(Box::new(File::create(p)?))
+        };
+        let pcap = PcapngWriter::new(sink(&opts.pcapng)?, &PcapngOptions::default())?;
+        let jsonl = JsonlWriter::new(sink(&opts.jsonl)?);
         let (tx, rx) = mpsc::channel();
         let backlog = Arc::new(Backlog::new(opts.queue_bytes));
-        let writer = Writer::new(pcap, jsonl, opts);
+        let writer = Writer::new(pcap, jsonl, observers, opts);
         let gate = backlog.clone();
         let pool = Arc::new(BufferPool::default());
         let returns = pool.clone();
@@ -501,8 +537,9 @@ impl PeerConn {
 
 /// The files, the clock and the counters.
 struct Out {
-    pcap: PcapngWriter<File>,
-    jsonl: JsonlWriter<File>,
+    pcap: PcapngWriter<Box<dyn io::Write + Send>>,
+    jsonl: JsonlWriter<Box<dyn io::Write + Send>>,
+    observers: Vec<Box<dyn EventObserver>>,
     clock: Clock,
     snaplen: Option<u32>,
     payload_bytes: u64,
@@ -511,6 +548,9 @@ struct Out {
 
 impl Out {
     fn event(&mut self, e: &Event) -> io::Result<()> {
+        for o in &mut self.observers {
+            o.event(e);
+        }
         self.jsonl.write(e)
     }
 
@@ -654,11 +694,17 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(pcap: PcapngWriter<File>, jsonl: JsonlWriter<File>, opts: RecorderOptions) -> Self {
+    fn new(
+        pcap: PcapngWriter<Box<dyn io::Write + Send>>,
+        jsonl: JsonlWriter<Box<dyn io::Write + Send>>,
+        observers: Vec<Box<dyn EventObserver>>,
+        opts: RecorderOptions,
+    ) -> Self {
         Writer {
             out: Out {
                 pcap,
                 jsonl,
+                observers,
                 clock: Clock {
                     deterministic: opts.deterministic,
                     last: if opts.deterministic {
@@ -736,6 +782,9 @@ impl Writer {
         // every traced command wait for the disk, for no benefit to the reader.
         self.out.pcap.finish()?;
         self.out.jsonl.finish()?;
+        for o in &mut self.out.observers {
+            o.finish()?;
+        }
         Ok(TraceStats {
             pcapng: self.paths.0,
             jsonl: self.paths.1,

@@ -15,6 +15,7 @@
 
 pub mod fold;
 pub mod ladder;
+pub mod live;
 pub mod source;
 
 pub use fold::{ConnKey, FoldOptions, Folder, Step, What};

@@ -25,3 +25,4 @@ mod trace_real;
 mod trace_tshark;
 mod tracker_opentracker;
 mod view_ladder;
+mod view_live;
