@@ -19,6 +19,8 @@ use crate::analyze::report::{write_pieces, write_report, JsonOut, MessagesOut};
 use crate::analyze::{analyze, AnalyzeError, Filter, NoEvents, Options, PieceChecker};
 use crate::capture::CaptureReader;
 use crate::trace::jsonl::JsonlWriter;
+use crate::view::report::ReportBuilder;
+use crate::view::source::read_events;
 
 /// Runs `analyze`: every capture in turn into `out`; a capture that fails is reported on stderr
 /// and the others are still analyzed.
@@ -34,6 +36,9 @@ pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
             args.ladder_style,
             out,
         );
+    }
+    if let Some(html) = &args.html {
+        return html_report(args, html, out);
     }
     if args.ladder_style.ascii || args.ladder_style.no_fold {
         tracing::warn!("--ascii and --no-fold apply to --ladder");
@@ -160,5 +165,31 @@ fn one<R: Read>(
         }
         write_report(out, name, &report, filter)?;
     }
+    Ok(())
+}
+
+/// `analyze --html FILE`: the report of one capture (or JSON Lines trace) to FILE, and the
+/// usual tables to `out`.
+fn html_report(args: &AnalyzeArgs, html: &Path, out: &mut dyn Write) -> Result<()> {
+    let [path] = args.captures.as_slice() else {
+        bail!("--html takes one capture");
+    };
+    let name = path.display().to_string();
+    let mut b = ReportBuilder::new(&name, None);
+    let report = if path.as_os_str() == "-" {
+        read_events(io::stdin().lock(), &mut b)?
+    } else {
+        let f = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
+        read_events(f, &mut b)?
+    };
+    if let Some(r) = &report {
+        b.capture_summary(&name, r);
+    }
+    let page = b.render().context("making the HTML report")?;
+    std::fs::write(html, page).with_context(|| format!("writing {}", html.display()))?;
+    if let Some(r) = &report {
+        write_report(out, &name, r, &Filter::default())?;
+    }
+    eprintln!("report: {}", html.display());
     Ok(())
 }

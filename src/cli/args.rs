@@ -293,6 +293,10 @@ pub struct AnalyzeArgs {
     pub ladder: bool,
     #[command(flatten)]
     pub ladder_style: LadderStyleArgs,
+    /// Also write a one-file HTML report (tables, a ladder per connection, piece map,
+    /// throughput, message list) to FILE; one capture only.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["json", "messages", "ladder"])]
+    pub html: Option<PathBuf>,
     /// Only these connections (tcp.stream numbers, as in Wireshark); repeatable.
     #[arg(long = "conn", value_name = "N")]
     pub conns: Vec<u64>,
@@ -407,6 +411,10 @@ pub struct TraceArgs {
     /// progress bar. See docs/view.md.
     #[arg(long)]
     pub live: bool,
+    /// Write a one-file HTML report of the run's messages (ladders, piece map, throughput,
+    /// message list; no external resources) to FILE when the command ends.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 #[cfg(test)]

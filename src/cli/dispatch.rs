@@ -28,6 +28,7 @@ use crate::download::Summary;
 use crate::magnet::Magnet;
 use crate::trace::{EventObserver, Recorder, RecorderOptions};
 use crate::view::live::LiveLadder;
+use crate::view::report::ReportBuilder;
 use crate::wire::Reserved;
 
 /// How long a command that watches the cancellation token may take to stop after a signal: a
@@ -442,6 +443,10 @@ fn start_trace(
     let mut observers: Vec<Box<dyn EventObserver>> = Vec::new();
     if net.trace.live {
         observers.push(Box::new(LiveLadder::stderr()));
+    }
+    if let Some(path) = &net.trace.report {
+        let title = format!("{command} {name}");
+        observers.push(Box::new(ReportBuilder::new(&title, Some(path.clone()))));
     }
     let Some(dir) = &net.trace.trace else {
         if observers.is_empty() {

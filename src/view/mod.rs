@@ -6,7 +6,8 @@
 //! events (crate::event) ─► fold.rs    steps: an arrow per message with its key fields, runs
 //!                                     folded, lines for open/close/errors/gaps/notes
 //!                            ├─► ladder.rs  text rows fitted to a width, colors, --ascii
-//!                            └─► live.rs    the same rows on stderr as events happen
+//!                            ├─► live.rs    the same rows on stderr as events happen
+//!                            └─► report.rs  the one-file HTML report (report.html template)
 //! source.rs: a file's events (a capture through the analyzer, or JSON Lines)
 //! ```
 //!
@@ -16,6 +17,7 @@
 pub mod fold;
 pub mod ladder;
 pub mod live;
+pub mod report;
 pub mod source;
 
 pub use fold::{ConnKey, FoldOptions, Folder, Step, What};

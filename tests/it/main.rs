@@ -26,3 +26,4 @@ mod trace_tshark;
 mod tracker_opentracker;
 mod view_ladder;
 mod view_live;
+mod view_report;
