@@ -21,6 +21,7 @@ pub mod peer;
 pub mod peer_id;
 pub mod trace;
 pub mod tracker;
+pub mod view;
 pub mod wire;
 
 /// A fresh peer id: `-bt0100-` (Azureus style: client code `bt`, version 0.1.0.0) and 12 random

@@ -1689,8 +1689,7 @@ impl StreamSink for Analyzer<'_> {
                 .flatten()
                 .collect();
             let words = format!(
-                "gap: {} bytes missing at stream offset {}{}",
-                gap.len,
+                "gap: {what} missing at stream offset {}{}",
                 gap.offset,
                 if frames.is_empty() {
                     String::new()

@@ -20,10 +20,30 @@ use crate::analyze::report::{write_pieces, write_report, JsonOut, MessagesOut};
 use crate::analyze::{analyze, AnalyzeError, Filter, NoEvents, Options, PieceChecker};
 use crate::capture::CaptureReader;
 use crate::trace::jsonl::JsonlWriter;
+use crate::view::report::ReportBuilder;
+use crate::view::source::read_events;
 
 /// Runs `analyze`: every capture in turn into `out`; a capture that fails is reported on stderr
 /// and the others are still analyzed.
 pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
+    if args.ladder {
+        if args.torrent.is_some() || args.info_hash.is_some() {
+            tracing::warn!("--torrent and --info-hash do not apply to --ladder");
+        }
+        return super::ladder::run(
+            &args.captures,
+            &args.conns,
+            &args.types,
+            args.ladder_style,
+            out,
+        );
+    }
+    if let Some(html) = &args.html {
+        return html_report(args, html, out);
+    }
+    if args.ladder_style.ascii || args.ladder_style.no_fold {
+        tracing::warn!("--ascii and --no-fold apply to --ladder");
+    }
     let filter = Filter {
         conns: args.conns.iter().copied().collect(),
         info_hash: args
@@ -217,4 +237,30 @@ fn one<R: Read>(
         report.conns.iter().any(|c| c.info_hash() == Some(&h))
             || report.tracker_log.iter().any(|l| l.contains(&hex))
     }))
+}
+
+/// `analyze --html FILE`: the report of one capture (or JSON Lines trace) to FILE, and the
+/// usual tables to `out`.
+fn html_report(args: &AnalyzeArgs, html: &Path, out: &mut dyn Write) -> Result<()> {
+    let [path] = args.captures.as_slice() else {
+        bail!("--html takes one capture");
+    };
+    let name = path.display().to_string();
+    let mut b = ReportBuilder::new(&name, None);
+    let report = if path.as_os_str() == "-" {
+        read_events(io::stdin().lock(), &mut b)?
+    } else {
+        let f = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
+        read_events(f, &mut b)?
+    };
+    if let Some(r) = &report {
+        b.capture_summary(&name, r);
+    }
+    let page = b.render().context("making the HTML report")?;
+    std::fs::write(html, page).with_context(|| format!("writing {}", html.display()))?;
+    if let Some(r) = &report {
+        write_report(out, &name, r, &Filter::default())?;
+    }
+    eprintln!("report: {}", html.display());
+    Ok(())
 }

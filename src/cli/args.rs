@@ -192,6 +192,12 @@ pub enum Command {
     /// up to the damage, with a warning (exit status 0). See docs/analyze.md.
     Analyze(AnalyzeArgs),
 
+    /// Draw the messages of a capture (pcap, pcapng) or of a bt-trace JSON Lines trace as a
+    /// ladder: per connection a two-column sequence diagram, an arrow per message with its
+    /// key fields, frame number and time; runs of the same message are folded ("× 16 request
+    /// 11:0..256 KiB"). Fits the terminal (or COLUMNS, else 80 columns). See docs/view.md.
+    Ladder(LadderArgs),
+
     /// Make a .torrent file of a file or a directory; prints `Info Hash: <40 hex>`.
     ///
     /// A directory's files go in the order mktorrent uses (their relative paths sorted byte by
@@ -291,6 +297,16 @@ pub struct AnalyzeArgs {
     /// The events as JSON Lines (the format of `--trace`'s .jsonl; docs/trace-format.md).
     #[arg(long)]
     pub json: bool,
+    /// The ladder instead of the tables (as `bt-trace ladder`): per connection a
+    /// two-column sequence diagram.
+    #[arg(long, conflicts_with_all = ["json", "messages"])]
+    pub ladder: bool,
+    #[command(flatten)]
+    pub ladder_style: LadderStyleArgs,
+    /// Also write a one-file HTML report (tables, a ladder per connection, piece map,
+    /// throughput, message list) to FILE; one capture only.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["json", "messages", "ladder"])]
+    pub html: Option<PathBuf>,
     /// Only these connections (tcp.stream numbers, as in Wireshark); repeatable.
     #[arg(long = "conn", value_name = "N")]
     pub conns: Vec<u64>,
@@ -308,6 +324,33 @@ pub struct AnalyzeArgs {
     /// capture, under DIR (missing pieces stay zeros).
     #[arg(long, value_name = "DIR", requires = "torrent")]
     pub extract: Option<PathBuf>,
+}
+
+/// How a ladder is drawn (`ladder`, `analyze --ladder`).
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct LadderStyleArgs {
+    /// Plain ASCII characters and no colors (for pasting into a text file).
+    #[arg(long)]
+    pub ascii: bool,
+    /// One arrow per message: do not fold runs of the same message.
+    #[arg(long)]
+    pub no_fold: bool,
+}
+
+/// `ladder` options.
+#[derive(Args, Debug, Clone)]
+pub struct LadderArgs {
+    /// Captures (pcap, pcapng) or bt-trace .jsonl traces; `-` reads standard input.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Only these connections (tcp.stream numbers, as in Wireshark); repeatable.
+    #[arg(long = "conn", value_name = "N")]
+    pub conns: Vec<u64>,
+    /// Only these message types, comma-separated (as for `analyze --messages`).
+    #[arg(long = "type", value_name = "TYPES", value_delimiter = ',')]
+    pub types: Vec<String>,
+    #[command(flatten)]
+    pub style: LadderStyleArgs,
 }
 
 /// `-o PATH` of the download commands: where the piece, the file (single-file torrent) or the
@@ -373,6 +416,15 @@ pub struct TraceArgs {
     /// the same exchange gives byte-identical files.
     #[arg(long, requires = "trace")]
     pub trace_deterministic: bool,
+    /// Show the messages on stderr as they happen, as ladder rows (bt-trace on the left, the
+    /// peer on the right; runs of the same message folded per second). Replaces the
+    /// progress bar. See docs/view.md.
+    #[arg(long)]
+    pub live: bool,
+    /// Write a one-file HTML report of the run's messages (ladders, piece map, throughput,
+    /// message list; no external resources) to FILE when the command ends.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 #[cfg(test)]

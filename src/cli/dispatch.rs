@@ -21,12 +21,14 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use super::args::{Cli, Command, CreateArgs, NetArgs, TrackerArgs};
-use super::{analyze, output, read_magnet, read_torrent, Interrupted};
+use super::{analyze, ladder, output, read_magnet, read_torrent, Interrupted};
 use crate::bencode::{self, Value};
 use crate::client::{self, ClientConfig};
 use crate::download::Summary;
 use crate::magnet::Magnet;
-use crate::trace::{Recorder, RecorderOptions};
+use crate::trace::{EventObserver, Recorder, RecorderOptions};
+use crate::view::live::LiveLadder;
+use crate::view::report::ReportBuilder;
 use crate::wire::Reserved;
 
 /// How long a command that watches the cancellation token may take to stop after a signal: a
@@ -219,6 +221,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             output::write_download_done(out, &t.info.name, path)?;
         }
         Command::Analyze(args) => analyze::run(&args, out)?,
+        Command::Ladder(a) => ladder::run(&a.files, &a.conns, &a.types, a.style, out)?,
         Command::Create(args) => create(&args, out)?,
         Command::Tracker(args) => tracker(&args)?,
     }
@@ -417,7 +420,7 @@ fn client_config(net: &NetArgs) -> ClientConfig {
         port: net.port,
         max_peers: net.max_peers.max(1),
         extra_peers: net.peers.clone(),
-        progress: !net.quiet,
+        progress: !net.quiet && !net.trace.live,
         ..Default::default()
     }
 }
@@ -436,8 +439,27 @@ fn start_trace(
     name: &str,
     cfg: &mut ClientConfig,
 ) -> Result<Option<Recorder>> {
+    // `--live` and `--report` observe the recorder's events, with or without files.
+    let mut observers: Vec<Box<dyn EventObserver>> = Vec::new();
+    if net.trace.live {
+        observers.push(Box::new(LiveLadder::stderr()));
+    }
+    if let Some(path) = &net.trace.report {
+        let title = format!("{command} {name}");
+        observers.push(Box::new(ReportBuilder::new(&title, Some(path.clone()))));
+    }
     let Some(dir) = &net.trace.trace else {
-        return Ok(None);
+        if observers.is_empty() {
+            return Ok(None);
+        }
+        let opts = RecorderOptions {
+            listen_port: Some(net.port),
+            ..RecorderOptions::events_only()
+        };
+        let rec = Recorder::start_observed(opts, observers).context("starting --live")?;
+        cfg.conn_observer = Some(Arc::new(rec.clone()));
+        cfg.tracker_observer = Some(Arc::new(Mutex::new(rec.clone())));
+        return Ok(Some(rec));
     };
     let name: String = name
         .chars()
@@ -457,7 +479,7 @@ fn start_trace(
         ..RecorderOptions::in_dir(dir, &stem)
     };
     let asked = opts.pcapng.clone();
-    let rec = Recorder::start(opts)
+    let rec = Recorder::start_observed(opts, observers)
         .with_context(|| format!("starting the trace in {}", dir.display()))?;
     let (pcapng, jsonl) = rec.paths();
     if pcapng != asked {
@@ -480,6 +502,9 @@ fn finish_trace(trace: Option<Recorder>) -> Result<()> {
         return Ok(());
     };
     let s = rec.finish().context("writing the trace")?;
+    if s.pcapng.as_os_str().is_empty() {
+        return Ok(()); // no files: only --live/--report observed the events
+    }
     eprintln!(
         "trace: {} ({} frames, {:.1} MiB) and {} ({} events)",
         s.pcapng.display(),

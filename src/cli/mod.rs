@@ -13,6 +13,7 @@
 mod analyze;
 pub mod args;
 mod dispatch;
+mod ladder;
 pub mod output;
 
 pub use args::Cli;

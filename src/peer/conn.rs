@@ -133,6 +133,7 @@ impl Conn {
 
     /// Queues one message.
     pub fn queue(&mut self, m: &Message<'_>) {
+        tracing::trace!("{}: sent {m}", self.remote);
         m.emit(&mut self.wbuf);
     }
 

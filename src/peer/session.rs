@@ -153,7 +153,7 @@ pub async fn run_on<S: PeerSwarm>(
     tracing::debug!(
         "{}: handshake ok, peer id {}, reserved {}",
         conn.remote,
-        String::from_utf8_lossy(&theirs.peer_id),
+        theirs.peer_id.escape_ascii(),
         theirs.reserved
     );
     if theirs.peer_id == cfg.peer_id {

@@ -18,4 +18,4 @@ pub mod pcapng;
 pub mod recorder;
 pub mod synth;
 
-pub use recorder::{Recorder, RecorderOptions, TraceStats};
+pub use recorder::{EventObserver, Recorder, RecorderOptions, TraceStats};

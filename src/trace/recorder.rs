@@ -72,6 +72,19 @@ pub struct RecorderOptions {
     /// Bytes of connection data queued for the writer thread above which connections
     /// wait for room ([`ConnObserver::room`]).
     pub queue_bytes: usize,
+    /// Write the pcapng and JSON Lines files; without, the events only go to the
+    /// [`EventObserver`]s (`--live`, `--report` without `--trace`).
+    pub files: bool,
+}
+
+/// Sees every event the recorder makes, in order, on the recorder's writer thread (never on
+/// the runtime: it may write to stderr or a file).
+pub trait EventObserver: Send {
+    fn event(&mut self, e: &Event);
+    /// The recording ends (after the last event).
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl RecorderOptions {
@@ -84,6 +97,17 @@ impl RecorderOptions {
             deterministic: false,
             listen_port: None,
             queue_bytes: DEFAULT_QUEUE_BYTES,
+            files: true,
+        }
+    }
+
+    /// No files: the events only go to observers ([`Recorder::start_observed`]).
+    pub fn events_only() -> Self {
+        RecorderOptions {
+            pcapng: PathBuf::new(),
+            jsonl: PathBuf::new(),
+            files: false,
+            ..RecorderOptions::in_dir(Path::new(""), "")
         }
     }
 }
@@ -346,19 +370,33 @@ impl Recorder {
     /// trace is never replaced: when either file exists, the pair gets the first free number
     /// (`x.pcapng` → `x-2.pcapng`, `x-2.jsonl`); [`paths`](Self::paths) says which.
     pub fn start(opts: RecorderOptions) -> io::Result<Recorder> {
-        for p in [&opts.pcapng, &opts.jsonl] {
-            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-        }
+        Self::start_observed(opts, Vec::new())
+    }
+
+    /// [`start`](Self::start), with observers that see every event on the writer thread.
+    pub fn start_observed(
+        opts: RecorderOptions,
+        observers: Vec<Box<dyn EventObserver>>,
+    ) -> io::Result<Recorder> {
         let mut opts = opts;
-        let (pcap_file, jsonl_file) = create_pair(&mut opts.pcapng, &mut opts.jsonl)?;
-        let pcap = PcapngWriter::new(pcap_file, &PcapngOptions::default())?;
-        let jsonl = JsonlWriter::new(jsonl_file);
+        let (pcap_out, jsonl_out): (Box<dyn io::Write + Send>, Box<dyn io::Write + Send>) =
+            if opts.files {
+                for p in [&opts.pcapng, &opts.jsonl] {
+                    if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                }
+                let (p, j) = create_pair(&mut opts.pcapng, &mut opts.jsonl)?;
+                (Box::new(p), Box::new(j))
+            } else {
+                (Box::new(io::sink()), Box::new(io::sink()))
+            };
+        let pcap = PcapngWriter::new(pcap_out, &PcapngOptions::default())?;
+        let jsonl = JsonlWriter::new(jsonl_out);
         let (tx, rx) = mpsc::channel();
         let backlog = Arc::new(Backlog::new(opts.queue_bytes));
         let paths = (opts.pcapng.clone(), opts.jsonl.clone());
-        let writer = Writer::new(pcap, jsonl, opts);
+        let writer = Writer::new(pcap, jsonl, observers, opts);
         let gate = backlog.clone();
         let pool = Arc::new(BufferPool::default());
         let returns = pool.clone();
@@ -558,8 +596,9 @@ impl PeerConn {
 
 /// The files, the clock and the counters.
 struct Out {
-    pcap: PcapngWriter<File>,
-    jsonl: JsonlWriter<File>,
+    pcap: PcapngWriter<Box<dyn io::Write + Send>>,
+    jsonl: JsonlWriter<Box<dyn io::Write + Send>>,
+    observers: Vec<Box<dyn EventObserver>>,
     clock: Clock,
     snaplen: Option<u32>,
     payload_bytes: u64,
@@ -568,6 +607,9 @@ struct Out {
 
 impl Out {
     fn event(&mut self, e: &Event) -> io::Result<()> {
+        for o in &mut self.observers {
+            o.event(e);
+        }
         self.jsonl.write(e)
     }
 
@@ -711,11 +753,17 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(pcap: PcapngWriter<File>, jsonl: JsonlWriter<File>, opts: RecorderOptions) -> Self {
+    fn new(
+        pcap: PcapngWriter<Box<dyn io::Write + Send>>,
+        jsonl: JsonlWriter<Box<dyn io::Write + Send>>,
+        observers: Vec<Box<dyn EventObserver>>,
+        opts: RecorderOptions,
+    ) -> Self {
         Writer {
             out: Out {
                 pcap,
                 jsonl,
+                observers,
                 clock: Clock {
                     deterministic: opts.deterministic,
                     last: if opts.deterministic {
@@ -793,6 +841,9 @@ impl Writer {
         // every traced command wait for the disk, for no benefit to the reader.
         self.out.pcap.finish()?;
         self.out.jsonl.finish()?;
+        for o in &mut self.out.observers {
+            o.finish()?;
+        }
         Ok(TraceStats {
             pcapng: self.paths.0,
             jsonl: self.paths.1,

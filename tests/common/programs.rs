@@ -29,6 +29,8 @@ pub enum Program {
     Libtorrent,
     Mktorrent,
     Tshark,
+    /// Debian's `chromium`, headless: renders the HTML report (`tests/it/view_report.rs`).
+    Chromium,
 }
 
 /// What a test that starts the full swarm ([`super::Swarm`] with [`super::Tracker`] and torrents
@@ -44,7 +46,7 @@ pub const SWARM: &[Program] = &[
 ];
 
 impl Program {
-    pub const ALL: [Program; 9] = [
+    pub const ALL: [Program; 10] = [
         Program::Opentracker,
         Program::Aria2c,
         Program::TransmissionDaemon,
@@ -54,6 +56,7 @@ impl Program {
         Program::Libtorrent,
         Program::Mktorrent,
         Program::Tshark,
+        Program::Chromium,
     ];
 
     /// The name in messages and in `BT_TRACE_HIDE`: the executable's name, or `libtorrent`.
@@ -68,6 +71,7 @@ impl Program {
             Program::Libtorrent => "libtorrent",
             Program::Mktorrent => "mktorrent",
             Program::Tshark => "tshark",
+            Program::Chromium => "chromium",
         }
     }
 
@@ -83,6 +87,7 @@ impl Program {
             Program::Libtorrent => "python3-libtorrent",
             Program::Mktorrent => "mktorrent",
             Program::Tshark => "tshark",
+            Program::Chromium => "chromium",
         }
     }
 

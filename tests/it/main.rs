@@ -25,3 +25,6 @@ mod seed_real;
 mod trace_real;
 mod trace_tshark;
 mod tracker_opentracker;
+mod view_ladder;
+mod view_live;
+mod view_report;
