@@ -112,8 +112,10 @@ pub fn prepare(opts: DemoOptions) -> Result<Plan> {
     if opts.seeders == 0 && opts.with.is_empty() {
         bail!("the demo needs at least one seeder: --seeders 1 or more, or --with a client");
     }
-    if opts.reproducible && !opts.with.is_empty() {
-        bail!("--reproducible runs bt-trace seeders only: leave out --with");
+    if opts.reproducible && (!opts.with.is_empty() || opts.magnet) {
+        bail!(
+            "--reproducible runs bt-trace seeders from the .torrent: leave out --with and --magnet"
+        );
     }
     for c in &opts.with {
         c.check_installed()?;
@@ -356,9 +358,13 @@ pub async fn run(plan: &Plan, mut cfg: ClientConfig) -> Result<Outcome> {
             port,
         };
         let running = real::start(c, &job).await?;
+        say(
+            plan,
+            format!("{} started, its log: {}", c.name(), running.log.display()),
+        );
         peers.push(Started {
             addr: running.addr,
-            label: format!("{} (log: {})", c.name(), running.log.display()),
+            label: c.name().to_string(),
         });
         swarm.clients.push(running);
     }

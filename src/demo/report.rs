@@ -89,7 +89,12 @@ pub fn peers_from_jsonl(path: &Path) -> Result<Vec<PeerRow>> {
                         c.row.bytes += field("length").unwrap_or(0);
                         c.pieces.extend(field("index"));
                     }
-                    Some(t) if t.starts_with("ut_metadata") => c.row.metadata += 1,
+                    Some("extended")
+                        if msg.and_then(|m| m.get("name")).and_then(Value::as_str)
+                            == Some("ut_metadata") =>
+                    {
+                        c.row.metadata += 1
+                    }
                     _ => {}
                 }
             }
@@ -172,6 +177,7 @@ mod tests {
             r#"{"v":1,"ts":5,"conn":1,"src":"127.0.0.1:5001","dst":"127.0.0.1:7000","dir":"c2s","frames":[6],"kind":"message","offset":68,"len":17,"msg":{"type":"request","index":2,"begin":0,"length":16384}}"#,
             r#"{"v":1,"ts":6,"conn":1,"src":"127.0.0.1:7000","dst":"127.0.0.1:5001","dir":"s2c","frames":[7],"kind":"message","offset":68,"len":16397,"msg":{"type":"piece","index":2,"begin":0,"length":16384,"sha1":""}}"#,
             r#"{"v":1,"ts":7,"conn":1,"src":"127.0.0.1:7000","dst":"127.0.0.1:5001","dir":"s2c","frames":[8],"kind":"message","offset":68,"len":16397,"msg":{"type":"piece","index":2,"begin":16384,"length":16384,"sha1":""}}"#,
+            r#"{"v":1,"ts":8,"conn":1,"src":"127.0.0.1:7000","dst":"127.0.0.1:5001","dir":"s2c","frames":[9],"kind":"message","offset":0,"len":580,"msg":{"type":"extended","ext_id":1,"name":"ut_metadata","payload":{"ext":"ut_metadata","msg_type":1,"piece":0,"total_size":531,"data_len":531}}}"#,
         ];
         std::fs::write(&p, lines.join("\n") + "\n").expect("write");
         let rows = peers_from_jsonl(&p).expect("read");
@@ -184,11 +190,12 @@ mod tests {
         assert_eq!(r.addr, Some("127.0.0.1:7000".parse().expect("addr")));
         assert_eq!(r.client, "aria2 1.36.0");
         assert_eq!((r.pieces, r.blocks, r.bytes), (1, 2, 32768));
-        assert_eq!((r.sent, r.received), (2, 3));
+        assert_eq!((r.sent, r.received, r.metadata), (2, 4, 1));
         let shown = table(&rows, |_| Some("aria2c".into())).to_string();
         assert!(
             shown.contains("aria2 1.36.0") && shown.contains("0.03"),
             "{shown}"
         );
+        assert!(shown.contains("4 (1 ut_metadata)"), "{shown}");
     }
 }
