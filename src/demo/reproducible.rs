@@ -291,4 +291,75 @@ mod tests {
         assert_eq!(&downloader_peer_id(true), b"-bt0100-demo-leecher");
         assert_ne!(downloader_peer_id(false), downloader_peer_id(false));
     }
+
+    /// Records what reaches the recorder: (call, bytes).
+    #[derive(Default)]
+    struct Calls(Mutex<Vec<(String, Vec<u8>)>>);
+
+    impl ConnObserver for Calls {
+        fn opened(&self, _: u64, local: SocketAddr, _: SocketAddr) {
+            self.push(format!("opened {local}"), &[]);
+        }
+        fn sent(&self, _: u64, bytes: &[u8]) {
+            self.push("sent".into(), bytes);
+        }
+        fn received(&self, _: u64, bytes: &[u8]) {
+            self.push("received".into(), bytes);
+        }
+        fn closed(&self, _: u64, _: Option<&str>) {
+            self.push("closed".into(), &[]);
+        }
+    }
+
+    impl Calls {
+        fn push(&self, what: String, bytes: &[u8]) {
+            self.0.lock().expect("lock").push((what, bytes.to_vec()));
+        }
+    }
+
+    #[test]
+    fn canonical_connections_are_whole_messages_in_a_fixed_order() {
+        let calls = Arc::new(Calls::default());
+        let c = Canonical::new(calls.clone(), 40000);
+        let hs = |b: u8| vec![b; HANDSHAKE_LEN];
+        let msg = |id: u8, payload: &[u8]| {
+            let mut m = (1 + payload.len() as u32).to_be_bytes().to_vec();
+            m.push(id);
+            m.extend_from_slice(payload);
+            m
+        };
+        let (ext, have_all, bitfield) = (msg(20, &[0, b'd', b'e']), msg(14, &[]), msg(5, &[0x80]));
+        let (interested, unchoke) = (msg(2, &[]), msg(1, &[]));
+        let local: SocketAddr = "127.0.0.1:51515".parse().expect("addr");
+        let remote: SocketAddr = "127.0.0.1:6970".parse().expect("addr");
+        c.opened(7, local, remote);
+        c.sent(7, &hs(1));
+        // the seeder's handshake and opening arrive in one read, cut mid-message,
+        // before our opening went out
+        let theirs = [hs(2), ext.clone(), have_all.clone()].concat();
+        c.received(7, &theirs[..70]);
+        c.received(7, &theirs[70..]);
+        c.sent(7, &[ext.clone(), bitfield.clone()].concat());
+        c.sent(7, &interested);
+        c.received(7, &unchoke);
+        assert!(
+            calls.0.lock().expect("lock").is_empty(),
+            "held until closed"
+        );
+        c.closed(7, None);
+        let got = calls.0.lock().expect("lock").clone();
+        let want: Vec<(String, Vec<u8>)> = vec![
+            ("opened 127.0.0.1:40000".into(), vec![]),
+            ("sent".into(), hs(1)),
+            ("received".into(), hs(2)),
+            ("sent".into(), ext.clone()),
+            ("sent".into(), bitfield),
+            ("received".into(), ext),
+            ("received".into(), have_all),
+            ("sent".into(), interested),
+            ("received".into(), unchoke),
+            ("closed".into(), vec![]),
+        ];
+        assert_eq!(got, want);
+    }
 }
