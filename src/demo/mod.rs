@@ -13,6 +13,10 @@
 //! replaces an earlier run without `--force`, and with `--force` it removes only the entries
 //! it makes itself. Every task and child process it starts ends before [`run`] returns.
 //!
+//! Everything the downloader does reaches the trace through `ClientConfig::conn_observer` and
+//! `tracker_observer`, set by `networked`; a live view of the demo (a `--live` flag) would hook
+//! in there, next to the recorder, and needs nothing else from this module.
+//!
 //! `--reproducible` ([`reproducible`]) fixes what varies from run to run: peer ids, ports,
 //! the clock and the order of the connections, and which seeder gives which piece.
 
