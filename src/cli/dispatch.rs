@@ -340,7 +340,21 @@ fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<()> {
         Stop::Cancel,
         |cfg| async move { demo::run(plan, cfg).await },
     )?;
-    check_download(&outcome.summary, &net)?;
+    let s = &outcome.summary;
+    if s.interrupted {
+        // the demo starts afresh (`--force`) rather than resuming: say so, not "run it again"
+        if !args.quiet {
+            eprintln!("{}", output::download_report(s));
+        }
+        return Err(Interrupted {
+            detail: Some(format!(
+                "the download stopped at {} of {} pieces; the trace is finished and readable",
+                s.pieces_have, s.pieces_total
+            )),
+        }
+        .into());
+    }
+    check_download(s, &net)?;
     let Some(trace) = trace else {
         anyhow::bail!("the demo's trace is missing");
     };
