@@ -213,3 +213,40 @@ fn real_clients_join_with_with() {
         "{clients:?}"
     );
 }
+
+#[test]
+fn ctrl_c_stops_everything() {
+    let dir = temp_dir("demo-sigint");
+    let out = dir.path().join("out");
+    let port = free_port();
+    let port_s = port.to_string();
+    let out_s = out.display().to_string();
+    // 128 MiB: the seeders are still checking their data when the signal comes
+    let run = bt_trace_spawn(
+        ["demo", "--out", &out_s, "--port", &port_s, "--size", "128M"],
+        &dir.path().join("run.log"),
+    );
+    let jsonl = out.join("trace/demo-classroom.jsonl");
+    while !jsonl.exists() {
+        run.assert_running();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: plain kill(2) on the child the guard holds (not reaped: it is running).
+    assert_eq!(
+        unsafe { libc::kill(run.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let status = run
+        .wait_exit(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("no exit after SIGINT:\n{}", run.log_tail()));
+    assert_eq!(status.code(), Some(130), "{}", run.log_text());
+    assert!(
+        run.log_text().contains("error: interrupted"),
+        "{}",
+        run.log_text()
+    );
+    // nothing keeps the tracker's port, and the trace is finished
+    TcpListener::bind(("127.0.0.1", port)).expect("the tracker's port is free again");
+    std::net::UdpSocket::bind(("127.0.0.1", port)).expect("UDP too");
+    events(&out);
+}
