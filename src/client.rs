@@ -34,6 +34,9 @@ pub const DEFAULT_PORT: u16 = 6881;
 pub struct ClientConfig {
     pub peer_id: [u8; 20],
     pub port: u16,
+    /// The address our listening socket binds (every interface by default; the demo keeps
+    /// its swarm on 127.0.0.1).
+    pub listen_ip: std::net::IpAddr,
     pub max_peers: usize,
     /// Peers to use besides (or instead of) the tracker's.
     pub extra_peers: Vec<SocketAddr>,
@@ -55,6 +58,7 @@ impl Default for ClientConfig {
         ClientConfig {
             peer_id: crate::peer_id(),
             port: DEFAULT_PORT,
+            listen_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
             max_peers: 50,
             extra_peers: Vec::new(),
             progress: false,
@@ -174,9 +178,9 @@ fn layout(t: &Torrent, files: Vec<(PathBuf, u64)>) -> Layout {
 
 /// Binds our listening socket: the asked port, or any free one when it is taken (two
 /// `download_piece` runs at once). Returns the socket and the port to announce.
-fn listen(port: u16) -> (Option<Arc<std::net::TcpListener>>, u16) {
-    let bound = std::net::TcpListener::bind(("0.0.0.0", port))
-        .or_else(|_| std::net::TcpListener::bind(("0.0.0.0", 0)));
+fn listen(ip: std::net::IpAddr, port: u16) -> (Option<Arc<std::net::TcpListener>>, u16) {
+    let bound =
+        std::net::TcpListener::bind((ip, port)).or_else(|_| std::net::TcpListener::bind((ip, 0)));
     match bound.and_then(|l| Ok((l.local_addr()?.port(), l))) {
         Ok((p, l)) => (Some(Arc::new(l)), p),
         Err(e) => {
@@ -187,7 +191,7 @@ fn listen(port: u16) -> (Option<Arc<std::net::TcpListener>>, u16) {
 }
 
 fn options(cfg: &ClientConfig, wanted: Option<Bitfield>) -> Options {
-    let (listener, port) = listen(cfg.port);
+    let (listener, port) = listen(cfg.listen_ip, cfg.port);
     let mut o = Options {
         peer_id: cfg.peer_id,
         max_peers: cfg.max_peers,
@@ -217,6 +221,23 @@ pub async fn download(t: &Torrent, out: &Path, cfg: &ClientConfig) -> Result<Sum
     }
     let summary = engine::download(layout(t, file_layout(t, out)), Box::new(source), opts).await?;
     Ok(summary)
+}
+
+/// Downloads the pieces in `wanted` into `out` from `cfg.extra_peers` only, never asking a
+/// tracker (the reproducible demo's phases, each from one seeder: `docs/demo.md`).
+pub async fn download_from_peers(
+    t: &Torrent,
+    out: &Path,
+    cfg: &ClientConfig,
+    wanted: Bitfield,
+) -> Result<Summary> {
+    let opts = options(cfg, Some(wanted));
+    if opts.peers.is_empty() {
+        bail!("no peer to download from");
+    }
+    let port = opts.listen_port.unwrap_or(cfg.port);
+    let source = tracker_source_for(Tiers::new(None, &[]), t.info_hash, cfg, port);
+    engine::download(layout(t, file_layout(t, out)), Box::new(source), opts).await
 }
 
 /// Downloads one piece and writes its bytes to `out` (`bt-trace download_piece`). The

@@ -12,6 +12,7 @@ pub mod capture;
 pub mod cli;
 pub mod client;
 pub mod create;
+pub mod demo;
 pub mod download;
 pub mod event;
 pub mod magnet;

@@ -31,8 +31,6 @@ pub struct Cli {
 
 /// The commands. The CodeCrafters ones keep the course's exact stdout format; richer output is
 /// behind flags (`--json`).
-///
-/// Still to come, added by other parts of the project: `demo ...`.
 #[derive(Subcommand, Debug)]
 #[command(rename_all = "snake_case")]
 pub enum Command {
@@ -211,6 +209,75 @@ pub enum Command {
     /// Ctrl-C, SIGTERM or SIGHUP (exit status 0). Any info hash is accepted; peers that stop
     /// announcing are dropped after twice the interval and a minute. See docs/trackers.md.
     Tracker(TrackerArgs),
+
+    /// The classroom swarm, on 127.0.0.1 with nothing outside bt-trace: a tracker, a few
+    /// seeders and a traced download, then a table per peer and the commands to look at the
+    /// trace.
+    ///
+    /// Starts the built-in tracker on --port, makes deterministic content (a text file, a
+    /// binary file, one that ends in a short last piece) and its torrent, starts --seeders
+    /// bt-trace seeders (and the real clients of --with), and downloads with --trace. Everything
+    /// goes under --out DIR. See docs/demo.md.
+    Demo(DemoArgs),
+}
+
+/// `demo` options.
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Where everything goes: data/, classroom.torrent, download/, trace/ (and clients/).
+    #[arg(long, value_name = "DIR", default_value = crate::demo::DEFAULT_OUT)]
+    pub out: PathBuf,
+    /// Replace the demo's files of an earlier run in --out (other files there are kept).
+    #[arg(long)]
+    pub force: bool,
+    /// About how many bytes of content (suffixes K and M), at least 64K.
+    #[arg(long, value_name = "N", default_value = "4M", value_parser = parse_demo_size)]
+    pub size: u64,
+    /// How many bt-trace seeders to start.
+    #[arg(long, value_name = "N", default_value_t = crate::demo::DEFAULT_SEEDERS,
+          value_parser = parse_seeders)]
+    pub seeders: usize,
+    /// The tracker's port on 127.0.0.1 (HTTP and UDP); 0 picks a free one. Seeders and the
+    /// downloader take free ports (with --reproducible: the ports right after this one).
+    #[arg(long, default_value_t = crate::demo::DEFAULT_PORT)]
+    pub port: u16,
+    /// Real clients that join as seeders, comma-separated: aria2, libtorrent, transmission
+    /// (each must be installed).
+    #[arg(long, value_name = "CLIENTS", value_delimiter = ',')]
+    pub with: Vec<crate::demo::RealClient>,
+    /// Start the download from a magnet link: the trace shows the metadata exchange (BEP 9).
+    #[arg(long)]
+    pub magnet: bool,
+    /// Two runs give byte-identical traces: fixed peer ids and ports, a logical clock, one
+    /// seeder at a time with a fixed share of the pieces (docs/demo.md).
+    #[arg(long)]
+    pub reproducible: bool,
+    /// Show the downloader's messages on stderr as they happen, as ladder rows (docs/view.md).
+    #[arg(long)]
+    pub live: bool,
+    /// Write the one-file HTML report of the downloader's messages to FILE at the end.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// No progress on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `--seeders`: 0 to 64.
+fn parse_seeders(s: &str) -> Result<usize, String> {
+    s.parse::<usize>()
+        .ok()
+        .filter(|&n| n <= 64)
+        .ok_or_else(|| format!("{s:?} is not a number of seeders from 0 to 64"))
+}
+
+/// A `--size` for the demo: [`parse_size`], at least [`crate::demo::content::MIN_SIZE`].
+fn parse_demo_size(s: &str) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    if n < crate::demo::content::MIN_SIZE {
+        return Err(format!("{s:?} is too small: the demo needs at least 64K"));
+    }
+    Ok(n)
 }
 
 /// `tracker` options.

@@ -20,13 +20,13 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-use super::args::{Cli, Command, CreateArgs, NetArgs, TrackerArgs};
+use super::args::{Cli, Command, CreateArgs, DemoArgs, NetArgs, TraceArgs, TrackerArgs};
 use super::{analyze, ladder, output, read_magnet, read_torrent, Interrupted};
 use crate::bencode::{self, Value};
 use crate::client::{self, ClientConfig};
 use crate::download::Summary;
 use crate::magnet::Magnet;
-use crate::trace::{EventObserver, Recorder, RecorderOptions};
+use crate::trace::{EventObserver, Recorder, RecorderOptions, TraceStats};
 use crate::view::live::LiveLadder;
 use crate::view::report::ReportBuilder;
 use crate::wire::Reserved;
@@ -224,6 +224,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
         Command::Ladder(a) => ladder::run(&a.files, &a.conns, &a.types, a.style, out)?,
         Command::Create(args) => create(&args, out)?,
         Command::Tracker(args) => tracker(&args)?,
+        Command::Demo(args) => demo(&args, out)?,
     }
     out.flush()?;
     Ok(())
@@ -307,6 +308,73 @@ fn tracker(args: &TrackerArgs) -> Result<()> {
     served
 }
 
+/// `demo`: writes the content and the torrent, runs the swarm and the traced download as a
+/// networked command, then prints the table per peer (read back from the trace) and the
+/// commands to look at the trace.
+fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<()> {
+    use crate::demo::{self, DemoOptions};
+    let plan = demo::prepare(DemoOptions {
+        out: args.out.clone(),
+        force: args.force,
+        size: args.size,
+        seeders: args.seeders,
+        port: args.port,
+        with: args.with.clone(),
+        magnet: args.magnet,
+        reproducible: args.reproducible,
+        quiet: args.quiet,
+    })?;
+    let net = NetArgs {
+        peers: Vec::new(),
+        port: plan.downloader_port,
+        max_peers: 50,
+        quiet: args.quiet,
+        trace: TraceArgs {
+            trace: Some(plan.trace_dir.clone()),
+            trace_snaplen: None,
+            trace_deterministic: args.reproducible,
+            live: args.live,
+            report: args.report.clone(),
+        },
+    };
+    let plan = &plan;
+    let (outcome, trace) = networked_traced(
+        &net,
+        "demo",
+        demo::content::NAME,
+        Stop::Cancel,
+        |cfg| async move { demo::run(plan, cfg).await },
+    )?;
+    let s = &outcome.summary;
+    if s.interrupted {
+        // the demo starts afresh (`--force`) rather than resuming: say so, not "run it again"
+        if !args.quiet {
+            eprintln!("{}", output::download_report(s));
+        }
+        return Err(Interrupted {
+            detail: Some(format!(
+                "the download stopped at {} of {} pieces; the trace is finished and readable",
+                s.pieces_have, s.pieces_total
+            )),
+        }
+        .into());
+    }
+    check_download(s, &net)?;
+    let Some(trace) = trace else {
+        anyhow::bail!("the demo's trace is missing");
+    };
+    let rows = demo::report::peers_from_jsonl(&trace.jsonl)?;
+    let who = |a| {
+        outcome
+            .peers
+            .iter()
+            .find(|p| p.addr == a)
+            .map(|p| p.label.clone())
+    };
+    output::write_demo(out, &outcome, &demo::report::table(&rows, who), &trace)?;
+    Ok(())
+}
+
 /// How a networked command stops after a signal.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Stop {
@@ -321,6 +389,21 @@ enum Stop {
 /// `command` and `name`, a runtime with the signal handlers, `job`, then the runtime's shutdown
 /// and the trace's end, whatever the job's outcome.
 fn networked<T, F, Fut>(net: &NetArgs, command: &str, name: &str, stop: Stop, job: F) -> Result<T>
+where
+    F: FnOnce(ClientConfig) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    networked_traced(net, command, name, stop, job).map(|(v, _)| v)
+}
+
+/// [`networked`], also returning what the trace holds (with `--trace`).
+fn networked_traced<T, F, Fut>(
+    net: &NetArgs,
+    command: &str,
+    name: &str,
+    stop: Stop,
+    job: F,
+) -> Result<(T, Option<TraceStats>)>
 where
     F: FnOnce(ClientConfig) -> Fut,
     Fut: Future<Output = Result<T>>,
@@ -340,9 +423,9 @@ where
     rt.shutdown_timeout(SHUTDOWN_TIMEOUT);
     let traced = finish_trace(trace);
     match (result, traced) {
-        (Ok(v), Ok(())) => Ok(v),
+        (Ok(v), Ok(stats)) => Ok((v, stats)),
         (Ok(_), Err(e)) => Err(e),
-        (Err(e), Ok(())) => Err(e),
+        (Err(e), Ok(_)) => Err(e),
         (Err(e), Err(te)) => {
             tracing::error!("{te:#}");
             Err(e)
@@ -497,13 +580,13 @@ fn start_trace(
 
 /// Flushes and closes the trace files (after the runtime is down, so every connection has
 /// recorded its close) and says where they are on stderr.
-fn finish_trace(trace: Option<Recorder>) -> Result<()> {
+fn finish_trace(trace: Option<Recorder>) -> Result<Option<TraceStats>> {
     let Some(rec) = trace else {
-        return Ok(());
+        return Ok(None);
     };
     let s = rec.finish().context("writing the trace")?;
     if s.pcapng.as_os_str().is_empty() {
-        return Ok(()); // no files: only --live/--report observed the events
+        return Ok(None); // no files: only --live/--report observed the events
     }
     eprintln!(
         "trace: {} ({} frames, {:.1} MiB) and {} ({} events)",
@@ -513,7 +596,7 @@ fn finish_trace(trace: Option<Recorder>) -> Result<()> {
         s.jsonl.display(),
         s.events
     );
-    Ok(())
+    Ok(Some(s))
 }
 
 /// A download's outcome: the report line on stderr (unless `--quiet`), then [`Interrupted`]

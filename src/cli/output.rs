@@ -228,6 +228,54 @@ pub fn seed_report(s: &Summary) -> String {
     )
 }
 
+/// `demo`, on stdout: what was downloaded, the table per peer, the trace files and the exact
+/// commands to look at them.
+pub fn write_demo(
+    out: &mut impl Write,
+    o: &crate::demo::Outcome,
+    table: &comfy_table::Table,
+    trace: &crate::trace::TraceStats,
+) -> io::Result<()> {
+    let s = &o.summary;
+    writeln!(
+        out,
+        "Downloaded {} pieces ({:.1} MiB) from {} peer(s); the demo took {:.1} s.",
+        s.pieces_have,
+        s.bytes_downloaded as f64 / 1048576.0,
+        s.peers_used,
+        o.elapsed.as_secs_f64()
+    )?;
+    writeln!(out, "\nWhat each peer sent us (read back from the trace):")?;
+    writeln!(out, "{table}")?;
+    let (pcapng, jsonl) = (shell_quote(&trace.pcapng), shell_quote(&trace.jsonl));
+    writeln!(out, "\nThe trace:")?;
+    writeln!(out, "  {pcapng}  ({} frames)", trace.frames)?;
+    writeln!(
+        out,
+        "  {jsonl}  ({} events, one JSON object a line)",
+        trace.events
+    )?;
+    writeln!(out, "\nLook at it:")?;
+    writeln!(
+        out,
+        "  wireshark {pcapng}        # display filter: bittorrent"
+    )?;
+    writeln!(out, "  tshark -r {pcapng} -Y bittorrent")?;
+    writeln!(out, "  bt-trace analyze {pcapng}")?;
+    Ok(())
+}
+
+/// A path as a shell word: as it is when it has only safe characters, else single-quoted.
+fn shell_quote(p: &Path) -> String {
+    let s = p.display().to_string();
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,".contains(c);
+    if !s.is_empty() && s.chars().all(safe) {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

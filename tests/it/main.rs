@@ -17,6 +17,7 @@ mod cli_basic;
 mod cli_real;
 mod cli_signals;
 mod create_real;
+mod demo;
 mod engine_robustness;
 mod harness_selftest;
 mod hostile_peers;
