@@ -344,9 +344,7 @@ impl PeerSwarm for Arc<Swarm> {
         rotate: u32,
         out: &mut Vec<BlockRef>,
     ) {
-        self.lock()
-            .picker
-            .pick(has, max, out, |r| outstanding.contains(r), rotate);
+        self.lock().picker.pick(has, max, out, outstanding, rotate);
     }
 
     fn release(&self, r: &BlockRef) {

@@ -8,14 +8,18 @@
 //! 1. finish pieces already in progress first (fewer half-done pieces, earlier verification);
 //! 2. otherwise start the *rarest* piece the peer has (it may vanish with its few owners),
 //!    breaking ties from a per-peer rotating offset so peers spread over different pieces;
-//! 3. endgame: once every block has been requested from someone, blocks still outstanding may be
-//!    requested again from another peer; the first copy wins and the others are cancelled.
+//! 3. endgame: once every block has been requested from someone, a peer with (almost) nothing
+//!    of its own outstanding asks for a few blocks others have outstanding (one extra copy
+//!    each, [`ENDGAME_DEPTH`] at a time); the first copy wins and the other is cancelled. Asking
+//!    every peer for every outstanding block at once would fetch a small torrent twice.
 //!
 //! A received block is first claimed (`Writing`: its bytes are on their way to the disk, so a
 //! second copy is a duplicate) and counts as received once written; a piece is complete, and
 //! verified, only when every block is on disk.
 //!
 //! The picker is plain data with no I/O; the engine holds it under a lock.
+
+use std::collections::HashSet;
 
 use crate::bitfield::Bitfield;
 use crate::wire::BlockRef;
@@ -24,7 +28,10 @@ use crate::wire::BlockRef;
 pub const BLOCK_LEN: u32 = 16 * 1024;
 
 /// How many peers may be asked for the same block in endgame.
-const MAX_DUPLICATES: u8 = 3;
+const MAX_DUPLICATES: u8 = 2;
+/// In endgame a peer asks for duplicates only while it has fewer requests than this
+/// outstanding.
+pub const ENDGAME_DEPTH: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BlockState {
@@ -181,15 +188,15 @@ impl Picker {
         index < self.num_pieces && self.needs(index)
     }
 
-    /// Appends up to `max` blocks for a peer that has `has` to `out`. `mine` says whether this
-    /// peer already has a block outstanding (so endgame never asks one peer twice); `rotate`
-    /// spreads peers over equally rare pieces.
+    /// Appends up to `max` blocks for a peer that has `has` to `out`. `mine` are the blocks
+    /// this peer has outstanding (endgame never asks one peer twice, and only asks a peer
+    /// that has little outstanding); `rotate` spreads peers over equally rare pieces.
     pub fn pick(
         &mut self,
         has: &Bitfield,
         max: usize,
         out: &mut Vec<BlockRef>,
-        mine: impl Fn(&BlockRef) -> bool,
+        mine: &HashSet<BlockRef>,
         rotate: u32,
     ) {
         let start = out.len();
@@ -214,7 +221,9 @@ impl Picker {
             self.active.push(index);
             self.take_free(index, goal, out);
         }
-        // 3. endgame: duplicate outstanding blocks
+        // 3. endgame: duplicate a few outstanding blocks
+        let asked = mine.len() + (out.len() - start);
+        let goal = goal.min(out.len() + ENDGAME_DEPTH.saturating_sub(asked));
         if out.len() < goal && self.free_blocks == 0 {
             for ai in 0..self.active.len() {
                 let index = self.active[ai];
@@ -229,7 +238,10 @@ impl Picker {
                     let r = self.block_ref(index, b);
                     if let PieceState::Active(blocks) = &mut self.pieces[index as usize] {
                         if let BlockState::Requested(k) = blocks[b as usize] {
-                            if k < MAX_DUPLICATES && !mine(&r) && !out[start..].contains(&r) {
+                            if k < MAX_DUPLICATES
+                                && !mine.contains(&r)
+                                && !out[start..].contains(&r)
+                            {
                                 blocks[b as usize] = BlockState::Requested(k + 1);
                                 out.push(r);
                             }
@@ -394,6 +406,10 @@ mod tests {
         assert_eq!(p.free_blocks, 3 + 3 + 1);
     }
 
+    fn none() -> HashSet<BlockRef> {
+        HashSet::new()
+    }
+
     #[test]
     fn rarest_first_then_finish_started() {
         let mut p = picker(4, 32_768, 4 * 32_768);
@@ -404,10 +420,10 @@ mod tests {
         p.add_peer(&all);
         p.add_peer(&only2);
         let mut out = vec![];
-        p.pick(&all, 1, &mut out, |_| false, 0);
+        p.pick(&all, 1, &mut out, &none(), 0);
         // pieces 0,1,3 have availability 2, piece 2 has 3: rarest is 0
         assert_eq!(out[0].index, 0);
-        p.pick(&all, 1, &mut out, |_| false, 0);
+        p.pick(&all, 1, &mut out, &none(), 0);
         assert_eq!(
             out[1],
             BlockRef {
@@ -424,12 +440,12 @@ mod tests {
         let all = Bitfield::full(2);
         p.add_peer(&all);
         let mut out = vec![];
-        p.pick(&all, 100, &mut out, |_| false, 0);
+        p.pick(&all, 100, &mut out, &none(), 0);
         assert_eq!(out.len(), 4);
         assert!(p.in_endgame());
         // another peer gets duplicates in endgame
         let mut dup = vec![];
-        p.pick(&all, 100, &mut dup, |r| r.index == 1, 0);
+        p.pick(&all, 100, &mut dup, &out[2..].iter().copied().collect(), 0);
         assert_eq!(dup.len(), 2);
         assert_eq!(p.received(&out[0]), Received::Accepted { dups: 1 });
         // a second copy while the first is being written is a duplicate too
@@ -443,7 +459,7 @@ mod tests {
         p.verified(1);
         assert!(!p.is_complete());
         let mut again = vec![];
-        p.pick(&all, 100, &mut again, |_| false, 0);
+        p.pick(&all, 100, &mut again, &none(), 0);
         assert_eq!(again.len(), 2);
         assert_eq!(p.received(&again[0]), Received::Accepted { dups: 0 });
         assert_eq!(p.received(&again[1]), Received::Accepted { dups: 0 });
@@ -455,17 +471,48 @@ mod tests {
     }
 
     #[test]
+    fn endgame_asks_idle_peers_for_a_few_copies_only() {
+        // 8 pieces of 4 blocks: 32 blocks, all requested from peer A at once.
+        let mut p = picker(8, 65_536, 8 * 65_536);
+        let all = Bitfield::full(8);
+        let mut a = vec![];
+        p.pick(&all, 100, &mut a, &none(), 0);
+        assert_eq!(a.len(), 32);
+        assert!(p.in_endgame());
+        // B has a full queue of its own: no duplicates for it.
+        let busy: HashSet<BlockRef> = (0..ENDGAME_DEPTH as u32)
+            .map(|i| BlockRef {
+                index: 100 + i,
+                begin: 0,
+                length: BLOCK_LEN,
+            })
+            .collect();
+        let mut b = vec![];
+        p.pick(&all, 100, &mut b, &busy, 0);
+        assert!(b.is_empty());
+        // C is idle: a few copies, not all 32.
+        let mut c = vec![];
+        p.pick(&all, 100, &mut c, &none(), 0);
+        assert_eq!(c.len(), ENDGAME_DEPTH);
+        // D is idle too: other blocks (each block is asked for twice at most).
+        let mut d = vec![];
+        p.pick(&all, 100, &mut d, &none(), 0);
+        assert_eq!(d.len(), ENDGAME_DEPTH);
+        assert!(d.iter().all(|r| !c.contains(r)));
+    }
+
+    #[test]
     fn a_failed_write_frees_the_block() {
         let mut p = picker(1, 16_384, 16_384);
         let all = Bitfield::full(1);
         let mut out = vec![];
-        p.pick(&all, 1, &mut out, |_| false, 0);
+        p.pick(&all, 1, &mut out, &none(), 0);
         assert!(p.in_endgame());
         assert_eq!(p.received(&out[0]), Received::Accepted { dups: 0 });
         p.unwritten(&out[0]);
         assert!(!p.in_endgame());
         let mut again = vec![];
-        p.pick(&all, 1, &mut again, |_| false, 0);
+        p.pick(&all, 1, &mut again, &none(), 0);
         assert_eq!(again, out);
         assert_eq!(p.received(&again[0]), Received::Accepted { dups: 0 });
         assert!(p.written(&again[0]));
@@ -476,7 +523,7 @@ mod tests {
         let mut p = picker(1, 32_768, 32_768);
         let all = Bitfield::full(1);
         let mut out = vec![];
-        p.pick(&all, 1, &mut out, |_| false, 0);
+        p.pick(&all, 1, &mut out, &none(), 0);
         p.release(&out[0]);
         assert_eq!(p.free_blocks, 2);
         let bad = BlockRef {
@@ -506,7 +553,7 @@ mod tests {
         let mut p = Picker::new(16_384, 3 * 16_384, Bitfield::new(3), wanted);
         let all = Bitfield::full(3);
         let mut out = vec![];
-        p.pick(&all, 10, &mut out, |_| false, 0);
+        p.pick(&all, 10, &mut out, &none(), 0);
         assert_eq!(
             out,
             vec![BlockRef {
