@@ -74,6 +74,9 @@ def pcapng_blocks(data, limit):
     return out
 
 
+LINKS = [0, 1, 101, 108, 113, 276, 228, 229, 147]  # as in fuzz_targets/link.rs
+
+
 def frames(data):
     """(link type, frame) of each record of a pcap file."""
     le = data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")
@@ -86,6 +89,24 @@ def frames(data):
         pos += 16 + incl
 
 
+def pcapng_frames(data):
+    """(link type, frame) of each Enhanced Packet Block of a pcapng file."""
+    e = "<" if data[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
+    links, pos = [], 0
+    while pos + 12 <= len(data):
+        btype, blen = struct.unpack(e + "II", data[pos:pos + 8])
+        if blen < 12:
+            return
+        body = data[pos + 8:pos + blen - 4]
+        if btype == 1:
+            links.append(struct.unpack(e + "H", body[:2])[0])
+        elif btype == 6 and len(body) >= 20:
+            iface, _, _, cap = struct.unpack(e + "IIII", body[:16])
+            if iface < len(links):
+                yield links[iface], body[20:20 + cap]
+        pos += blen
+
+
 captures = sorted(f for f in os.listdir(os.path.join(ROOT, "captures")) if f.endswith((".pcap", ".pcapng")))
 for name in captures:
     data = read("captures/" + name)
@@ -94,8 +115,12 @@ for name in captures:
     put("analyze", name, b"\x01" + cut)
     put("analyze", name + ".noevents", b"\x00" + cut)
     if name.endswith(".pcap"):
-        for i, (link, frame) in zip(range(40), frames(data)):
-            put("link", "%s.%d" % (name, i), struct.pack("<H", link) + frame[:200])
+        frame_list = frames(data)
+    else:
+        frame_list = pcapng_frames(data)
+    for i, (link, frame) in zip(range(40), frame_list):
+        if link in LINKS:
+            put("link", "%s.%d" % (name, i), bytes([LINKS.index(link)]) + frame[:200])
 
 # --- the peer wire protocol ------------------------------------------------------------------
 seeder = read("src/wire/testdata/libtorrent-2.0.8-seeder.bin")
