@@ -239,7 +239,7 @@ pub fn write_demo(
     let s = &o.summary;
     writeln!(
         out,
-        "Downloaded {} pieces ({:.1} MiB) from {} peer(s); the demo took {:.1} s.",
+        "Downloaded {} pieces ({:.1} MiB) from {} peer(s); the demo took {:.2} s.",
         s.pieces_have,
         s.bytes_downloaded as f64 / 1048576.0,
         s.peers_used,
