@@ -43,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
             max_connections: if cfg & 8 != 0 { 2 } else { 1024 },
         },
         max_reports: 64,
+        ..Options::default()
     };
     if let Ok(report) = analyze(&mut reader, opts, &mut Format, None) {
         let _ = format!("{report:?}");
