@@ -580,6 +580,25 @@ struct PeerRecord {
     last_error: Option<String>,
 }
 
+/// Files of other sizes were at the output path and none of the torrent's pieces is in them:
+/// not a partial download of this torrent (an interrupted one has the torrent's sizes). Said
+/// before they are cut or grown and overwritten.
+fn warn_unrelated(storage: &Storage) {
+    let size = |n: u64| match n {
+        0..1_048_576 => format!("{n} bytes"),
+        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+    };
+    for (path, found, length) in storage.misfits() {
+        tracing::warn!(
+            "{} is already there ({}, the torrent's file is {}) and holds none of the torrent's \
+             pieces: not a partial download of it; overwriting it",
+            path.display(),
+            size(found),
+            size(length)
+        );
+    }
+}
+
 /// Downloads (the wanted pieces of) a torrent into its files, resuming from what is on disk.
 pub async fn download(
     layout: Layout,
@@ -597,7 +616,7 @@ pub async fn download(
     );
     let stop = opts.cancel.clone();
     let opening = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let storage =
+        let mut storage =
             Storage::open(&files, piece_len).map_err(|e| anyhow::anyhow!("opening {e}"))?;
         let have = if storage.existed() {
             storage
@@ -609,6 +628,10 @@ pub async fn download(
         } else {
             Bitfield::new(hashes.len() as u32)
         };
+        if storage.existed() && have.count() == 0 {
+            warn_unrelated(&storage);
+        }
+        storage.fit().map_err(|e| anyhow::anyhow!("sizing {e}"))?;
         Ok((storage, have))
     });
     let (storage, have) = opening.await??;

@@ -5,7 +5,10 @@
 //! several files. Storage maps that byte space onto the files with positional reads and writes
 //! (`pread`/`pwrite`), so any number of tasks can use it at once without a seek position.
 //!
-//! Files are created at their final length (sparse) before the download starts. Blocks are
+//! New files are created at their final length (sparse) before the download starts; files
+//! that already hold data are first checked as they are (a file of another size is neither
+//! cut nor grown before that, so an unrelated file can be reported before it is reused) and
+//! then brought to their length ([`Storage::fit`]). Blocks are
 //! written straight to their place as they arrive; a piece counts only once its SHA-1 over the
 //! bytes on disk matches. Resuming needs no side file: on start, every piece already on disk is
 //! hashed (SHA-1 runs at ~2 GB/s with the CPU's SHA instructions) and the good ones are kept.
@@ -27,6 +30,10 @@ struct Slot {
     /// Where this file starts in the torrent's byte space.
     offset: u64,
     length: u64,
+    /// Its length when opened (0: new or empty).
+    found: u64,
+    /// Its length on disk now (the torrent's after [`Storage::fit`]).
+    on_disk: u64,
 }
 
 pub struct Storage {
@@ -59,14 +66,18 @@ impl Storage {
                 .map_err(|e| with_path(e, path))?;
             let cur = file.metadata()?.len();
             existed |= cur > 0;
-            if cur != *length {
+            let mut on_disk = cur;
+            if cur == 0 && *length > 0 {
                 file.set_len(*length).map_err(|e| with_path(e, path))?;
+                on_disk = *length;
             }
             slots.push(Slot {
                 file,
                 path: path.clone(),
                 offset,
                 length: *length,
+                found: cur,
+                on_disk,
             });
             offset += length;
         }
@@ -85,6 +96,39 @@ impl Storage {
     /// Whether files with data were already there when opened (a resumed download).
     pub fn existed(&self) -> bool {
         self.existed
+    }
+
+    /// The files that held data of another length than the torrent's when opened: path, the
+    /// length found, the torrent's.
+    pub fn misfits(&self) -> impl Iterator<Item = (&Path, u64, u64)> {
+        self.slots
+            .iter()
+            .filter(|s| s.found > 0 && s.found != s.length)
+            .map(|s| (s.path.as_path(), s.found, s.length))
+    }
+
+    /// Brings every file to its length in the torrent (cut or grown, sparse): after the
+    /// resume check, before the first write.
+    pub fn fit(&mut self) -> io::Result<()> {
+        for s in &mut self.slots {
+            if s.on_disk != s.length {
+                s.file
+                    .set_len(s.length)
+                    .map_err(|e| with_path(e, &s.path))?;
+                s.on_disk = s.length;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `[offset, offset+len)` lies within what the files held when opened.
+    fn on_disk(&self, offset: u64, len: usize) -> bool {
+        let mut inside = true;
+        let _ = self.for_each_span(offset, len, |slot, at, r| {
+            inside &= at + r.len() as u64 <= slot.on_disk;
+            Ok(())
+        });
+        inside
     }
 
     /// Calls `f(slot, file_offset, range_in_buf)` for each file piece of `[offset, offset+len)`.
@@ -180,7 +224,8 @@ impl Storage {
                     "interrupted while checking the files on disk",
                 ));
             }
-            if self.hash_piece(i as u32, &mut buf)? == *h {
+            let (start, len) = self.piece_range(i as u32);
+            if self.on_disk(start, len) && self.hash_piece(i as u32, &mut buf)? == *h {
                 have.set(i as u32);
             }
         }
@@ -243,5 +288,35 @@ mod tests {
         let stopped = s.check_existing(&hashes, || true).unwrap_err();
         assert_eq!(stopped.kind(), io::ErrorKind::Interrupted);
         assert_eq!(have.iter_ones().collect::<Vec<_>>(), vec![0, 2]);
+    }
+
+    #[test]
+    fn files_of_another_size_are_checked_as_found_then_fitted() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..12).collect();
+        let hashes: Vec<[u8; 20]> = data.chunks(4).map(|c| Sha1::digest(c).into()).collect();
+        let files = vec![(dir.path().join("f"), 12)];
+        // longer, with the first piece right: kept, and not cut before the check
+        let mut long = data[..4].to_vec();
+        long.extend_from_slice(&[7; 36]);
+        std::fs::write(&files[0].0, &long).unwrap();
+        let mut s = Storage::open(&files, 4).unwrap();
+        assert_eq!(std::fs::metadata(&files[0].0).unwrap().len(), 40);
+        let misfits: Vec<_> = s.misfits().map(|(_, f, l)| (f, l)).collect();
+        assert_eq!(misfits, [(40, 12)]);
+        let have = s.check_existing(&hashes, || false).unwrap();
+        assert_eq!(have.iter_ones().collect::<Vec<_>>(), [0]);
+        s.fit().unwrap();
+        assert_eq!(std::fs::metadata(&files[0].0).unwrap().len(), 12);
+        drop(s);
+        // shorter: pieces past its end are not read (no error), the ones inside count
+        std::fs::write(&files[0].0, &data[..6]).unwrap();
+        let mut s = Storage::open(&files, 4).unwrap();
+        let have = s.check_existing(&hashes, || false).unwrap();
+        assert_eq!(have.iter_ones().collect::<Vec<_>>(), [0]);
+        s.fit().unwrap();
+        s.write_piece(1, &data[4..8]).unwrap();
+        s.write_piece(2, &data[8..]).unwrap();
+        assert_eq!(std::fs::read(&files[0].0).unwrap(), data);
     }
 }

@@ -597,3 +597,42 @@ fn idle_peers_do_not_starve_the_download() {
         r.elapsed
     );
 }
+
+/// An unrelated file at `-o` (another size, none of the pieces) is named on stderr before it
+/// is overwritten; a partial download of the torrent resumes without that warning.
+#[test]
+fn an_unrelated_file_at_the_output_is_reported_before_it_is_overwritten() {
+    skip_unless_installed!(&[Program::Mktorrent]);
+    let c = Case::new("unrelated", 1 << 20, 16, &[]);
+    let seeder = c.seeder();
+    let peer = seeder.addr.to_string();
+    let out = c.out("notes.txt");
+    std::fs::write(&out, "my notes, not a download\n".repeat(100_000)).unwrap();
+    let args = |o: &str| {
+        [
+            "download".to_string(),
+            "-o".into(),
+            o.into(),
+            c.torrent_arg().into(),
+            "--peer".into(),
+            peer.clone(),
+        ]
+    };
+    let r = bt_trace(args(out.to_str().unwrap()), RUN);
+    r.assert_ok();
+    let want = format!(
+        "{} is already there (2.4 MiB, the torrent's file is 1.0 MiB) and holds none of the \
+         torrent's pieces",
+        out.display()
+    );
+    assert!(r.stderr.contains(&want), "{}", r.describe());
+    assert_eq!(std::fs::read(&out).unwrap(), *c.data);
+    // a download of the torrent cut short: resumed, no warning
+    let partial = c.out("partial.bin");
+    std::fs::write(&partial, &c.data[..c.data.len() / 2]).unwrap();
+    let r = bt_trace(args(partial.to_str().unwrap()), RUN);
+    r.assert_ok();
+    assert!(resumed(&r.stderr) >= 1, "{}", r.describe());
+    assert!(!r.stderr.contains("already there"), "{}", r.describe());
+    assert_eq!(std::fs::read(&partial).unwrap(), *c.data);
+}
