@@ -576,8 +576,22 @@ pub struct Summary {
 }
 
 struct PeerRecord {
+    /// Failures since it was last listed again (retries left: `max_retries - failures`).
     failures: u32,
+    /// All its failures: the delay before the next try grows with them ([`retry_delay`]).
+    tries: u32,
     last_error: Option<String>,
+}
+
+/// The longest wait before dialing a failed peer again.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+/// With no data coming, say which peers were tried this often at first (then twice as
+/// seldom each time, up to [`MAX_RETRY_DELAY`]).
+const STALL_REPORT: Duration = Duration::from_secs(10);
+
+/// 1 s, 2 s, 4 s, … after a peer's `tries`-th failure, at most [`MAX_RETRY_DELAY`].
+fn retry_delay(tries: u32) -> Duration {
+    Duration::from_millis(500u64 << tries.min(7)).min(MAX_RETRY_DELAY)
 }
 
 /// Files of other sizes were at the output path and none of the torrent's pieces is in them:
@@ -766,15 +780,20 @@ impl PeerBook {
                 std::collections::hash_map::Entry::Vacant(e) => {
                     e.insert(PeerRecord {
                         failures: 0,
+                        tries: 0,
                         last_error: None,
                     });
                     self.candidates.push_back(a);
                 }
                 std::collections::hash_map::Entry::Occupied(mut e) => {
+                    // listed again: another round of tries, after the delay its failures
+                    // earned (a peer that closes every connection is not redialed every few
+                    // seconds because the tracker keeps listing it)
                     let r = e.get_mut();
-                    if !self.active.contains(&a) && r.failures > self.max_retries {
+                    let queued = self.retry.iter().any(|(_, x)| *x == a);
+                    if !self.active.contains(&a) && r.failures > self.max_retries && !queued {
                         r.failures = 0;
-                        self.candidates.push_back(a);
+                        self.retry.push((Instant::now() + retry_delay(r.tries), a));
                     }
                 }
             }
@@ -793,10 +812,11 @@ impl PeerBook {
             return;
         };
         rec.failures += 1;
+        rec.tries += 1;
         rec.last_error = Some(e);
         if may_retry && rec.failures <= self.max_retries {
-            let backoff = Duration::from_millis(500 << rec.failures.min(6));
-            self.retry.push((Instant::now() + backoff, addr));
+            self.retry
+                .push((Instant::now() + retry_delay(rec.tries), addr));
         }
     }
 
@@ -818,7 +838,13 @@ impl PeerBook {
         let why: Vec<String> = self
             .records
             .iter()
-            .filter_map(|(a, r)| r.last_error.as_ref().map(|e| format!("{a}: {e}")))
+            .filter_map(|(a, r)| {
+                let e = r.last_error.as_ref()?;
+                Some(match r.tries {
+                    1 => format!("{a}: {e}"),
+                    n => format!("{a}: {e} ({n} tries)"),
+                })
+            })
             .collect();
         if why.is_empty() {
             "none".to_string()
@@ -936,6 +962,8 @@ async fn run_swarm(
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut announces_answered = 0u32;
     let mut idle_announces = 0u32;
+    // no data for a while: say which peers were tried (see `STALL_REPORT`)
+    let mut stall = Stall::new(swarm.downloaded.load(Ordering::Relaxed));
     // parked sessions (useless while others wait) free their slot, up to this many connections
     let hard_cap = opts
         .max_peers
@@ -1037,6 +1065,7 @@ async fn run_swarm(
                 if swarm.lock().choker.tick(Instant::now()) {
                     swarm.wake();
                 }
+                report_stall(&mut stall, swarm, &book);
                 if let Some(b) = bar {
                     b.set_position(swarm.lock().picker.have().count() as u64 * swarm.piece_len);
                     b.set_message(format!("{} peers", book.active.len()));
@@ -1075,6 +1104,51 @@ async fn run_swarm(
         tracing::debug!("announced {ev:?}");
     }
     outcome
+}
+
+/// When the download last made progress, and when to say so next if it does not.
+struct Stall {
+    bytes: u64,
+    since: Instant,
+    every: Duration,
+    next: Instant,
+}
+
+impl Stall {
+    fn new(bytes: u64) -> Self {
+        let now = Instant::now();
+        Stall {
+            bytes,
+            since: now,
+            every: STALL_REPORT,
+            next: now + STALL_REPORT,
+        }
+    }
+}
+
+/// With no piece data for a while and peers that failed: says which peers were tried and
+/// what each did, then waits twice as long before saying it again. Data resets it.
+fn report_stall(stall: &mut Stall, swarm: &Swarm, book: &PeerBook) {
+    let now_bytes = swarm.downloaded.load(Ordering::Relaxed);
+    if now_bytes != stall.bytes || swarm.is_finished() {
+        *stall = Stall::new(now_bytes);
+        return;
+    }
+    let now = Instant::now();
+    if now < stall.next || book.records.values().all(|r| r.last_error.is_none()) {
+        return;
+    }
+    tracing::warn!(
+        "no piece data for {} s ({} of {} pieces verified, {} connected); peers tried: {}; \
+         still waiting for peers",
+        stall.since.elapsed().as_secs(),
+        swarm.lock().picker.have().count(),
+        swarm.config.num_pieces,
+        book.active.len(),
+        book.failures()
+    );
+    stall.every = (stall.every * 2).min(MAX_RETRY_DELAY);
+    stall.next = now + stall.every;
 }
 
 /// Waits for the next incoming connection, forever when we do not listen.

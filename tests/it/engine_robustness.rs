@@ -5,7 +5,10 @@
 //!   "interrupted", trace files closed (tshark reads them);
 //! - a disk error (a full tmpfs, a file size limit, an output that is no regular file) ends the
 //!   download quickly with exit 1 and the path in the message, drops no peer (the seeder sees
-//!   one connection), and keeps the verified pieces for a later resume.
+//!   one connection), and keeps the verified pieces for a later resume;
+//! - idle peers give their slots up; an unrelated file at `-o` is named before it is
+//!   overwritten; a peer that closes every connection is redialed less and less often, and
+//!   stderr says which peers were tried.
 //!
 //! The seeder and the trackers are written here, in Rust; aria2c serves the metadata for the
 //! magnet case. Bounds on time are generous (the bugs they catch took 13-35 s, or forever).
@@ -635,4 +638,83 @@ fn an_unrelated_file_at_the_output_is_reported_before_it_is_overwritten() {
     assert!(resumed(&r.stderr) >= 1, "{}", r.describe());
     assert!(!r.stderr.contains("already there"), "{}", r.describe());
     assert_eq!(std::fs::read(&partial).unwrap(), *c.data);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A peer that refuses us
+
+/// A peer that accepts, reads the handshake and closes, every time. Counts connections.
+fn spawn_closing_peer() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind closing peer");
+    let addr = listener.local_addr().expect("addr");
+    let dials = Arc::new(AtomicUsize::new(0));
+    let n = dials.clone();
+    thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            n.fetch_add(1, Ordering::SeqCst);
+            let mut hs = [0u8; 68];
+            let _ = s.read_exact(&mut hs);
+        }
+    });
+    (addr, dials)
+}
+
+/// An HTTP tracker that lists `peer` in every reply, with a 5 s interval.
+fn spawn_listing_tracker(peer: SocketAddr) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind tracker");
+    let port = listener.local_addr().expect("addr").port();
+    let SocketAddr::V4(v4) = peer else {
+        unreachable!("loopback v4")
+    };
+    let mut body = b"d8:intervali5e5:peers6:".to_vec();
+    body.extend_from_slice(&v4.ip().octets());
+    body.extend_from_slice(&v4.port().to_be_bytes());
+    body.push(b'e');
+    thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut req = [0u8; 4096];
+            let _ = s.read(&mut req);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&body);
+        }
+    });
+    format!("http://127.0.0.1:{port}/announce")
+}
+
+/// The only peer, listed in every tracker reply, closes each connection: it is dialed again
+/// after 1, 2, 4, 8 … s (it was dialed again at once each time the tracker listed it), and
+/// stderr says which peers were tried and what each did while the command goes on waiting.
+#[test]
+fn a_peer_that_closes_every_connection_is_redialed_less_and_less_often() {
+    skip_unless_installed!(&[Program::Mktorrent]);
+    let (peer, dials) = spawn_closing_peer();
+    let tracker = spawn_listing_tracker(peer);
+    let c = Case::new("closer", 1 << 20, 16, std::slice::from_ref(&tracker));
+    let out = c.out("out");
+    let child = bt_trace_spawn(
+        ["download", "-o", out.to_str().unwrap(), c.torrent_arg()],
+        &c.out("log"),
+    );
+    let waited = Duration::from_secs(20);
+    thread::sleep(waited);
+    child.assert_running();
+    // SAFETY: a plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let status = child.wait_exit(Duration::from_secs(10));
+    let log = child.log_text();
+    let n = dials.load(Ordering::SeqCst);
+    eprintln!("closing peer: {n} connections in {waited:?}");
+    assert_eq!(status.and_then(|s| s.code()), Some(130), "{log}");
+    // at 0, 1, 3, 7, 15 s; a little slack for the tracker's timing
+    assert!(
+        (3..=7).contains(&n),
+        "{n} connections in {waited:?}:\n{log}"
+    );
+    let tried = format!("peers tried: {peer}: connection closed by the peer");
+    assert!(log.contains(&tried), "{log}");
+    assert!(log.contains("still waiting for peers"), "{log}");
 }
