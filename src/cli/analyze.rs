@@ -201,9 +201,18 @@ fn one<R: Read>(
         o.w.finish()?;
         r
     } else if args.messages {
-        let mut o = MessagesOut::new(&mut *out, filter.clone());
-        o.flush_each = live;
-        analyze(&mut reader, opts, &mut o, checker)
+        if args.full {
+            let mut o = MessagesOut::new(&mut *out, filter.clone());
+            o.flush_each = live;
+            analyze(&mut reader, opts, &mut o, checker)
+        } else {
+            let short = super::lines::ShortLines::new(&mut *out, super::lines::width());
+            let mut o = MessagesOut::new(short, filter.clone());
+            o.flush_each = live;
+            let r = analyze(&mut reader, opts, &mut o, checker);
+            o.w.flush()?;
+            r
+        }
     } else {
         analyze(&mut reader, opts, &mut NoEvents, checker)
     };

@@ -393,6 +393,10 @@ pub struct AnalyzeArgs {
     /// fields.
     #[arg(long, conflicts_with = "json")]
     pub messages: bool,
+    /// With --messages: whole info hashes (abbreviated to 8 hex digits by default) and whole
+    /// lines (by default cut to COLUMNS, or to the terminal's width).
+    #[arg(long, requires = "messages")]
+    pub full: bool,
     /// The events as JSON Lines (the format of `--trace`'s .jsonl; docs/trace-format.md).
     #[arg(long)]
     pub json: bool,

@@ -14,6 +14,7 @@ mod analyze;
 pub mod args;
 mod dispatch;
 mod ladder;
+mod lines;
 pub mod output;
 
 pub use args::Cli;

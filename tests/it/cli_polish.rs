@@ -359,3 +359,36 @@ fn completions_and_man_page() {
         "{man}"
     );
 }
+
+#[test]
+fn messages_fit_columns_and_abbreviate_hashes() {
+    let cap = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/captures/any_sll2_transmission_to_libtorrent.pcapng"
+    );
+    let hash = "6aff54b59ee2c65daca4cf79e3e1858e68823213";
+    let messages = |columns: &str, full: bool| {
+        let mut c = Command::new(BIN);
+        c.args(["analyze", "--messages", cap])
+            .env("COLUMNS", columns);
+        if full {
+            c.arg("--full");
+        }
+        let o = c.output().expect("run bt-trace");
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let short = messages("60", false);
+    assert!(short.lines().count() > 10, "{short}");
+    for line in short.lines() {
+        assert!(line.chars().count() <= 60, "{line}");
+    }
+    let wide = messages("1000", false);
+    assert!(!wide.contains(hash), "{wide}");
+    assert!(wide.contains("info_hash 6aff54b5…"), "{wide}");
+    let full = messages("60", true);
+    assert!(full.contains(&format!("info_hash {hash}")), "{full}");
+    assert!(full.lines().any(|l| l.chars().count() > 60));
+    // the same lines, only shortened
+    assert_eq!(wide.lines().count(), full.lines().count());
+}
