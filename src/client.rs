@@ -141,8 +141,7 @@ pub async fn handshake(
         next_conn_id(),
         cfg.conn_observer.clone(),
     )
-    .await
-    .with_context(|| format!("connecting to {addr}"))?;
+    .await?; // its error names the address
     let ours = Handshake::new(reserved, info_hash, cfg.peer_id);
     let theirs = conn
         .handshake(&ours, Duration::from_secs(10))

@@ -33,11 +33,10 @@ const TARGET_PIECES: u64 = 1500;
 /// What went wrong while making a torrent.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: the file name is not valid UTF-8")]
     NotUtf8 { path: PathBuf },
@@ -54,15 +53,22 @@ pub enum CreateError {
     )]
     PieceLength(u64),
     #[error("the torrent made is not valid: {0}")]
-    Invalid(#[from] MetainfoError),
+    Invalid(MetainfoError),
+}
+
+/// By hand rather than `#[from]`: the message already says the cause, so it is no `source`.
+impl From<MetainfoError> for CreateError {
+    fn from(e: MetainfoError) -> CreateError {
+        CreateError::Invalid(e)
+    }
 }
 
 type Result<T, E = CreateError> = std::result::Result<T, E>;
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CreateError + '_ {
-    move |source| CreateError::Io {
+    move |error| CreateError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

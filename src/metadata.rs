@@ -53,7 +53,7 @@ const REQUEST_WINDOW: u32 = 8;
 /// Why fetching metadata from one peer failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
-    #[error("{0}")]
+    #[error(transparent)]
     Peer(#[from] PeerError),
     #[error("the peer does not support the extension protocol (BEP 10): reserved bit 0x10 of byte 5 is not set")]
     NoExtensionProtocol,
@@ -80,9 +80,16 @@ pub enum MetadataError {
     #[error("the peer rejected our request for metadata piece {piece}")]
     Rejected { piece: u32 },
     #[error("the metadata is not the torrent we asked for: {0}")]
-    Invalid(#[from] MetainfoError),
+    Invalid(MetainfoError),
     #[error("timed out {0}")]
     Timeout(&'static str),
+}
+
+/// By hand rather than `#[from]`: the message already says the cause, so it is no `source`.
+impl From<MetainfoError> for MetadataError {
+    fn from(e: MetainfoError) -> MetadataError {
+        MetadataError::Invalid(e)
+    }
 }
 
 /// Timeouts of one metadata exchange.

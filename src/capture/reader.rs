@@ -101,21 +101,14 @@ impl fmt::Display for CaptureFormat {
     }
 }
 
-/// What the input ended with when it could not be read to its end.
+/// What the input ended with when it could not be read to its end. The messages say their
+/// cause and there is no error `source`, so a `{:#}` chain prints it once.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error("read error at byte offset {offset}: {source}")]
-    Io {
-        offset: u64,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot open {path}: {source}")]
-    Open {
-        path: String,
-        #[source]
-        source: io::Error,
-    },
+    #[error("read error at byte offset {offset}: {error}")]
+    Io { offset: u64, error: io::Error },
+    #[error("cannot open {path}: {error}")]
+    Open { path: String, error: io::Error },
     #[error("not a pcap or pcapng file (first bytes: {found:02x?})")]
     UnknownFormat { found: Vec<u8> },
     #[error("file cut short at byte offset {offset}: {what} needs {needed} bytes, only {available} left")]
@@ -275,9 +268,9 @@ impl CaptureReader<Box<dyn Read>> {
         let src: Box<dyn Read> = if path.as_os_str() == "-" {
             Box::new(io::stdin().lock())
         } else {
-            let f = std::fs::File::open(path).map_err(|source| CaptureError::Open {
+            let f = std::fs::File::open(path).map_err(|error| CaptureError::Open {
                 path: path.display().to_string(),
-                source,
+                error,
             })?;
             Box::new(f)
         };
@@ -454,10 +447,10 @@ impl<R: Read> CaptureReader<R> {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n.min(self.buf.len() - self.end),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => {
+                Err(error) => {
                     return Err(CaptureError::Io {
                         offset: self.pos + (self.end - self.start) as u64,
-                        source,
+                        error,
                     })
                 }
             }

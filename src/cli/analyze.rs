@@ -15,7 +15,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 
 use super::args::AnalyzeArgs;
-use super::{is_broken_pipe, read_torrent, Interrupted, UsageError};
+use super::{check_dir, check_parent, is_broken_pipe, read_torrent, Interrupted, UsageError};
 use crate::analyze::report::{write_pieces, write_report, JsonOut, MessagesOut};
 use crate::analyze::{analyze, AnalyzeError, Filter, NoEvents, Options, PieceChecker};
 use crate::capture::CaptureReader;
@@ -54,6 +54,9 @@ pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
             .map_err(anyhow::Error::msg)?,
         types: Filter::parse_types(&args.types).map_err(anyhow::Error::msg)?,
     };
+    if let Some(dir) = &args.extract {
+        check_dir(dir).context("--extract")?;
+    }
     let mut checker = match &args.torrent {
         Some(p) => Some(
             PieceChecker::new(Arc::new(read_torrent(p)?), args.extract.as_deref()).with_context(
@@ -93,9 +96,9 @@ pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
             ("standard input".to_string(), r)
         } else {
             let name = path.display().to_string();
-            let r = match std::fs::File::open(path) {
+            let r = match super::open_input(path) {
                 Ok(f) => one(f, &name, args, &filter, &mut out, checker.as_mut(), &stop),
-                Err(e) => Err(anyhow::Error::new(e)),
+                Err(e) => Err(e),
             };
             (name, r)
         };
@@ -198,9 +201,18 @@ fn one<R: Read>(
         o.w.finish()?;
         r
     } else if args.messages {
-        let mut o = MessagesOut::new(&mut *out, filter.clone());
-        o.flush_each = live;
-        analyze(&mut reader, opts, &mut o, checker)
+        if args.full {
+            let mut o = MessagesOut::new(&mut *out, filter.clone());
+            o.flush_each = live;
+            analyze(&mut reader, opts, &mut o, checker)
+        } else {
+            let short = super::lines::ShortLines::new(&mut *out, super::lines::width());
+            let mut o = MessagesOut::new(short, filter.clone());
+            o.flush_each = live;
+            let r = analyze(&mut reader, opts, &mut o, checker);
+            o.w.flush()?;
+            r
+        }
     } else {
         analyze(&mut reader, opts, &mut NoEvents, checker)
     };
@@ -243,14 +255,15 @@ fn one<R: Read>(
 /// usual tables to `out`.
 fn html_report(args: &AnalyzeArgs, html: &Path, out: &mut dyn Write) -> Result<()> {
     let [path] = args.captures.as_slice() else {
-        bail!("--html takes one capture");
+        return Err(UsageError("--html takes one capture".into()).into());
     };
+    check_parent(html).context("--html")?;
     let name = path.display().to_string();
     let mut b = ReportBuilder::new(&name, None);
     let report = if path.as_os_str() == "-" {
         read_events(io::stdin().lock(), &mut b)?
     } else {
-        let f = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
+        let f = super::open_input(path).with_context(|| format!("opening {name}"))?;
         read_events(f, &mut b)?
     };
     if let Some(r) = &report {

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 #[command(
     name = "bt-trace",
     version,
+    max_term_width = 100,
     about = "A BitTorrent client and protocol tracer",
     long_about = "A BitTorrent client and protocol tracer.\n\n\
         Results go to stdout, logs and errors to stderr. Exit status: 0 ok, 1 error, 2 usage error, \
@@ -37,10 +38,16 @@ pub enum Command {
     /// Decode a bencoded value and print it as JSON.
     ///
     /// Byte strings that are not UTF-8 (piece hashes, compact peer lists) are printed with each
-    /// invalid byte replaced by U+FFFD; --hex prints them as "<hex:...>" instead.
+    /// invalid byte replaced by U+FFFD; --hex prints them as "<hex:...>" instead. A file
+    /// (`--file x.torrent`) or standard input (`-`) is shown indented, with binary strings
+    /// as hex.
     Decode {
-        /// The bencoded value, e.g. 'd3:foo3:bare'.
-        bencoded: OsString,
+        /// The bencoded value, e.g. 'd3:foo3:bare'; `-` reads standard input.
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        bencoded: Option<OsString>,
+        /// Read the bencoded value from FILE, e.g. a .torrent file.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
         /// Show byte strings that are not UTF-8 as "<hex:0a1b...>" so no byte is lost.
         #[arg(long)]
         hex: bool,
@@ -80,17 +87,24 @@ pub enum Command {
         /// The .torrent file.
         torrent: PathBuf,
         #[command(flatten)]
-        net: NetArgs,
+        port: PortArg,
+        #[command(flatten)]
+        trace: TraceArgs,
     },
 
     /// Connect to a peer and exchange handshakes: prints `Peer ID: <40 hex>`.
     Handshake {
         /// The .torrent file.
         torrent: PathBuf,
-        /// The peer, e.g. 127.0.0.1:6881.
-        peer: SocketAddr,
+        /// The peer: IP:PORT, [IPv6]:PORT or HOST:PORT, e.g. 127.0.0.1:6881 or
+        /// localhost:6881.
+        #[arg(value_parser = peer_addr)]
+        peer: PeerAddr,
+        /// Accepted as on the other networked commands, but a handshake announces nothing.
+        #[arg(long, hide = true, default_value_t = crate::client::DEFAULT_PORT)]
+        port: u16,
         #[command(flatten)]
-        net: NetArgs,
+        trace: TraceArgs,
     },
 
     /// Download one piece and write its bytes to PATH.
@@ -146,7 +160,11 @@ pub enum Command {
         /// The magnet link (quote it: it contains '&').
         link: String,
         #[command(flatten)]
-        net: NetArgs,
+        peers: PeersArg,
+        #[command(flatten)]
+        port: PortArg,
+        #[command(flatten)]
+        trace: TraceArgs,
     },
 
     /// Fetch a magnet link's info dictionary from its peers (BEP 9) and print the same lines as
@@ -155,7 +173,11 @@ pub enum Command {
         /// The magnet link.
         link: String,
         #[command(flatten)]
-        net: NetArgs,
+        peers: PeersArg,
+        #[command(flatten)]
+        port: PortArg,
+        #[command(flatten)]
+        trace: TraceArgs,
     },
 
     /// Fetch a magnet link's metadata, then download one piece and write its bytes to PATH.
@@ -219,6 +241,16 @@ pub enum Command {
     /// bt-trace seeders (and the real clients of --with), and downloads with --trace. Everything
     /// goes under --out DIR. See docs/demo.md.
     Demo(DemoArgs),
+
+    /// Print a shell completion script to stdout, e.g.
+    /// `bt-trace completions bash > /etc/bash_completion.d/bt-trace`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the manual page (roff) to stdout, e.g. `bt-trace man | man -l -`.
+    Man,
 }
 
 /// `demo` options.
@@ -361,6 +393,10 @@ pub struct AnalyzeArgs {
     /// fields.
     #[arg(long, conflicts_with = "json")]
     pub messages: bool,
+    /// With --messages: whole info hashes (abbreviated to 8 hex digits by default) and whole
+    /// lines (by default cut to COLUMNS, or to the terminal's width).
+    #[arg(long, requires = "messages")]
+    pub full: bool,
     /// The events as JSON Lines (the format of `--trace`'s .jsonl; docs/trace-format.md).
     #[arg(long)]
     pub json: bool,
@@ -414,7 +450,7 @@ pub struct LadderArgs {
     #[arg(long = "conn", value_name = "N")]
     pub conns: Vec<u64>,
     /// Only these message types, comma-separated (as for `analyze --messages`).
-    #[arg(long = "type", value_name = "TYPES", value_delimiter = ',')]
+    #[arg(long = "type", value_name = "TYPES", value_delimiter = ',', value_parser = type_arg)]
     pub types: Vec<String>,
     #[command(flatten)]
     pub style: LadderStyleArgs,
@@ -448,37 +484,110 @@ pub struct JsonArg {
     pub json: bool,
 }
 
-/// Options of the commands that talk to trackers and peers.
-#[derive(Args, Debug, Clone)]
-pub struct NetArgs {
-    /// Use this peer too (repeatable); with --peer, a torrent needs no working tracker.
-    #[arg(long = "peer", value_name = "IP:PORT")]
-    pub peers: Vec<SocketAddr>,
-    /// The TCP port we announce to trackers.
+/// A peer address as given on the command line (`--peer`, `handshake`'s peer) and what it
+/// resolved to, once, when the arguments were parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerAddr {
+    /// As typed: `127.0.0.1:6881`, `[::1]:6881` or `localhost:6881`.
+    pub text: String,
+    /// Its addresses (a host name may have several, e.g. an IPv4 and an IPv6 one).
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Parses and resolves a peer address: `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT`. A name that
+/// does not resolve is a usage error.
+pub fn peer_addr(s: &str) -> Result<PeerAddr, String> {
+    use std::net::ToSocketAddrs;
+    let usage = || {
+        format!("{s:?} is not a peer address such as 127.0.0.1:6881, [::1]:6881 or localhost:6881")
+    };
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(PeerAddr {
+            text: s.to_string(),
+            addrs: vec![a],
+        });
+    }
+    let (host, port) = s.rsplit_once(':').ok_or_else(usage)?;
+    if host.is_empty() || host.contains(':') || port.parse::<u16>().is_err() {
+        return Err(usage()); // an IPv6 address needs its brackets
+    }
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    let found = s
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    for a in found {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    if addrs.is_empty() {
+        return Err(format!("{host} has no address"));
+    }
+    Ok(PeerAddr {
+        text: s.to_string(),
+        addrs,
+    })
+}
+
+/// `--peer` of the commands that connect to peers.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PeersArg {
+    /// Use this peer too (repeatable): IP:PORT, [IPv6]:PORT or HOST:PORT; with --peer, a
+    /// torrent needs no working tracker.
+    #[arg(long = "peer", value_name = "HOST:PORT", value_parser = peer_addr)]
+    pub peers: Vec<PeerAddr>,
+}
+
+impl PeersArg {
+    /// Every address the `--peer` options resolved to, each once, in the order given.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        let mut all = Vec::new();
+        for a in self.peers.iter().flat_map(|p| &p.addrs) {
+            if !all.contains(a) {
+                all.push(*a);
+            }
+        }
+        all
+    }
+}
+
+/// `--port` of the commands that announce to trackers.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct PortArg {
+    /// The TCP port we announce to trackers (and listen on, when downloading or seeding).
     #[arg(long, default_value_t = crate::client::DEFAULT_PORT)]
     pub port: u16,
+}
+
+/// Options of the commands that download or seed: peers, connections, progress and tracing.
+#[derive(Args, Debug, Clone)]
+pub struct NetArgs {
+    #[command(flatten)]
+    pub peers: PeersArg,
+    #[command(flatten)]
+    pub port: PortArg,
     /// At most this many peer connections at once.
     #[arg(long, default_value_t = 50)]
     pub max_peers: usize,
-    /// No progress bar.
+    /// No progress bar and no report line on stderr.
     #[arg(short, long)]
     pub quiet: bool,
     #[command(flatten)]
     pub trace: TraceArgs,
+    /// With --trace: store at most N bytes of each frame that carries piece data, like
+    /// tcpdump -s N (message headers and all other messages are always kept whole; the
+    /// original lengths are recorded). Default: whole frames.
+    #[arg(long, value_name = "N", requires = "trace")]
+    pub trace_snaplen: Option<u32>,
 }
 
-/// Tracing options (`--trace DIR` and its companions).
+/// Tracing options of every networked command (`--trace DIR` and its companions).
 #[derive(Args, Debug, Clone, Default)]
 pub struct TraceArgs {
     /// Record every byte sent and received (peers and trackers) into DIR: a pcapng capture
     /// for Wireshark and a JSON Lines event log, named `<command>-<torrent name>.pcapng/.jsonl`.
     #[arg(long, value_name = "DIR")]
     pub trace: Option<PathBuf>,
-    /// With --trace: store at most N bytes of each frame that carries piece data, like
-    /// tcpdump -s N (message headers and all other messages are always kept whole; the
-    /// original lengths are recorded). Default: whole frames.
-    #[arg(long, value_name = "N", requires = "trace")]
-    pub trace_snaplen: Option<u32>,
     /// With --trace: timestamps from a logical clock and fixed TCP sequence numbers, so that
     /// the same exchange gives byte-identical files.
     #[arg(long, requires = "trace")]

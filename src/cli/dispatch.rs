@@ -20,8 +20,12 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-use super::args::{Cli, Command, CreateArgs, DemoArgs, NetArgs, TraceArgs, TrackerArgs};
-use super::{analyze, ladder, output, read_magnet, read_torrent, Interrupted};
+use super::args::{
+    Cli, Command, CreateArgs, DemoArgs, NetArgs, PeerAddr, PeersArg, TraceArgs, TrackerArgs,
+};
+use super::{
+    analyze, check_dir, check_parent, ladder, output, read_magnet, read_torrent, Interrupted,
+};
 use crate::bencode::{self, Value};
 use crate::client::{self, ClientConfig};
 use crate::download::Summary;
@@ -41,11 +45,11 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Runs one parsed command line; results go to `out`, diagnostics to stderr.
 pub fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
     match cli.command {
-        Command::Decode { bencoded, hex } => {
-            let v = bencode::decode(bencoded.as_bytes()).context("decoding the argument")?;
-            let json = if hex { v.to_json_hex() } else { v.to_json() };
-            writeln!(out, "{json}")?;
-        }
+        Command::Decode {
+            bencoded,
+            file,
+            hex,
+        } => decode(bencoded.as_deref(), file.as_deref(), hex, out)?,
         Command::Encode { json } => {
             let j: serde_json::Value = serde_json::from_str(&json).context("reading the JSON")?;
             let v = Value::from_json(&j)
@@ -71,24 +75,33 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
                 output::write_magnet(out, &m)?;
             }
         }
-        Command::Peers { torrent, net } => {
+        Command::Peers {
+            torrent,
+            port,
+            trace,
+        } => {
             let t = &read_torrent(&torrent)?;
+            let net = Net::lookup(&PeersArg::default(), port.port, trace);
             let peers = networked(&net, "peers", &t.info.name, Stop::Drop, |cfg| async move {
                 client::peers(t, &cfg).await
             })?;
             output::write_peers(out, &peers)?;
         }
-        Command::Handshake { torrent, peer, net } => {
+        Command::Handshake {
+            torrent,
+            peer,
+            port,
+            trace,
+        } => {
             let t = &read_torrent(&torrent)?;
+            let net = Net::lookup(&PeersArg::default(), port, trace);
+            let peer = &peer;
             let h = networked(
                 &net,
                 "handshake",
                 &t.info.name,
                 Stop::Drop,
-                |cfg| async move {
-                    // the course's peers accept exactly these reserved bytes (design.md)
-                    client::handshake(peer, t.info_hash, Reserved::EXTENSION_ONLY, &cfg).await
-                },
+                |cfg| async move { handshake(peer, t.info_hash, &cfg).await },
             )?;
             output::write_peer_id(out, &h.peer_id)?;
         }
@@ -98,8 +111,10 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             index,
             net,
         } => {
+            let net = Net::from(net);
             let t = &read_torrent(&torrent)?;
-            let path = &o.output;
+            piece_in_range(t, index)?;
+            let path = output_path(&o.output, false)?;
             let s = networked(
                 &net,
                 "download_piece",
@@ -117,8 +132,9 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             slots,
             net,
         } => {
+            let net = Net::from(net);
             let t = &read_torrent(&torrent)?;
-            let path = &o.output;
+            let path = output_path(&o.output, t.info.multi_file)?;
             let s = networked(
                 &net,
                 "download",
@@ -147,6 +163,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             slots,
             net,
         } => {
+            let net = Net::from(net);
             let t = &read_torrent(&torrent)?;
             let data = &data;
             let s = networked(&net, "seed", &t.info.name, Stop::Cancel, |mut cfg| {
@@ -159,7 +176,13 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
                 eprintln!("{}", output::seed_report(&s));
             }
         }
-        Command::MagnetHandshake { link, net } => {
+        Command::MagnetHandshake {
+            link,
+            peers,
+            port,
+            trace,
+        } => {
+            let net = Net::lookup(&peers, port.port, trace);
             let m = &read_magnet(&link)?;
             let name = magnet_name(m);
             let p = networked(
@@ -173,7 +196,13 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             let id = p.ut_metadata_id().unwrap_or(0);
             output::write_magnet_handshake(out, &p.handshake.peer_id, id)?;
         }
-        Command::MagnetInfo { link, net } => {
+        Command::MagnetInfo {
+            link,
+            peers,
+            port,
+            trace,
+        } => {
+            let net = Net::lookup(&peers, port.port, trace);
             let m = &read_magnet(&link)?;
             let name = magnet_name(m);
             let (t, _) = networked(&net, "magnet_info", &name, Stop::Drop, |cfg| async move {
@@ -189,9 +218,10 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             index,
             net,
         } => {
+            let net = Net::from(net);
             let m = &read_magnet(&link)?;
             let name = magnet_name(m);
-            let path = &o.output;
+            let path = output_path(&o.output, false)?;
             let (_, s) = networked(
                 &net,
                 "magnet_download_piece",
@@ -207,9 +237,10 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             link,
             net,
         } => {
+            let net = Net::from(net);
             let m = &read_magnet(&link)?;
             let name = magnet_name(m);
-            let path = &o.output;
+            let path = output_path(&o.output, false)?;
             let (t, s) = networked(
                 &net,
                 "magnet_download",
@@ -225,9 +256,72 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
         Command::Create(args) => create(&args, out)?,
         Command::Tracker(args) => tracker(&args)?,
         Command::Demo(args) => demo(&args, out)?,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "bt-trace", out);
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(out)?;
+        }
     }
     out.flush()?;
     Ok(())
+}
+
+/// `decode`: the argument as the course has it (one line of JSON), or a file / standard input
+/// (`-`) shown indented with binary strings as hex, so a .torrent can be read.
+fn decode(
+    arg: Option<&std::ffi::OsStr>,
+    file: Option<&std::path::Path>,
+    hex: bool,
+    out: &mut impl Write,
+) -> Result<()> {
+    use std::io::Read;
+    let (bytes, what) = match (arg, file) {
+        (_, Some(path)) => {
+            let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            (b, format!("decoding {}", path.display()))
+        }
+        (Some(a), None) if a == "-" => {
+            let mut b = Vec::new();
+            std::io::stdin()
+                .lock()
+                .read_to_end(&mut b)
+                .context("reading standard input")?;
+            (b, "decoding standard input".to_string())
+        }
+        (Some(a), None) => {
+            let v = bencode::decode(a.as_bytes()).context("decoding the argument")?;
+            let json = if hex { v.to_json_hex() } else { v.to_json() };
+            writeln!(out, "{json}")?;
+            return Ok(());
+        }
+        (None, None) => {
+            return Err(super::UsageError("decode needs a value, - or --file".into()).into())
+        }
+    };
+    let v = bencode::decode(&bytes).context(what)?;
+    writeln!(out, "{:#}", v.to_json_hex())?;
+    Ok(())
+}
+
+/// `handshake`: the peer's addresses in turn (a host name may have several) until one
+/// answers; the error of the last one otherwise.
+async fn handshake(
+    peer: &PeerAddr,
+    info_hash: [u8; 20],
+    cfg: &ClientConfig,
+) -> Result<crate::wire::Handshake> {
+    let mut last = None;
+    for &addr in &peer.addrs {
+        // the course's peers accept exactly these reserved bytes (design.md)
+        match client::handshake(addr, info_hash, Reserved::EXTENSION_ONLY, cfg).await {
+            Ok(h) => return Ok(h),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("{} has no address", peer.text)))
 }
 
 /// Inputs at least this big get a progress bar while they are hashed (when stderr is a
@@ -238,8 +332,7 @@ const CREATE_PROGRESS_MIN: u64 = 64 * 1024 * 1024;
 /// .torrent file and prints its info hash; a summary goes to stderr.
 fn create(args: &CreateArgs, out: &mut impl Write) -> Result<()> {
     use crate::create::{CreateOptions, Layout};
-    let layout =
-        Layout::scan(&args.path).with_context(|| format!("reading {}", args.path.display()))?;
+    let layout = Layout::scan(&args.path)?; // its errors name the file
     let creation_date = (!args.no_date).then(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -313,6 +406,10 @@ fn tracker(args: &TrackerArgs) -> Result<()> {
 /// commands to look at the trace.
 fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<()> {
     use crate::demo::{self, DemoOptions};
+    check_dir(&args.out).context("--out")?;
+    if let Some(file) = &args.report {
+        check_parent(file).context("--report")?;
+    }
     let plan = demo::prepare(DemoOptions {
         out: args.out.clone(),
         force: args.force,
@@ -324,18 +421,18 @@ fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<()> {
         reproducible: args.reproducible,
         quiet: args.quiet,
     })?;
-    let net = NetArgs {
-        peers: Vec::new(),
-        port: plan.downloader_port,
-        max_peers: 50,
+    let net = Net {
         quiet: args.quiet,
-        trace: TraceArgs {
-            trace: Some(plan.trace_dir.clone()),
-            trace_snaplen: None,
-            trace_deterministic: args.reproducible,
-            live: args.live,
-            report: args.report.clone(),
-        },
+        ..Net::lookup(
+            &PeersArg::default(),
+            plan.downloader_port,
+            TraceArgs {
+                trace: Some(plan.trace_dir.clone()),
+                trace_deterministic: args.reproducible,
+                live: args.live,
+                report: args.report.clone(),
+            },
+        )
     };
     let plan = &plan;
     let (outcome, trace) = networked_traced(
@@ -375,6 +472,46 @@ fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
+/// What [`networked`] takes from a command line; a command without an option gets its
+/// default (`peers` and `handshake` have no `--max-peers`, `-q` or `--trace-snaplen`).
+#[derive(Debug, Clone)]
+struct Net {
+    peers: Vec<std::net::SocketAddr>,
+    port: u16,
+    max_peers: usize,
+    quiet: bool,
+    snaplen: Option<u32>,
+    trace: TraceArgs,
+}
+
+impl Net {
+    /// The settings of a command that only looks peers up or talks to one (`peers`,
+    /// `handshake`, `magnet_handshake`, `magnet_info`).
+    fn lookup(peers: &PeersArg, port: u16, trace: TraceArgs) -> Net {
+        Net {
+            peers: peers.addrs(),
+            port,
+            max_peers: 50,
+            quiet: false,
+            snaplen: None,
+            trace,
+        }
+    }
+}
+
+impl From<NetArgs> for Net {
+    fn from(a: NetArgs) -> Net {
+        Net {
+            peers: a.peers.addrs(),
+            port: a.port.port,
+            max_peers: a.max_peers,
+            quiet: a.quiet,
+            snaplen: a.trace_snaplen,
+            trace: a.trace,
+        }
+    }
+}
+
 /// How a networked command stops after a signal.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Stop {
@@ -388,7 +525,7 @@ enum Stop {
 /// Runs a networked command: client settings from `net`, the trace (`--trace`) named after
 /// `command` and `name`, a runtime with the signal handlers, `job`, then the runtime's shutdown
 /// and the trace's end, whatever the job's outcome.
-fn networked<T, F, Fut>(net: &NetArgs, command: &str, name: &str, stop: Stop, job: F) -> Result<T>
+fn networked<T, F, Fut>(net: &Net, command: &str, name: &str, stop: Stop, job: F) -> Result<T>
 where
     F: FnOnce(ClientConfig) -> Fut,
     Fut: Future<Output = Result<T>>,
@@ -398,7 +535,7 @@ where
 
 /// [`networked`], also returning what the trace holds (with `--trace`).
 fn networked_traced<T, F, Fut>(
-    net: &NetArgs,
+    net: &Net,
     command: &str,
     name: &str,
     stop: Stop,
@@ -498,7 +635,7 @@ async fn until_signal<T>(
     }
 }
 
-fn client_config(net: &NetArgs) -> ClientConfig {
+fn client_config(net: &Net) -> ClientConfig {
     ClientConfig {
         port: net.port,
         max_peers: net.max_peers.max(1),
@@ -506,6 +643,31 @@ fn client_config(net: &NetArgs) -> ClientConfig {
         progress: !net.quiet && !net.trace.live,
         ..Default::default()
     }
+}
+
+/// A piece index of the command line that the torrent does not have is a usage error.
+fn piece_in_range(t: &crate::metainfo::Torrent, index: u32) -> Result<()> {
+    let n = t.info.pieces.len();
+    if index as usize >= n {
+        let e = format!(
+            "piece index {index} is out of range: the torrent has {n} pieces (0..={})",
+            n.saturating_sub(1)
+        );
+        return Err(super::UsageError(e).into());
+    }
+    Ok(())
+}
+
+/// `-o PATH` of the download commands, once [`check_dir`] finds that it can be made: the
+/// directory of a multi-file torrent, else the file (its parent must be a directory).
+fn output_path(path: &std::path::Path, dir: bool) -> Result<&std::path::Path> {
+    if dir {
+        check_dir(path)
+    } else {
+        check_parent(path)
+    }
+    .context("-o")?;
+    Ok(path)
 }
 
 /// A name for a magnet link's trace files: its display name, or its info hash.
@@ -517,11 +679,17 @@ fn magnet_name(m: &Magnet) -> String {
 /// with anything but letters, digits, `-_.` replaced by `_` and no leading dots) and hooks it
 /// into the client's connections and tracker exchanges.
 fn start_trace(
-    net: &NetArgs,
+    net: &Net,
     command: &str,
     name: &str,
     cfg: &mut ClientConfig,
 ) -> Result<Option<Recorder>> {
+    if let Some(dir) = &net.trace.trace {
+        check_dir(dir).context("--trace")?;
+    }
+    if let Some(file) = &net.trace.report {
+        check_parent(file).context("--report")?;
+    }
     // `--live` and `--report` observe the recorder's events, with or without files.
     let mut observers: Vec<Box<dyn EventObserver>> = Vec::new();
     if net.trace.live {
@@ -556,7 +724,7 @@ fn start_trace(
         .collect();
     let stem = format!("{command}-{}", name.trim_start_matches('.'));
     let opts = RecorderOptions {
-        snaplen: net.trace.trace_snaplen,
+        snaplen: net.snaplen,
         deterministic: net.trace.trace_deterministic,
         listen_port: Some(net.port),
         ..RecorderOptions::in_dir(dir, &stem)
@@ -601,7 +769,7 @@ fn finish_trace(trace: Option<Recorder>) -> Result<Option<TraceStats>> {
 
 /// A download's outcome: the report line on stderr (unless `--quiet`), then [`Interrupted`]
 /// when a signal stopped it, or an error when it is incomplete.
-fn check_download(s: &Summary, net: &NetArgs) -> Result<()> {
+fn check_download(s: &Summary, net: &Net) -> Result<()> {
     if !net.quiet {
         eprintln!("{}", output::download_report(s));
     }

@@ -41,9 +41,7 @@ pub fn run(
             )
         } else {
             let name = path.display().to_string();
-            let r = std::fs::File::open(path)
-                .map_err(anyhow::Error::new)
-                .and_then(|f| read_events(f, &mut ladder));
+            let r = super::open_input(path).and_then(|f| read_events(f, &mut ladder));
             (name, r)
         };
         match res {

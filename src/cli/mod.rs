@@ -14,6 +14,7 @@ mod analyze;
 pub mod args;
 mod dispatch;
 mod ladder;
+mod lines;
 pub mod output;
 
 pub use args::Cli;
@@ -73,6 +74,35 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// Fails when `dir`, which is to be a directory, cannot be one because it or one of its
+/// parents is an existing file: "`<that file>` is not a directory" (creating it would only
+/// say "File exists"). A path that does not exist yet is fine.
+pub fn check_dir(dir: &Path) -> Result<()> {
+    for a in dir.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+        match std::fs::metadata(a) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => anyhow::bail!("{} is not a directory", a.display()),
+            Err(_) => continue, // not there (yet): its parent decides
+        }
+    }
+    Ok(())
+}
+
+/// [`check_dir`] for the directory that `file` goes into.
+pub fn check_parent(file: &Path) -> Result<()> {
+    file.parent().map_or(Ok(()), check_dir)
+}
+
+/// Opens a file to read (`analyze`, `ladder`); a directory is refused here, where it is
+/// found, rather than by the first read.
+pub fn open_input(path: &Path) -> Result<std::fs::File> {
+    let f = std::fs::File::open(path)?;
+    if f.metadata().is_ok_and(|m| m.is_dir()) {
+        anyhow::bail!("is a directory, not a file");
+    }
+    Ok(f)
 }
 
 /// Reads and parses a .torrent file; errors name the file.

@@ -43,26 +43,39 @@ pub trait ConnObserver: Send + Sync {
     }
 }
 
-/// Why a peer connection ended.
+/// Why a peer connection ended. Each message says its cause itself and no variant has an
+/// error `source`, so a `{:#}` chain prints the cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
-    #[error("could not connect to {addr}: {source}")]
+    #[error("could not connect to {addr}: {error}")]
     Connect {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("timed out: {0}")]
     Timeout(&'static str),
     #[error("connection closed by the peer")]
     Closed,
     #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("protocol error: {0}")]
-    Wire(#[from] WireError),
+    Wire(WireError),
     #[error("peer is serving a different torrent (info hash {0})")]
     WrongInfoHash(String),
     #[error("{0}")]
     Protocol(String),
+}
+
+impl From<std::io::Error> for PeerError {
+    fn from(e: std::io::Error) -> PeerError {
+        PeerError::Io(e)
+    }
+}
+
+impl From<WireError> for PeerError {
+    fn from(e: WireError) -> PeerError {
+        PeerError::Wire(e)
+    }
 }
 
 /// A connection id unique in this process (the engine, the metadata fetch and `handshake` all
@@ -98,7 +111,7 @@ impl Conn {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| PeerError::Timeout("connecting"))?
-            .map_err(|source| PeerError::Connect { addr, source })?;
+            .map_err(|error| PeerError::Connect { addr, error })?;
         Conn::from_stream(stream, id, observer)
     }
 

@@ -58,13 +58,10 @@ impl<W: Write> JsonlWriter<W> {
 /// Why a JSON Lines file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum JsonlError {
-    #[error("reading line {line}: {source}")]
-    Io { line: u64, source: io::Error },
-    #[error("line {line} is not a trace event: {source}")]
-    Parse {
-        line: u64,
-        source: serde_json::Error,
-    },
+    #[error("reading line {line}: {error}")]
+    Io { line: u64, error: io::Error },
+    #[error("line {line} is not a trace event: {error}")]
+    Parse { line: u64, error: serde_json::Error },
 }
 
 /// Reads every event of a JSON Lines file (empty lines are skipped).
@@ -72,17 +69,17 @@ pub fn read_events(input: impl BufRead) -> Result<Vec<Event>, JsonlError> {
     let mut out = Vec::new();
     for (i, line) in input.lines().enumerate() {
         let line_no = i as u64 + 1;
-        let line = line.map_err(|source| JsonlError::Io {
+        let line = line.map_err(|error| JsonlError::Io {
             line: line_no,
-            source,
+            error,
         })?;
         if line.trim().is_empty() {
             continue;
         }
         out.push(
-            serde_json::from_str(&line).map_err(|source| JsonlError::Parse {
+            serde_json::from_str(&line).map_err(|error| JsonlError::Parse {
                 line: line_no,
-                source,
+                error,
             })?,
         );
     }

@@ -156,9 +156,9 @@ async fn get_plain(
         timeout_at(deadline, tokio::net::lookup_host((host.as_str(), port)))
             .await
             .map_err(|_| timeout(format!("the address of {host}")))?
-            .map_err(|source| TrackerError::Unreachable {
+            .map_err(|error| TrackerError::Unreachable {
                 target: target.clone(),
-                source,
+                error,
             })?
             .collect();
     let mut last_err = None;
@@ -169,11 +169,14 @@ async fn get_plain(
                 stream = Some(s);
                 break;
             }
-            Ok(Err(source)) => {
-                last_err = Some(TrackerError::Unreachable {
-                    target: format!("{target} ({a})"),
-                    source,
-                })
+            Ok(Err(error)) => {
+                // the address a name resolved to, unless the URL already says it
+                let target = if a.to_string() == target {
+                    target.clone()
+                } else {
+                    format!("{target} ({a})")
+                };
+                last_err = Some(TrackerError::Unreachable { target, error })
             }
             Err(_) => return Err(timeout(format!("a TCP connection to {a}"))),
         }
@@ -181,12 +184,12 @@ async fn get_plain(
     let Some(mut stream) = stream else {
         return Err(last_err.unwrap_or_else(|| TrackerError::Unreachable {
             target,
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address found"),
+            error: std::io::Error::new(std::io::ErrorKind::NotFound, "no address found"),
         }));
     };
     let (local, remote) = match (stream.local_addr(), stream.peer_addr()) {
         (Ok(l), Ok(r)) => (l, r),
-        (Err(source), _) | (_, Err(source)) => return Err(TrackerError::Io { target, source }),
+        (Err(error), _) | (_, Err(error)) => return Err(TrackerError::Io { target, error }),
     };
     let request = build_request(url, &config.user_agent);
     let started = SystemTime::now();
@@ -215,7 +218,7 @@ async fn get_plain(
         Ok(Ok(resp)) => Ok(resp),
         Ok(Err(HttpError::Incomplete)) => Err(TrackerError::Io {
             target: remote.to_string(),
-            source: std::io::Error::other("connection failed mid-response"),
+            error: std::io::Error::other("connection failed mid-response"),
         }),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(timeout(format!("the HTTP response from {remote}"))),

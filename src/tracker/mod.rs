@@ -156,11 +156,10 @@ pub enum TrackerError {
         "unsupported tracker URL scheme {scheme:?} in {url} (bt-trace speaks http, https and udp)"
     )]
     UnsupportedScheme { url: String, scheme: String },
-    #[error("cannot reach tracker {target}: {source}")]
+    #[error("cannot reach tracker {target}: {error}")]
     Unreachable {
         target: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("timed out after {after:.1?} waiting for {what}")]
     Timeout { what: String, after: Duration },
@@ -193,11 +192,10 @@ pub enum TrackerError {
     ScrapeUnsupported(String),
     #[error("HTTPS request to {url} failed: {detail}")]
     Https { url: String, detail: String },
-    #[error("network error talking to {target}: {source}")]
+    #[error("network error talking to {target}: {error}")]
     Io {
         target: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("the torrent lists no trackers")]
     NoTrackers,

@@ -496,9 +496,9 @@ impl<'a> Client<'a> {
             .port()
             .ok_or_else(|| invalid("a udp:// tracker URL needs a port"))?;
         let target = format!("{}:{port}", parsed.host_str().unwrap_or_default());
-        let unreachable = |source| TrackerError::Unreachable {
+        let unreachable = |error| TrackerError::Unreachable {
             target: target.clone(),
-            source,
+            error,
         };
         let budget = cfg.wait(cfg.tries.max(1));
         let remote = timeout_at(
@@ -536,12 +536,12 @@ impl<'a> Client<'a> {
         })
     }
 
-    fn io_error(&self, source: std::io::Error) -> TrackerError {
+    fn io_error(&self, error: std::io::Error) -> TrackerError {
         let target = self.remote.to_string();
-        if source.kind() == std::io::ErrorKind::ConnectionRefused {
-            TrackerError::Unreachable { target, source }
+        if error.kind() == std::io::ErrorKind::ConnectionRefused {
+            TrackerError::Unreachable { target, error }
         } else {
-            TrackerError::Io { target, source }
+            TrackerError::Io { target, error }
         }
     }
 

@@ -14,6 +14,7 @@ mod analyze_utp;
 mod builtin_tracker;
 mod capture_real;
 mod cli_basic;
+mod cli_polish;
 mod cli_real;
 mod cli_signals;
 mod create_real;
