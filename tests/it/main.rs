@@ -22,6 +22,7 @@ mod engine_robustness;
 mod harness_selftest;
 mod hostile_peers;
 mod magnet_real;
+mod metainfo_download;
 mod metainfo_oracle;
 mod seed_real;
 mod trace_real;
