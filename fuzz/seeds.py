@@ -158,6 +158,11 @@ info = benc({"name": "d", "piece length": 16384, "pieces": hashlib.sha1(b"x").di
                        {"length": 12000, "path": ["c"]}]})
 multi = benc({"announce": "udp://127.0.0.1:6969", "announce-list": [["http://127.0.0.1:1/announce"], ["udp://[::1]:2"]], "info": info})
 single = benc({"announce": "http://t/a", "info": {"name": "f", "length": 5, "piece length": 262144, "pieces": bytes(20), "private": 1}})
+bep47 = benc({"announce": "http://t/a", "info": {"name": "d", "piece length": 16, "pieces": bytes(40),
+              "files": [{"length": 3, "path": ["sub", "a.sh"], "attr": "x"}, {"length": 13, "attr": "p"},
+                        {"attr": "l", "path": ["s"], "symlink path": ["..", "sub", "a.sh"]},
+                        {"length": 5, "path": ["..", "", "a/b"], "attr": "h"}, {"length": 5, "path": ["..", "", "a/b"]}]}}) + b"\n"
+put("metainfo", "bep47.torrent", bep47)
 for t in ("bencode", "metainfo"):
     put(t, "sample.torrent", sample)
     put(t, "multi.torrent", multi)

@@ -9,7 +9,7 @@
 //! protocol in the handshake ([`Reserved::EXTENSION_ONLY`]).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use crate::bitfield::Bitfield;
 use crate::download::engine::{self, Layout, Options, Summary};
 use crate::download::source::TrackerSource;
+use crate::download::storage::DiskFile;
 use crate::magnet::Magnet;
 use crate::metadata::{self, ExtendedPeer, MetadataError};
 use crate::metainfo::Torrent;
@@ -151,21 +152,56 @@ pub async fn handshake(
     Ok(theirs)
 }
 
-/// Where each file of `t` goes: for a single-file torrent `out` is the file itself; for a
-/// multi-file torrent `out` is the directory the torrent's files go into.
-pub fn file_layout(t: &Torrent, out: &Path) -> Vec<(PathBuf, u64)> {
+/// Where each file of `t`'s byte space goes: for a single-file torrent `out` is the file
+/// itself; for a multi-file torrent `out` is the directory the torrent's files go into, at
+/// their sanitized paths. Symlinks are not in the byte space (see [`make_symlinks`]).
+pub fn file_layout(t: &Torrent, out: &Path) -> Vec<DiskFile> {
     if t.info.multi_file {
         t.info
             .files
             .iter()
-            .map(|f| (out.join(f.relative_path()), f.length))
+            .filter(|f| f.symlink.is_none())
+            .map(|f| DiskFile {
+                path: out.join(f.relative_path()),
+                length: f.length,
+                padding: f.padding,
+                executable: f.executable,
+            })
             .collect()
     } else {
-        vec![(out.to_path_buf(), t.info.total_length)]
+        let f = &t.info.files[..1];
+        vec![DiskFile {
+            executable: f.iter().any(|f| f.executable),
+            ..DiskFile::plain(out.to_path_buf(), t.info.total_length)
+        }]
     }
 }
 
-fn layout(t: &Torrent, files: Vec<(PathBuf, u64)>) -> Layout {
+/// Creates the BEP 47 symlinks of a multi-file torrent under `out`: only those whose target
+/// stays inside the torrent (the others were warned about when it was read), and never over
+/// something that is already there (a warning instead). Blocking file-system work.
+fn make_symlinks(t: &Torrent, out: &Path) {
+    for f in t.info.files.iter().filter(|_| t.info.multi_file) {
+        let Some(target) = f.symlink.as_ref().and_then(|l| l.target.as_ref()) else {
+            continue;
+        };
+        let link = out.join(f.relative_path());
+        if std::fs::symlink_metadata(&link).is_ok_and(|m| {
+            m.file_type().is_symlink() && std::fs::read_link(&link).ok().as_ref() == Some(target)
+        }) {
+            continue;
+        }
+        let made = link
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::os::unix::fs::symlink(target, &link));
+        if let Err(e) = made {
+            tracing::warn!("symlink {} -> {}: {e}", link.display(), target.display());
+        }
+    }
+}
+
+fn layout(t: &Torrent, files: Vec<DiskFile>) -> Layout {
     Layout {
         info_hash: t.info_hash,
         piece_len: t.info.piece_length,
@@ -218,6 +254,8 @@ pub async fn download(t: &Torrent, out: &Path, cfg: &ClientConfig) -> Result<Sum
     if source.tiers.tiers().is_empty() && opts.peers.is_empty() {
         bail!("the torrent names no tracker; give peers with --peer IP:PORT");
     }
+    let (links, dir) = (t.clone(), out.to_path_buf());
+    tokio::task::spawn_blocking(move || make_symlinks(&links, &dir)).await?;
     let summary = engine::download(layout(t, file_layout(t, out)), Box::new(source), opts).await?;
     Ok(summary)
 }
@@ -314,8 +352,11 @@ pub async fn seed(
 
 /// Every file of the torrent must be there, at its length, before we seed it (a missing file
 /// would otherwise be created empty).
-fn check_data_files(files: &[(PathBuf, u64)]) -> Result<()> {
-    for (path, len) in files {
+fn check_data_files(files: &[DiskFile]) -> Result<()> {
+    for DiskFile {
+        path, length: len, ..
+    } in files.iter().filter(|f| !f.padding)
+    {
         let meta = std::fs::metadata(path)
             .with_context(|| format!("the data to seed is missing: {}", path.display()))?;
         if !meta.is_file() {

@@ -841,7 +841,10 @@ mod tests {
             info_hash: h,
             piece_len: parsed.piece_length,
             hashes: parsed.pieces.clone(),
-            files: vec![(dir.path().join("data"), parsed.total_length)],
+            files: vec![crate::download::storage::DiskFile::plain(
+                dir.path().join("data"),
+                parsed.total_length,
+            )],
             info_bytes: Some(info.clone()),
         };
         let opts = Options::default();

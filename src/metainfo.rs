@@ -1,5 +1,6 @@
 //! Metainfo: the contents of a `.torrent` file (BEP 3), with tracker tiers (BEP 12), private
-//! torrents (BEP 27) and padding files (BEP 47).
+//! torrents (BEP 27) and file attributes (BEP 47: padding files, symlinks, executable and
+//! hidden files).
 //!
 //! A torrent is a bencoded dictionary. Its `info` dictionary describes the data: a suggested
 //! `name`, the `piece length`, the SHA-1 of every piece concatenated in `pieces`, and either one
@@ -16,13 +17,17 @@
 //! malformed `announce-list` would reject the whole torrent). Here every error names the field,
 //! e.g. ``field `info.files[2].path[0]` should be a byte string, found an integer``.
 //!
-//! Safety: every file path component (and the `name`) is checked when the torrent is parsed,
-//! before anything can be written: no `..`, `.`, empty components, separators (`/`, `\`), NUL
-//! bytes or drive letters (`C:`). [`FileEntry::relative_path`] therefore always stays inside the
-//! output directory.
+//! Paths are sanitized, not refused, as libtorrent 2.0 does (every torrent libtorrent opens,
+//! `info` can show): each component of `path` (and the `name`) goes through
+//! [`sanitize_component`] (separators and NUL removed, `.`/`..` dropped, an empty component
+//! becomes `_`, control characters `_`), two files that land on the same path get numbered
+//! names (`a.txt`, `a.1.txt`), and symlink targets that would leave the torrent are not kept.
+//! Each change is one entry of [`Info::warnings`]. [`FileEntry::path`] is what gets written, and
+//! [`FileEntry::relative_path`] therefore always stays inside the output directory. Trailing
+//! bytes after the top-level dictionary are a warning too ([`Torrent::warnings`]).
 //!
 //! Contract: [`Torrent::parse`] and [`Info::from_raw_bytes`] never panic on any input; they
-//! return a [`MetainfoError`] that says what is wrong and where.
+//! return a [`MetainfoError`] that says what is wrong and where. Nothing here touches the disk.
 
 use crate::bencode::{self, BencodeError, Value};
 use sha1::{Digest, Sha1};
@@ -65,14 +70,6 @@ pub enum MetainfoError {
         expected: u64,
         found: usize,
     },
-    #[error("unsafe file path {path:?} in `{field}`: {why}; refusing the torrent")]
-    UnsafePath {
-        field: String,
-        path: String,
-        why: &'static str,
-    },
-    #[error("two files map to the same place: {path:?}")]
-    PathConflict { path: String },
     #[error("info dictionary hashes to {found}, expected {expected}")]
     InfoHashMismatch { expected: String, found: String },
     #[error("BitTorrent v2-only torrents (BEP 52) are not supported: `info` has no `pieces`")]
@@ -102,6 +99,9 @@ pub struct Torrent {
     pub info: Info,
     /// SHA-1 of the raw `info` bytes (same as `info.info_hash()`).
     pub info_hash: [u8; 20],
+    /// Bytes after the top-level dictionary (ignored, as libtorrent does; see
+    /// [`Torrent::warnings`]).
+    pub trailing_bytes: usize,
 }
 
 /// The `info` dictionary: what the data is and how it is cut into pieces.
@@ -122,6 +122,9 @@ pub struct Info {
     pub private: bool,
     /// True when the torrent has a `files` list (even of one file).
     pub multi_file: bool,
+    /// What was changed to make the torrent safe to write, one line each: a sanitized `name` or
+    /// path, a numbered duplicate, a symlink that will not be created.
+    pub warnings: Vec<String>,
     raw: Vec<u8>,
     info_hash: [u8; 20],
 }
@@ -129,31 +132,60 @@ pub struct Info {
 /// One file of the torrent, placed in the torrent's byte space.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileEntry {
-    /// Path components relative to the torrent's root (`[name]` for a single-file torrent;
-    /// for multi-file torrents the components of `path`, without the torrent's `name`).
+    /// Path components relative to the torrent's root, sanitized and made unique: what is
+    /// written (`[name]` for a single-file torrent; for multi-file torrents the components of
+    /// `path`, without the torrent's `name`; `.pad/<length>` for a padding file without one).
     pub path: Vec<String>,
+    /// Bytes in the torrent's byte space (0 for a symlink, whatever its `length` says).
     pub length: u64,
     /// Where the file starts in the torrent's byte space (sum of the lengths before it).
     pub offset: u64,
-    /// BEP 47 padding file (`attr` contains `p`): its bytes are zeros and need not be written.
+    /// BEP 47 padding file (`attr` contains `p`, or a BitComet `_____padding_file_` name): its
+    /// bytes are zeros, hashed but never written.
     pub padding: bool,
+    /// BEP 47 `x`: written with the executable bits set.
+    pub executable: bool,
+    /// BEP 47 `h`: a hidden file (shown; nothing to do for it on Unix).
+    pub hidden: bool,
+    /// BEP 47 `l`: a symbolic link instead of data.
+    pub symlink: Option<Symlink>,
+}
+
+/// A BEP 47 symlink's target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Symlink {
+    /// `symlink path` as given: relative to the torrent's root (BEP 47), or, in torrents made
+    /// by libtorrent, to the link's directory.
+    pub given: Vec<String>,
+    /// What the link is created with: a relative path from the link's directory to a place
+    /// inside the torrent. `None` when the target would leave the torrent (not created).
+    pub target: Option<PathBuf>,
 }
 
 impl FileEntry {
     /// The path relative to the output directory. It never escapes that directory: the
-    /// components were checked when the torrent was parsed, and any component that is not
+    /// components were sanitized when the torrent was parsed, and any component that is not
     /// one plain name (possible only if the struct was built by hand) becomes `_`.
     pub fn relative_path(&self) -> PathBuf {
         self.path
             .iter()
-            .map(|c| {
-                if component_problem(c).is_none() {
-                    c.as_str()
-                } else {
-                    "_"
-                }
-            })
+            .map(|c| if is_plain(c) { c.as_str() } else { "_" })
             .collect()
+    }
+
+    /// The BEP 47 attributes as letters (`p`adding, `l`ink, e`x`ecutable, `h`idden), empty for
+    /// a plain file.
+    pub fn attr(&self) -> String {
+        [
+            (self.padding, 'p'),
+            (self.symlink.is_some(), 'l'),
+            (self.executable, 'x'),
+            (self.hidden, 'h'),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, c)| c)
+        .collect()
     }
 
     /// The path joined with `/`, for display.
@@ -170,7 +202,7 @@ impl FileEntry {
 impl Torrent {
     /// Parses the bytes of a `.torrent` file.
     pub fn parse(buf: &[u8]) -> Result<Torrent> {
-        let root = bencode::decode(buf)?;
+        let (root, used) = bencode::decode_prefix(buf)?;
         let dict = root
             .as_dict()
             .ok_or(MetainfoError::NotADict { found: kind(&root) })?;
@@ -191,7 +223,7 @@ impl Torrent {
                 None
             }
         };
-        Ok(Torrent {
+        let t = Torrent {
             announce,
             announce_list,
             comment,
@@ -199,7 +231,27 @@ impl Torrent {
             creation_date,
             info_hash: info.info_hash,
             info,
-        })
+            trailing_bytes: buf.len() - used,
+        };
+        for w in t.warnings() {
+            tracing::warn!("{w}");
+        }
+        Ok(t)
+    }
+
+    /// Everything that was ignored or changed to read the torrent: trailing bytes, then the
+    /// [`Info::warnings`]. Empty for a well-formed torrent.
+    pub fn warnings(&self) -> Vec<String> {
+        let trailing = (self.trailing_bytes > 0).then(|| {
+            format!(
+                "{} trailing byte(s) after the torrent's dictionary are ignored",
+                self.trailing_bytes
+            )
+        });
+        trailing
+            .into_iter()
+            .chain(self.info.warnings.iter().cloned())
+            .collect()
     }
 
     /// Builds a torrent from an info dictionary obtained some other way (BEP 9 metadata
@@ -213,6 +265,7 @@ impl Torrent {
             creation_date: None,
             info_hash: info.info_hash,
             info,
+            trailing_bytes: 0,
         }
     }
 
@@ -274,12 +327,20 @@ impl Info {
         if !d.contains_key(&b"pieces"[..]) && d.contains_key(&b"file tree"[..]) {
             return Err(MetainfoError::V2Only);
         }
-        let name = utf8_variant(d, "name")
+        let info_hash: [u8; 20] = Sha1::digest(raw).into();
+        let mut warnings = Vec::new();
+        let given_name = utf8_variant(d, "name")
             .map(Ok)
             .or_else(|| d.get(&b"name"[..]).map(|v| text(v, "info.name")))
             .ok_or_else(|| missing("info.name"))??;
-        if let Some(why) = component_problem(&name) {
-            return Err(unsafe_path("info.name", &name, why));
+        // libtorrent names a torrent whose name sanitizes to nothing after its info hash
+        let name = sanitize_component(&given_name).unwrap_or_else(|| hex::encode(info_hash));
+        if name != given_name {
+            warnings.push(sanitized_warning(
+                "info.name",
+                &[given_name],
+                std::slice::from_ref(&name),
+            ));
         }
 
         let piece_length = match d.get(&b"piece length"[..]) {
@@ -323,15 +384,19 @@ impl Info {
             (None, None) => return Err(missing("info.length` or `info.files")),
             (Some(len), None) => {
                 let length = non_negative(len, "info.length")?;
+                let attr = attributes(d);
                 let file = FileEntry {
                     path: vec![name.clone()],
                     length,
                     offset: 0,
                     padding: false,
+                    executable: attr.contains(&b'x'),
+                    hidden: attr.contains(&b'h'),
+                    symlink: None,
                 };
                 (vec![file], false)
             }
-            (None, Some(list)) => (files(list)?, true),
+            (None, Some(list)) => (files(list, &mut warnings)?, true),
         };
         let total_length = files.last().map_or(0, |f| f.offset + f.length);
         if total_length == 0 {
@@ -365,8 +430,9 @@ impl Info {
             total_length,
             private,
             multi_file,
+            warnings,
             raw: raw.to_vec(),
-            info_hash: Sha1::digest(raw).into(),
+            info_hash,
         })
     }
 
@@ -430,8 +496,9 @@ impl Info {
     }
 }
 
-/// Reads `info.files`: lengths, offsets, safe paths, no two files at the same place.
-fn files(list: &Value) -> Result<Vec<FileEntry>> {
+/// Reads `info.files`: lengths, offsets, attributes, and paths made safe and unique; every
+/// change is pushed to `warnings`.
+fn files(list: &Value, warnings: &mut Vec<String>) -> Result<Vec<FileEntry>> {
     let items = list
         .as_list()
         .ok_or_else(|| wrong("info.files", "a list", list))?;
@@ -448,33 +515,59 @@ fn files(list: &Value) -> Result<Vec<FileEntry>> {
         let d = item
             .as_dict()
             .ok_or_else(|| wrong(&field, "a dictionary", item))?;
-        let length = match d.get(&b"length"[..]) {
-            Some(v) => non_negative(v, &format!("{field}.length"))?,
-            None => return Err(missing(&format!("{field}.length"))),
+        let attr = attributes(d);
+        let mut padding = attr.contains(&b'p');
+        // A symlink takes no room in the byte space, whatever its `length` says (libtorrent);
+        // without a `symlink path` it is an empty file.
+        let symlink_path = if attr.contains(&b'l') {
+            d.get(&b"symlink path"[..])
+                .map(|v| components(v, &format!("{field}.symlink path")))
+                .transpose()?
+        } else {
+            None
         };
-        let path = match path_variant_utf8(d) {
-            Some(p) => p,
-            None => {
-                let pfield = format!("{field}.path");
-                let v = d.get(&b"path"[..]).ok_or_else(|| missing(&pfield))?;
-                let comps = v.as_list().ok_or_else(|| wrong(&pfield, "a list", v))?;
-                comps
-                    .iter()
-                    .enumerate()
-                    .map(|(j, c)| text(c, &format!("{pfield}[{j}]")))
-                    .collect::<Result<Vec<_>>>()?
+        let length = if attr.contains(&b'l') {
+            0
+        } else {
+            match d.get(&b"length"[..]) {
+                Some(v) => non_negative(v, &format!("{field}.length"))?,
+                None => return Err(missing(&format!("{field}.length"))),
             }
         };
-        check_path(&path, &format!("{field}.path"))?;
-        let padding = d
-            .get(&b"attr"[..])
-            .and_then(Value::as_bytes)
-            .is_some_and(|a| a.contains(&b'p'));
+        let pfield = format!("{field}.path");
+        let given = match path_variant_utf8(d) {
+            Some(p) => p,
+            None => match d.get(&b"path"[..]) {
+                Some(v) => components(v, &pfield)?,
+                None if padding => vec![".pad".into(), length.to_string()],
+                None => return Err(missing(&pfield)),
+            },
+        };
+        let path = match (given.is_empty(), padding) {
+            (false, _) => sanitize_path(&given),
+            (true, true) => vec![".pad".into(), length.to_string()],
+            (true, false) => {
+                return Err(MetainfoError::Invalid {
+                    field: pfield,
+                    why: "the path has no components".into(),
+                })
+            }
+        };
+        if path != given && !padding {
+            warnings.push(sanitized_warning(&pfield, &given, &path));
+        }
+        padding |= path.iter().any(|c| c.contains("_____padding_file_"));
         out.push(FileEntry {
             path,
             length,
             offset,
             padding,
+            executable: attr.contains(&b'x'),
+            hidden: attr.contains(&b'h'),
+            symlink: symlink_path.map(|given| Symlink {
+                given,
+                target: None,
+            }),
         });
         offset = offset
             .checked_add(length)
@@ -483,59 +576,213 @@ fn files(list: &Value) -> Result<Vec<FileEntry>> {
                 why: "the total length overflows 64 bits".into(),
             })?;
     }
-    check_conflicts(&out)?;
+    number_duplicates(&mut out, warnings);
+    resolve_symlinks(&mut out, warnings);
     Ok(out)
 }
 
-/// Why a single path component is unsafe to write, or `None` when it is a plain name.
+/// A file's BEP 47 `attr` letters (empty when absent or not a byte string).
+fn attributes(d: &BTreeMap<Vec<u8>, Value>) -> &[u8] {
+    d.get(&b"attr"[..])
+        .and_then(Value::as_bytes)
+        .unwrap_or_default()
+}
+
+/// A list of path components (`path`, `symlink path`) as text.
+fn components(v: &Value, field: &str) -> Result<Vec<String>> {
+    let comps = v.as_list().ok_or_else(|| wrong(field, "a list", v))?;
+    comps
+        .iter()
+        .enumerate()
+        .map(|(j, c)| text(c, &format!("{field}[{j}]")))
+        .collect()
+}
+
+/// Longest component libtorrent writes (in bytes) before it keeps only the extension.
+const MAX_COMPONENT: usize = 240;
+
+/// Unicode controls that change the writing direction: libtorrent removes them, since they can
+/// disguise a file's extension (`evil\u{202e}gpj.exe` shows as `evilexe.jpg`).
+const DIRECTION_CONTROLS: [char; 7] = [
+    '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}', '\u{200e}', '\u{200f}',
+];
+
+/// One path component as libtorrent 2.0 writes it, or `None` when it is dropped (`.`, `..`,
+/// or nothing left). `/`, `\\`, NUL and direction controls are removed, other control
+/// characters become `_`, an empty component becomes `_`, and a component longer than
+/// [`MAX_COMPONENT`] bytes is cut there, keeping an extension of up to 10 bytes. The result
+/// is always one plain name (see [`is_plain`]).
+pub fn sanitize_component(given: &str) -> Option<String> {
+    if given.is_empty() {
+        return Some("_".into());
+    }
+    let mut out = String::with_capacity(given.len().min(MAX_COMPONENT + 10));
+    let mut at = 0; // where the next character of `given` starts
+    let mut extension_kept = false;
+    while let Some(c) = given[at..].chars().next() {
+        at += c.len_utf8();
+        if matches!(c, '/' | '\\' | '\0') || DIRECTION_CONTROLS.contains(&c) {
+            continue;
+        }
+        out.push(if c < ' ' { '_' } else { c });
+        if out.len() >= MAX_COMPONENT && !extension_kept {
+            // libtorrent: a `.` among the last 9 bytes, after this character, starts the
+            // extension to keep; without one the component ends here.
+            let from = at.max(given.len().saturating_sub(9));
+            match given.as_bytes()[from..].iter().rposition(|&b| b == b'.') {
+                Some(dot) => {
+                    extension_kept = true;
+                    at = from + dot;
+                }
+                None => break,
+            }
+        }
+    }
+    let only_dots = out.bytes().all(|b| b == b'.');
+    if only_dots && out.len() <= 2 {
+        None
+    } else {
+        Some(out)
+    }
+}
+
+/// A path sanitized component by component ([`sanitize_component`]); `_` when no component
+/// is left, as libtorrent does.
+fn sanitize_path(given: &[String]) -> Vec<String> {
+    let out: Vec<String> = given.iter().filter_map(|c| sanitize_component(c)).collect();
+    if out.is_empty() {
+        vec!["_".into()]
+    } else {
+        out
+    }
+}
+
+/// True for a component that is one plain name: what [`sanitize_component`] returns.
+fn is_plain(c: &str) -> bool {
+    sanitize_component(c).as_deref() == Some(c)
+}
+
+/// Why a component needed sanitizing (for the warning), or `None` when it is a plain name.
 fn component_problem(c: &str) -> Option<&'static str> {
-    let b = c.as_bytes();
     if c.is_empty() {
-        Some("empty path component")
+        Some("an empty component becomes `_`")
     } else if c == "." || c == ".." {
-        Some("`.` and `..` components are not allowed")
+        Some("`.` and `..` components are dropped")
     } else if c.contains('/') || c.contains('\\') {
-        Some("a component contains a path separator")
+        Some("`/` and `\\` inside a component are removed")
     } else if c.contains('\0') {
-        Some("a component contains a NUL byte")
-    } else if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':' {
-        Some("a component looks like a Windows drive letter")
+        Some("NUL bytes are removed")
+    } else if c.chars().any(|ch| ch < ' ') {
+        Some("control characters become `_`")
+    } else if c.chars().any(|ch| DIRECTION_CONTROLS.contains(&ch)) {
+        Some("text-direction controls are removed")
+    } else if c.len() > MAX_COMPONENT {
+        Some("a component is cut to 240 bytes")
     } else {
         None
     }
 }
 
-fn check_path(path: &[String], field: &str) -> Result<()> {
-    if path.is_empty() {
-        return Err(unsafe_path(field, "", "the path has no components"));
-    }
-    for c in path {
-        if let Some(why) = component_problem(c) {
-            return Err(unsafe_path(field, &path.join("/"), why));
-        }
-    }
-    Ok(())
+/// The warning for a path (or name) that is written differently from how it is given.
+fn sanitized_warning(field: &str, given: &[String], written: &[String]) -> String {
+    let why = given
+        .iter()
+        .find_map(|c| component_problem(c))
+        .unwrap_or("nothing is left of it");
+    format!(
+        "unsafe path {:?} in `{field}` ({why}): written as {:?}",
+        given.join("/"),
+        written.join("/")
+    )
 }
 
-/// Refuses two real (non-padding) files with the same path, or a file that is also used as a
-/// directory (`a` and `a/b`): one would overwrite the other. BEP 47 padding files are never
-/// written, and their names (`.pad/N`) may repeat.
-fn check_conflicts(files: &[FileEntry]) -> Result<()> {
-    let mut seen_files: HashSet<&[String]> = HashSet::new();
-    let mut seen_dirs: HashSet<&[String]> = HashSet::new();
+/// Gives files that land on a path already taken (by an earlier file, or by a directory of
+/// any file) a numbered name, as libtorrent does: `a.txt` becomes `a.1.txt`, then `a.2.txt`;
+/// a file `a` beside a directory `a/` becomes `a.1`. Padding files are never written and keep
+/// their names (they may repeat).
+fn number_duplicates(files: &mut [FileEntry], warnings: &mut Vec<String>) {
+    let mut taken: HashSet<String> = HashSet::new();
     for f in files.iter().filter(|f| !f.padding) {
-        let p = f.path.as_slice();
-        let clash = seen_dirs.contains(p)
-            || !seen_files.insert(p)
-            || (1..p.len()).any(|n| seen_files.contains(&p[..n]));
-        if clash {
-            return Err(MetainfoError::PathConflict { path: p.join("/") });
-        }
-        for n in 1..p.len() {
-            seen_dirs.insert(&p[..n]);
+        for n in 1..f.path.len() {
+            taken.insert(f.path[..n].join("/"));
         }
     }
-    Ok(())
+    for (i, f) in files.iter_mut().enumerate().filter(|(_, f)| !f.padding) {
+        let given = f.path.join("/");
+        if taken.insert(given.clone()) {
+            continue;
+        }
+        let Some(last) = f.path.pop() else { continue };
+        let (base, ext) = last
+            .rfind('.')
+            .map_or((&last[..], ""), |d| last.split_at(d));
+        let dir: String = f.path.iter().map(|c| format!("{c}/")).collect();
+        let renamed = (1u64..)
+            .map(|n| format!("{base}.{n}{ext}"))
+            .find(|cand| taken.insert(format!("{dir}{cand}")))
+            .unwrap_or_default();
+        f.path.push(renamed);
+        warnings.push(format!(
+            "two files map to {given:?}: `info.files[{i}]` is written as {:?}",
+            f.path.join("/")
+        ));
+    }
+}
+
+/// Fills in each symlink's [`Symlink::target`]: its `symlink path` taken relative to the
+/// torrent's root when that names a file or directory of the torrent (BEP 47), otherwise
+/// relative to the link's directory (what libtorrent's `create_torrent` writes) as long as it
+/// stays inside the torrent; a target that leaves the torrent is `None`, with a warning.
+fn resolve_symlinks(files: &mut [FileEntry], warnings: &mut Vec<String>) {
+    let mut known: HashSet<Vec<String>> = HashSet::new();
+    for f in files.iter().filter(|f| !f.padding) {
+        for n in 1..=f.path.len() {
+            known.insert(f.path[..n].to_vec());
+        }
+    }
+    for (i, f) in files.iter_mut().enumerate() {
+        let Some(link) = &mut f.symlink else { continue };
+        let dir = &f.path[..f.path.len() - 1];
+        let from_root: Vec<String> = link
+            .given
+            .iter()
+            .filter_map(|c| sanitize_component(c))
+            .collect();
+        let target = if known.contains(&from_root) {
+            Some(from_root)
+        } else {
+            lexical_join(dir, &link.given)
+        };
+        link.target = target.map(|t| {
+            let up = std::iter::repeat_n("..".to_string(), dir.len());
+            up.chain(t).collect()
+        });
+        if link.target.is_none() {
+            warnings.push(format!(
+                "symlink `info.files[{i}]` {:?} points to {:?}, outside the torrent: it will \
+                 not be created",
+                f.path.join("/"),
+                link.given.join("/")
+            ));
+        }
+    }
+}
+
+/// `dir` joined with `rel`, `.` and `..` resolved: `None` when it climbs above the root, ends
+/// at the root, or a component is not a plain name.
+fn lexical_join(dir: &[String], rel: &[String]) -> Option<Vec<String>> {
+    let mut out = dir.to_vec();
+    for c in rel {
+        match c.as_str() {
+            "" | "." => {}
+            ".." => {
+                out.pop()?;
+            }
+            c if is_plain(c) => out.push(c.to_string()),
+            _ => return None,
+        }
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// BEP 12 tiers, read leniently: a malformed `announce-list` is ignored with a warning (the
@@ -585,8 +832,8 @@ fn opt_text(d: &BTreeMap<Vec<u8>, Value>, key: &str, field: &str) -> Result<Opti
     d.get(key.as_bytes()).map(|v| text(v, field)).transpose()
 }
 
-/// A byte string as text. Bytes that are not UTF-8 become U+FFFD (this can never produce a
-/// `/`, `.` or NUL, so path checks done afterwards stay sound).
+/// A byte string as text. Bytes that are not UTF-8 become U+FFFD (never a `/`, `.` or NUL;
+/// libtorrent writes `_` for them instead).
 fn text(v: &Value, field: &str) -> Result<String> {
     v.as_bytes()
         .map(|b| String::from_utf8_lossy(b).into_owned())
@@ -621,14 +868,6 @@ fn wrong(field: &str, expected: &'static str, found: &Value) -> MetainfoError {
         field: field.into(),
         expected,
         found: kind(found),
-    }
-}
-
-fn unsafe_path(field: &str, path: &str, why: &'static str) -> MetainfoError {
-    MetainfoError::UnsafePath {
-        field: field.into(),
-        path: path.into(),
-        why,
     }
 }
 
@@ -728,38 +967,98 @@ mod tests {
         assert_eq!(i.file_spans(20..21), vec![(2, 6..7)]);
     }
 
+    fn paths_of(t: &Torrent) -> Vec<String> {
+        t.info.files.iter().map(FileEntry::display_path).collect()
+    }
+
+    /// What libtorrent 2.0.8 writes for each given path (checked with python3-libtorrent:
+    /// `torrent_info(...).files().file_path(i)`, without the torrent's name).
     #[test]
-    fn unsafe_paths_are_refused() {
-        for bad in [
-            &["..", "..", "etc", "passwd"][..],
-            &["a", ".", "b"],
-            &["a", ""],
-            &[""],
-            &["/etc/passwd"],
-            &["a/../../b"],
-            &["a\\..\\b"],
-            &["C:", "x"],
-            &["c:evil"],
-            &["nul\0byte"],
+    fn unsafe_paths_are_sanitized_like_libtorrent() {
+        for (given, written) in [
+            (&["..", "..", "etc", "passwd"][..], "etc/passwd"),
+            (&["a", ".", "b"], "a/b"),
+            (&["a", "", "b"], "a/_/b"),
+            (&[""], "_"),
+            (&["..", "."], "_"),
+            (&["/etc/passwd"], "etcpasswd"),
+            (&["a/b", "c\\d"], "ab/cd"),
+            (&["a/../../b"], "a....b"),
+            (&["a\u{1}b"], "a_b"),
+            (&["nul\0byte"], "nulbyte"),
+            (&["a\u{202e}b"], "ab"),
+            (&["..."], "..."),
+            (&["/.."], "_"),
         ] {
-            let e = Torrent::parse(&torrent(multi(&[bad], 10, 1))).unwrap_err();
-            assert!(
-                matches!(e, MetainfoError::UnsafePath { .. }),
-                "{bad:?}: {e}"
-            );
+            let t = Torrent::parse(&torrent(multi(&[given], 10, 1))).unwrap();
+            assert_eq!(paths_of(&t), [written], "{given:?}");
+            let changed = usize::from(given.join("/") != written);
+            assert_eq!(t.warnings().len(), changed, "{given:?}: {:?}", t.warnings());
+            let rel = t.info.files[0].relative_path();
+            assert!(rel
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_))));
         }
+        let t = Torrent::parse(&torrent(multi(
+            &[&["ok"], &["..", "..", "etc", "passwd"]],
+            5,
+            1,
+        )))
+        .unwrap();
+        assert_eq!(
+            t.warnings(),
+            ["unsafe path \"../../etc/passwd\" in `info.files[1].path` (`.` and `..` components \
+              are dropped): written as \"etc/passwd\""]
+        );
+        // a drive letter is a plain name on Linux (libtorrent keeps it too)
+        let t = Torrent::parse(&torrent(multi(&[&["C:", "x"]], 10, 1))).unwrap();
+        assert_eq!(paths_of(&t), ["C:/x"]);
+        assert!(t.warnings().is_empty());
+        // no components at all is refused, as libtorrent does ("missing name")
         let e = Torrent::parse(&torrent(multi(&[&[]], 10, 1))).unwrap_err();
-        assert!(matches!(e, MetainfoError::UnsafePath { .. }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "field `info.files[0].path`: the path has no components"
+        );
+    }
+
+    #[test]
+    fn names_are_sanitized_and_a_vanished_name_becomes_the_info_hash() {
+        for (given, written) in [("a/b", "ab"), ("", "_")] {
+            let mut info = single(5, 10, 1);
+            if let Value::Dict(d) = &mut info {
+                d.insert(b"name".to_vec(), b(given));
+            }
+            let t = Torrent::parse(&torrent(info)).unwrap();
+            assert_eq!(t.info.name, written);
+            assert_eq!(t.info.files[0].path, [written]);
+            assert_eq!(t.warnings().len(), 1);
+        }
         let mut info = single(5, 10, 1);
         if let Value::Dict(d) = &mut info {
             d.insert(b"name".to_vec(), b(".."));
         }
-        let e = Torrent::parse(&torrent(info)).unwrap_err();
+        let t = Torrent::parse(&torrent(info)).unwrap();
+        assert_eq!(t.info.name, t.info_hash_hex());
         assert_eq!(
-            e.to_string(),
-            "unsafe file path \"..\" in `info.name`: `.` and `..` components are not allowed; \
-             refusing the torrent"
+            t.warnings(),
+            [format!(
+                "unsafe path \"..\" in `info.name` (`.` and `..` components are dropped): \
+                 written as \"{}\"",
+                t.info_hash_hex()
+            )]
         );
+    }
+
+    #[test]
+    fn long_components_keep_their_extension() {
+        let long = format!("{}.tar.gz", "x".repeat(300));
+        let cut = sanitize_component(&long).unwrap();
+        assert_eq!(cut, format!("{}.gz", "x".repeat(240)));
+        let no_ext = "y".repeat(300);
+        assert_eq!(sanitize_component(&no_ext).unwrap(), "y".repeat(240));
+        let short = "é".repeat(200); // 400 bytes, no extension: cut after 240 bytes
+        assert_eq!(sanitize_component(&short).unwrap(), "é".repeat(120));
     }
 
     #[test]
@@ -769,20 +1068,35 @@ mod tests {
             length: 1,
             offset: 0,
             padding: false,
+            executable: false,
+            hidden: false,
+            symlink: None,
         };
         assert_eq!(f.relative_path(), PathBuf::from("_/_/ok"));
     }
 
+    /// libtorrent's numbering (`resolve_duplicate_filenames`), checked with python3-libtorrent.
     #[test]
-    fn conflicting_paths_are_refused_but_padding_may_repeat() {
-        for paths in [
-            &[&["a"][..], &["a"]][..],
-            &[&["a"], &["a", "b"]],
-            &[&["a", "b"], &["a"]],
+    fn duplicates_get_numbered_names_but_padding_may_repeat() {
+        for (paths, written) in [
+            (
+                &[&["a.txt"][..], &["a.txt"], &["a.txt"]][..],
+                &["a.txt", "a.1.txt", "a.2.txt"][..],
+            ),
+            (&[&["a"], &["a", "b"]], &["a.1", "a/b"]),
+            (&[&["a", "b"], &["a"]], &["a/b", "a.1"]),
+            (&[&["a"], &["a"], &["a.1"]], &["a", "a.1", "a.1.1"]),
+            (&[&["a", "b"], &["a/b"], &["ab"]], &["a/b", "ab", "ab.1"]),
         ] {
-            let e = Torrent::parse(&torrent(multi(paths, 5, 1))).unwrap_err();
-            assert!(matches!(e, MetainfoError::PathConflict { .. }), "{e}");
+            let t =
+                Torrent::parse(&torrent(multi(paths, 5, (paths.len() * 5).div_ceil(10)))).unwrap();
+            assert_eq!(paths_of(&t), written, "{paths:?}");
         }
+        let t = Torrent::parse(&torrent(multi(&[&["d", "x.bin"], &["d", "x.bin"]], 5, 1))).unwrap();
+        assert_eq!(
+            t.warnings(),
+            ["two files map to \"d/x.bin\": `info.files[1]` is written as \"d/x.1.bin\""]
+        );
         let pad = |len| {
             Value::dict([
                 ("attr", b("p")),
@@ -803,6 +1117,118 @@ mod tests {
         let t = Torrent::parse(&torrent(info)).unwrap();
         let flags: Vec<bool> = t.info.files.iter().map(|f| f.padding).collect();
         assert_eq!(flags, [false, true, true]);
+        assert!(t.warnings().is_empty());
+    }
+
+    #[test]
+    fn bep47_padding_symlinks_and_attributes() {
+        let file = |path: &[&str], len: i64, attr: &str| {
+            let mut f = vec![
+                ("length", Value::Int(len)),
+                ("path", Value::List(path.iter().map(|c| b(c)).collect())),
+            ];
+            if !attr.is_empty() {
+                f.push(("attr", b(attr)));
+            }
+            Value::dict(f)
+        };
+        let link = |path: &[&str], to: &[&str]| {
+            Value::dict([
+                ("attr", b("l")),
+                ("path", Value::List(path.iter().map(|c| b(c)).collect())),
+                (
+                    "symlink path",
+                    Value::List(to.iter().map(|c| b(c)).collect()),
+                ),
+            ])
+        };
+        let files = vec![
+            file(&["sub", "a.sh"], 3, "x"),
+            // a padding file without `path`, as BEP 47 allows
+            Value::dict([("attr", b("p")), ("length", Value::Int(13))]),
+            file(&[".hidden"], 4, "h"),
+            link(&["root-rel"], &["sub", "a.sh"]),
+            link(&["sub", "dir-rel"], &["..", "sub", "a.sh"]),
+            link(&["sub", "up"], &[".."]),
+            link(&["out"], &["..", "..", "etc", "passwd"]),
+            link(&["abs"], &["/etc"]),
+            // a symlink's `length` does not count (libtorrent says 20 here, not 445)
+            Value::dict([
+                ("attr", b("l")),
+                ("length", Value::Int(425)),
+                ("path", Value::List(vec![b("sized")])),
+                ("symlink path", Value::List(vec![b(".hidden")])),
+            ]),
+            // `l` without `symlink path`: an empty file
+            Value::dict([("attr", b("l")), ("path", Value::List(vec![b("bare")]))]),
+        ];
+        let info = Value::dict([
+            ("name", b("dir")),
+            ("files", Value::List(files)),
+            ("piece length", Value::Int(16)),
+            ("pieces", hashes(2)),
+        ]);
+        let t = Torrent::parse(&torrent(info)).unwrap();
+        let i = &t.info;
+        assert_eq!(i.total_length, 20);
+        assert_eq!(
+            paths_of(&t),
+            [
+                "sub/a.sh",
+                ".pad/13",
+                ".hidden",
+                "root-rel",
+                "sub/dir-rel",
+                "sub/up",
+                "out",
+                "abs",
+                "sized",
+                "bare"
+            ]
+        );
+        let attrs: Vec<String> = i.files.iter().map(FileEntry::attr).collect();
+        assert_eq!(attrs, ["x", "p", "h", "l", "l", "l", "l", "l", "l", ""]);
+        let offsets: Vec<u64> = i.files.iter().map(|f| f.offset).collect();
+        assert_eq!(offsets, [0, 3, 16, 20, 20, 20, 20, 20, 20, 20]);
+        let targets: Vec<Option<PathBuf>> = i
+            .files
+            .iter()
+            .filter_map(|f| f.symlink.as_ref().map(|s| s.target.clone()))
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                Some("sub/a.sh".into()),
+                Some("../sub/a.sh".into()),
+                None, // `..` from sub/ is the root itself
+                None,
+                None,
+                Some(".hidden".into()),
+            ]
+        );
+        let outside = t
+            .warnings()
+            .into_iter()
+            .filter(|w| w.contains("outside the torrent"));
+        assert_eq!(outside.count(), 3, "{:?}", t.warnings());
+        assert_eq!(i.file_spans(0..20), vec![(0, 0..3), (1, 0..13), (2, 0..4)]);
+    }
+
+    #[test]
+    fn trailing_bytes_are_a_warning_and_the_hash_is_of_the_info_span() {
+        let clean = torrent(single(25, 10, 3));
+        let mut file = clean.clone();
+        file.extend_from_slice(b"\ngarbage");
+        let t = Torrent::parse(&file).unwrap();
+        assert_eq!(t.info_hash, Torrent::parse(&clean).unwrap().info_hash);
+        assert_eq!(
+            t.warnings(),
+            ["8 trailing byte(s) after the torrent's dictionary are ignored"]
+        );
+        // the info dictionary itself (BEP 9 metadata) must be exact
+        let mut raw = Torrent::parse(&clean).unwrap().info.raw_bytes().to_vec();
+        raw.push(b'x');
+        assert!(Info::from_raw_bytes(&raw).is_err());
     }
 
     #[test]

@@ -32,13 +32,35 @@ pub fn write_info(out: &mut impl Write, t: &Torrent) -> io::Result<()> {
     Ok(())
 }
 
-/// After the `info` lines of a multi-file torrent: `Files:` and one `  <length>  <path>` a line.
+/// After the `info` lines of a multi-file torrent: `Files:` and one `  <length>  <path>` a line
+/// (the path as it is written, sanitized), then the BEP 47 attributes in parentheses:
+/// `padding`, `symlink to <target>`, `executable`, `hidden`.
 pub fn write_files(out: &mut impl Write, t: &Torrent) -> io::Result<()> {
     if t.info.multi_file {
         writeln!(out, "Files:")?;
         for f in &t.info.files {
-            let pad = if f.padding { "  (padding)" } else { "" };
-            writeln!(out, "  {}  {}{pad}", f.length, f.display_path())?;
+            let mut attrs = Vec::new();
+            if f.padding {
+                attrs.push("padding".to_string());
+            }
+            if let Some(l) = &f.symlink {
+                attrs.push(match &l.target {
+                    Some(to) => format!("symlink to {}", to.display()),
+                    None => format!("symlink to {}, outside: not created", l.given.join("/")),
+                });
+            }
+            if f.executable {
+                attrs.push("executable".into());
+            }
+            if f.hidden {
+                attrs.push("hidden".into());
+            }
+            let attrs = if attrs.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", attrs.join(", "))
+            };
+            writeln!(out, "  {}  {}{attrs}", f.length, f.display_path())?;
         }
     }
     Ok(())
@@ -78,7 +100,13 @@ pub fn info_json(t: &Torrent) -> serde_json::Value {
             "length": f.length,
             "offset": f.offset,
             "padding": f.padding,
+            "attr": f.attr(),
+            "symlink": f.symlink.as_ref().map(|l| serde_json::json!({
+                "given": l.given.join("/"),
+                "target": l.target.as_ref().map(|p| p.display().to_string()),
+            })),
         })).collect::<Vec<_>>(),
+        "warnings": t.warnings(),
     })
 }
 

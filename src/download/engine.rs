@@ -26,7 +26,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -55,15 +54,15 @@ pub struct Layout {
     pub info_hash: [u8; 20],
     pub piece_len: u64,
     pub hashes: Vec<[u8; 20]>,
-    /// Final file paths and lengths, in metainfo order.
-    pub files: Vec<(PathBuf, u64)>,
+    /// The files of the byte space, in metainfo order.
+    pub files: Vec<crate::download::storage::DiskFile>,
     /// The raw `info` dictionary, served to peers that ask for metadata (BEP 9).
     pub info_bytes: Option<Vec<u8>>,
 }
 
 impl Layout {
     pub fn total_len(&self) -> u64 {
-        self.files.iter().map(|f| f.1).sum()
+        self.files.iter().map(|f| f.length).sum()
     }
 }
 

@@ -24,8 +24,32 @@ use sha1::{Digest, Sha1};
 
 use crate::bitfield::Bitfield;
 
+/// One file of the torrent's byte space, as the storage places it on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskFile {
+    pub path: PathBuf,
+    pub length: u64,
+    /// BEP 47 padding: zeros that are never written (reads give zeros, writes are dropped).
+    pub padding: bool,
+    /// BEP 47 `x`: the file gets the executable bits (where it has read bits).
+    pub executable: bool,
+}
+
+impl DiskFile {
+    /// A plain file.
+    pub fn plain(path: PathBuf, length: u64) -> DiskFile {
+        DiskFile {
+            path,
+            length,
+            padding: false,
+            executable: false,
+        }
+    }
+}
+
 struct Slot {
-    file: File,
+    /// `None` for a padding file.
+    file: Option<File>,
     path: PathBuf,
     /// Where this file starts in the torrent's byte space.
     offset: u64,
@@ -45,13 +69,26 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Opens (creating as needed) the files of a torrent. `files` are the final paths and
-    /// lengths, in metainfo order. Parent directories are created.
-    pub fn open(files: &[(PathBuf, u64)], piece_len: u64) -> io::Result<Storage> {
+    /// Opens (creating as needed) the files of a torrent, in metainfo order; padding files are
+    /// not created. Parent directories are created.
+    pub fn open(files: &[DiskFile], piece_len: u64) -> io::Result<Storage> {
         let mut slots = Vec::with_capacity(files.len());
         let mut offset = 0u64;
         let mut existed = false;
-        for (path, length) in files {
+        for f in files {
+            let (path, length) = (&f.path, &f.length);
+            if f.padding {
+                slots.push(Slot {
+                    file: None,
+                    path: path.clone(),
+                    offset,
+                    length: *length,
+                    found: 0,
+                    on_disk: *length,
+                });
+                offset += length;
+                continue;
+            }
             if let Some(dir) = path.parent() {
                 if !dir.as_os_str().is_empty() {
                     std::fs::create_dir_all(dir).map_err(|e| with_path(e, dir))?;
@@ -71,8 +108,14 @@ impl Storage {
                 file.set_len(*length).map_err(|e| with_path(e, path))?;
                 on_disk = *length;
             }
+            if f.executable {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = file.metadata()?.permissions().mode();
+                let exec = std::fs::Permissions::from_mode(mode | (mode & 0o444) >> 2);
+                file.set_permissions(exec).map_err(|e| with_path(e, path))?;
+            }
             slots.push(Slot {
-                file,
+                file: Some(file),
                 path: path.clone(),
                 offset,
                 length: *length,
@@ -111,10 +154,8 @@ impl Storage {
     /// resume check, before the first write.
     pub fn fit(&mut self) -> io::Result<()> {
         for s in &mut self.slots {
-            if s.on_disk != s.length {
-                s.file
-                    .set_len(s.length)
-                    .map_err(|e| with_path(e, &s.path))?;
+            if let Some(file) = s.file.as_ref().filter(|_| s.on_disk != s.length) {
+                file.set_len(s.length).map_err(|e| with_path(e, &s.path))?;
                 s.on_disk = s.length;
             }
         }
@@ -171,19 +212,24 @@ impl Storage {
 
     /// Writes `data` at `offset` of the torrent's byte space.
     pub fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.for_each_span(offset, data.len(), |slot, at, r| {
-            slot.file
+        self.for_each_span(offset, data.len(), |slot, at, r| match &slot.file {
+            Some(file) => file
                 .write_all_at(&data[r], at)
-                .map_err(|e| with_path(e, &slot.path))
+                .map_err(|e| with_path(e, &slot.path)),
+            None => Ok(()),
         })
     }
 
     /// Reads `buf.len()` bytes at `offset` of the torrent's byte space.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.for_each_span(offset, buf.len(), |slot, at, r| {
-            slot.file
+        self.for_each_span(offset, buf.len(), |slot, at, r| match &slot.file {
+            Some(file) => file
                 .read_exact_at(&mut buf[r], at)
-                .map_err(|e| with_path(e, &slot.path))
+                .map_err(|e| with_path(e, &slot.path)),
+            None => {
+                buf[r].fill(0);
+                Ok(())
+            }
         })
     }
 
@@ -235,7 +281,9 @@ impl Storage {
     /// Flushes file data to disk (called when a download finishes or is interrupted).
     pub fn sync(&self) -> io::Result<()> {
         for s in &self.slots {
-            s.file.sync_data().map_err(|e| with_path(e, &s.path))?;
+            if let Some(file) = &s.file {
+                file.sync_data().map_err(|e| with_path(e, &s.path))?;
+            }
         }
         Ok(())
     }
@@ -253,9 +301,9 @@ mod tests {
     fn pieces_span_files() {
         let dir = tempfile::tempdir().unwrap();
         let files = vec![
-            (dir.path().join("a"), 5),
-            (dir.path().join("sub/b"), 0),
-            (dir.path().join("sub/c"), 7),
+            DiskFile::plain(dir.path().join("a"), 5),
+            DiskFile::plain(dir.path().join("sub/b"), 0),
+            DiskFile::plain(dir.path().join("sub/c"), 7),
         ];
         let s = Storage::open(&files, 4).unwrap();
         assert!(!s.existed());
@@ -295,28 +343,70 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data: Vec<u8> = (0..12).collect();
         let hashes: Vec<[u8; 20]> = data.chunks(4).map(|c| Sha1::digest(c).into()).collect();
-        let files = vec![(dir.path().join("f"), 12)];
+        let files = vec![DiskFile::plain(dir.path().join("f"), 12)];
         // longer, with the first piece right: kept, and not cut before the check
         let mut long = data[..4].to_vec();
         long.extend_from_slice(&[7; 36]);
-        std::fs::write(&files[0].0, &long).unwrap();
+        std::fs::write(&files[0].path, &long).unwrap();
         let mut s = Storage::open(&files, 4).unwrap();
-        assert_eq!(std::fs::metadata(&files[0].0).unwrap().len(), 40);
+        assert_eq!(std::fs::metadata(&files[0].path).unwrap().len(), 40);
         let misfits: Vec<_> = s.misfits().map(|(_, f, l)| (f, l)).collect();
         assert_eq!(misfits, [(40, 12)]);
         let have = s.check_existing(&hashes, || false).unwrap();
         assert_eq!(have.iter_ones().collect::<Vec<_>>(), [0]);
         s.fit().unwrap();
-        assert_eq!(std::fs::metadata(&files[0].0).unwrap().len(), 12);
+        assert_eq!(std::fs::metadata(&files[0].path).unwrap().len(), 12);
         drop(s);
         // shorter: pieces past its end are not read (no error), the ones inside count
-        std::fs::write(&files[0].0, &data[..6]).unwrap();
+        std::fs::write(&files[0].path, &data[..6]).unwrap();
         let mut s = Storage::open(&files, 4).unwrap();
         let have = s.check_existing(&hashes, || false).unwrap();
         assert_eq!(have.iter_ones().collect::<Vec<_>>(), [0]);
         s.fit().unwrap();
         s.write_piece(1, &data[4..8]).unwrap();
         s.write_piece(2, &data[8..]).unwrap();
-        assert_eq!(std::fs::read(&files[0].0).unwrap(), data);
+        assert_eq!(std::fs::read(&files[0].path).unwrap(), data);
+    }
+}
+
+#[cfg(test)]
+mod bep47_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn padding_is_never_written_and_reads_as_zeros_executables_get_x() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = vec![
+            DiskFile {
+                executable: true,
+                ..DiskFile::plain(dir.path().join("run.sh"), 3)
+            },
+            DiskFile {
+                padding: true,
+                ..DiskFile::plain(dir.path().join(".pad/5"), 5)
+            },
+            DiskFile::plain(dir.path().join("b"), 4),
+        ];
+        let s = Storage::open(&files, 4).unwrap();
+        s.write_at(0, &[1, 2, 3, 9, 9, 9, 9, 9, 4, 5, 6, 7])
+            .unwrap();
+        let mut back = vec![0xff; 12];
+        s.read_at(0, &mut back).unwrap();
+        assert_eq!(back, [1, 2, 3, 0, 0, 0, 0, 0, 4, 5, 6, 7]);
+        assert!(!dir.path().join(".pad").exists());
+        let mode = std::fs::metadata(dir.path().join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o100, 0o100, "{mode:o}");
+        assert_eq!(
+            std::fs::metadata(dir.path().join("b"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o111,
+            0
+        );
     }
 }

@@ -23,6 +23,8 @@ mod engine_robustness;
 mod harness_selftest;
 mod hostile_peers;
 mod magnet_real;
+mod metainfo_download;
+mod metainfo_oracle;
 mod seed_real;
 mod trace_real;
 mod trace_tshark;
