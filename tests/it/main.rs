@@ -29,6 +29,7 @@ mod seed_real;
 mod trace_real;
 mod trace_tshark;
 mod tracker_opentracker;
+mod tutorial;
 mod view_ladder;
 mod view_live;
 mod view_report;
