@@ -21,8 +21,9 @@ use std::path::PathBuf;
         130 interrupted (Ctrl-C, SIGTERM or SIGHUP)."
 )]
 pub struct Cli {
-    /// More logging on stderr: -v info, -vv debug, -vvv trace. Without -v, RUST_LOG is used
-    /// (e.g. RUST_LOG=bt_trace=debug), and warnings only by default.
+    /// More logging on stderr: -v info, -vv debug, -vvv trace (every message sent and
+    /// received). Without -v, RUST_LOG is used (e.g. RUST_LOG=bt_trace=debug), and warnings
+    /// only by default.
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub verbose: u8,
 

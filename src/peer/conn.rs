@@ -19,7 +19,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::wire::{Handshake, Message, WireError, HANDSHAKE_LEN};
+use crate::wire::{BlockRef, Handshake, Message, WireError, HANDSHAKE_LEN};
 
 /// Receives the raw bytes of a connection as they are written and read (the tracer).
 /// Calls must be cheap and must never block (they run on the async workers); back-pressure
@@ -148,6 +148,14 @@ impl Conn {
     pub fn queue(&mut self, m: &Message<'_>) {
         tracing::trace!("{}: sent {m}", self.remote);
         m.emit(&mut self.wbuf);
+    }
+
+    /// Queues one `request` (the hot path: no `Message` built unless tracing wants it).
+    pub fn queue_request(&mut self, r: BlockRef) {
+        if tracing::enabled!(tracing::Level::TRACE) {
+            tracing::trace!("{}: sent {}", self.remote, Message::Request(r));
+        }
+        Message::emit_request(&mut self.wbuf, r);
     }
 
     pub fn has_output(&self) -> bool {

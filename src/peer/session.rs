@@ -536,11 +536,11 @@ fn sync(swarm: &impl PeerSwarm, st: &mut PeerState, conn: &mut Conn) -> Result<(
         ));
     }
     for &index in &news.haves {
-        Message::Have { index }.emit(conn.out());
+        conn.queue(&Message::Have { index });
     }
     for r in &news.cancels {
         if st.outstanding.remove(r) {
-            Message::Cancel(*r).emit(conn.out());
+            conn.queue(&Message::Cancel(*r));
         }
     }
     if news.interesting != st.am_interested {
@@ -550,13 +550,13 @@ fn sync(swarm: &impl PeerSwarm, st: &mut PeerState, conn: &mut Conn) -> Result<(
         } else {
             Message::NotInterested
         };
-        m.emit(conn.out());
+        conn.queue(&m);
     }
     // the swarm's choker decides who may download from us
     if news.unchoked == st.peer_choked {
         st.peer_choked = !news.unchoked;
         if st.peer_choked {
-            Message::Choke.emit(conn.out());
+            conn.queue(&Message::Choke);
             // BEP 3: a choke discards the peer's pending requests; BEP 6: reject each
             for r in std::mem::take(&mut st.their_requests) {
                 if let Some(b) = reject(st, r) {
@@ -565,7 +565,7 @@ fn sync(swarm: &impl PeerSwarm, st: &mut PeerState, conn: &mut Conn) -> Result<(
             }
         } else {
             st.flood = 0;
-            Message::Unchoke.emit(conn.out());
+            conn.queue(&Message::Unchoke);
         }
     }
     if !st.am_choked && st.am_interested {
@@ -587,7 +587,7 @@ fn sync(swarm: &impl PeerSwarm, st: &mut PeerState, conn: &mut Conn) -> Result<(
             );
             for r in st.scratch.drain(..) {
                 st.outstanding.insert(r);
-                Message::emit_request(conn.out(), r);
+                conn.queue_request(r);
             }
             if st.outstanding.is_empty() {
                 st.last_block = Instant::now();
@@ -659,7 +659,7 @@ fn housekeeping(t: &Timeouts, st: &mut PeerState, conn: &mut Conn) -> Result<(),
         return Err(PeerError::Timeout("the peer went silent"));
     }
     if now.duration_since(st.last_sent) > t.keepalive {
-        Message::KeepAlive.emit(conn.out());
+        conn.queue(&Message::KeepAlive);
     }
     Ok(())
 }
