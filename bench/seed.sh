@@ -80,17 +80,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() { # port what
-  for _ in $(seq 1200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    [[ -n $SEEDER_PID ]] && ! kill -0 "$SEEDER_PID" 2>/dev/null && die "$2 exited; see $WORK (BENCH_KEEP=1)"
-    sleep 0.1
-  done
-  die "$2 is not listening on 127.0.0.1:$1"
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cpu_seconds() { # pid: user + system time so far
   awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"
 }
@@ -123,7 +114,7 @@ start_bt_trace() { # port
   "$BT_TRACE" seed "$TORRENT" --data "$SRC/$NAME" --port "$1" -q >"$WORK/bt-trace-seed.log" 2>&1 &
   SEEDER_PID=$!
   # it checks every piece before it listens
-  wait_port "$1" "the bt-trace seeder"
+  wait_port "$1" "the bt-trace seeder" "$SEEDER_PID"
 }
 
 start_aria2c() { # port
@@ -133,7 +124,7 @@ start_aria2c() { # port
     --auto-save-interval=0 --stop-with-process=$$ --seed-ratio=0.0 --bt-seed-unverified=true \
     --listen-port="$1" --dir="$SRC" "$TORRENT" >"$WORK/aria2c-seed.log" 2>&1 &
   SEEDER_PID=$!
-  wait_port "$1" "the aria2c seeder"
+  wait_port "$1" "the aria2c seeder" "$SEEDER_PID"
 }
 
 stop_seeder() {
