@@ -387,24 +387,36 @@ fn v1_file(e: Entry) -> Value {
     }
 }
 
-/// The v1 file list: `files` with pad files after each file that does not end on a piece
-/// boundary, when asked (`pad`: not after the last file with data) or for a hybrid (after
-/// every such file, the last one too, as libtorrent 2.0 pads hybrids). A single file has none.
+/// The v1 file list: `files` with pad files so that files start on a piece boundary, as
+/// libtorrent 2.0 places them. With `pad` (v1), a pad file goes before each file with data that
+/// would not start on one (so never after the last file, and after any empty files in
+/// between); a hybrid pads right after every file that does not end on a piece boundary, the
+/// last one too. A single file has none.
 fn entries<'a>(
     files: &[&'a LayoutFile],
     multi_file: bool,
     opts: &CreateOptions,
     piece_length: u64,
 ) -> Vec<Entry<'a>> {
-    let tail = opts.version == MetaVersion::Hybrid;
-    let pad = multi_file && (tail || (opts.pad && opts.version == MetaVersion::V1));
-    let last_data = files.iter().rposition(|f| f.length > 0);
+    let after = multi_file && opts.version == MetaVersion::Hybrid;
+    let before = multi_file && opts.pad && opts.version == MetaVersion::V1;
     let mut out = Vec::with_capacity(files.len() * 2);
-    for (i, f) in files.iter().enumerate() {
-        out.push(Entry::File(f));
-        let rest = f.length % piece_length;
-        if pad && rest != 0 && (tail || Some(i) != last_data) {
+    let mut offset = 0u64;
+    let align = |out: &mut Vec<Entry<'a>>, offset: &mut u64| {
+        let rest = *offset % piece_length;
+        if rest != 0 {
             out.push(Entry::Pad(piece_length - rest));
+            *offset += piece_length - rest;
+        }
+    };
+    for f in files {
+        if before && f.length > 0 {
+            align(&mut out, &mut offset);
+        }
+        out.push(Entry::File(f));
+        offset += f.length;
+        if after {
+            align(&mut out, &mut offset);
         }
     }
     out
