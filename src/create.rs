@@ -475,10 +475,11 @@ fn hash(
     for e in entries {
         let f = match e {
             Entry::Pad(n) => {
-                buf.fill(0);
                 if let Some(v1) = &mut v1 {
                     // a pad file is shorter than a piece
-                    v1.update(&buf[..(*n).min(piece_length) as usize]);
+                    let zeros = &mut buf[..(*n).min(piece_length) as usize];
+                    zeros.fill(0);
+                    v1.update(zeros);
                 }
                 continue;
             }
