@@ -16,6 +16,7 @@ pub mod demo;
 pub mod download;
 pub mod event;
 pub mod magnet;
+pub mod merkle;
 pub mod metadata;
 pub mod metainfo;
 pub mod peer;

@@ -352,6 +352,18 @@ pub struct CreateArgs {
     /// Leave out `creation date`, so the same data and options give the same file.
     #[arg(long)]
     pub no_date: bool,
+    /// Add BEP 47 pad files so that every file after the first starts on a piece boundary
+    /// (a client can then fetch or verify one file without its neighbours).
+    #[arg(long, conflicts_with = "v2")]
+    pub pad: bool,
+    /// Make a BitTorrent v2 torrent only (BEP 52: SHA-256 merkle trees, `file tree`, `piece
+    /// layers`); v1-only clients cannot use it. Prints `Info Hash v2`.
+    #[arg(long, conflicts_with = "hybrid")]
+    pub v2: bool,
+    /// Make a hybrid torrent: v1 and v2 views of the same files (pad files between them, files
+    /// sorted as in the v2 file tree), usable by v1 and v2 clients. Prints both info hashes.
+    #[arg(long)]
+    pub hybrid: bool,
     /// Where to write the .torrent file.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: PathBuf,
@@ -649,5 +661,22 @@ mod tests {
             Cli::try_parse_from(["bt-trace", "create", "data"]).is_err(),
             "-o is required"
         );
+        let flags = |extra: &[&str]| {
+            let mut argv = vec!["bt-trace", "create", "data", "-o", "x.torrent"];
+            argv.extend(extra);
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                Command::Create(c) => (c.pad, c.v2, c.hybrid),
+                other => panic!("not create: {other:?}"),
+            })
+        };
+        assert_eq!(flags(&[]).ok(), Some((false, false, false)));
+        assert_eq!(flags(&["--pad"]).ok(), Some((true, false, false)));
+        assert_eq!(flags(&["--v2"]).ok(), Some((false, true, false)));
+        assert_eq!(
+            flags(&["--hybrid", "--pad"]).ok(),
+            Some((true, false, true))
+        );
+        assert!(flags(&["--v2", "--hybrid"]).is_err());
+        assert!(flags(&["--v2", "--pad"]).is_err());
     }
 }

@@ -331,7 +331,7 @@ const CREATE_PROGRESS_MIN: u64 = 64 * 1024 * 1024;
 /// `create`: scans and hashes the data (synchronously: no runtime is involved), writes the
 /// .torrent file and prints its info hash; a summary goes to stderr.
 fn create(args: &CreateArgs, out: &mut impl Write) -> Result<()> {
-    use crate::create::{CreateOptions, Layout};
+    use crate::create::{CreateOptions, Layout, MetaVersion};
     let layout = Layout::scan(&args.path)?; // its errors name the file
     let creation_date = (!args.no_date).then(|| {
         std::time::SystemTime::now()
@@ -346,6 +346,14 @@ fn create(args: &CreateArgs, out: &mut impl Write) -> Result<()> {
         comment: args.comment.clone(),
         created_by: Some(format!("bt-trace {}", env!("CARGO_PKG_VERSION"))),
         creation_date,
+        version: if args.v2 {
+            MetaVersion::V2
+        } else if args.hybrid {
+            MetaVersion::Hybrid
+        } else {
+            MetaVersion::V1
+        },
+        pad: args.pad,
     };
     let show = !args.quiet
         && layout.total_length >= CREATE_PROGRESS_MIN
@@ -363,9 +371,9 @@ fn create(args: &CreateArgs, out: &mut impl Write) -> Result<()> {
     std::fs::write(&args.output, &made.bytes)
         .with_context(|| format!("writing {}", args.output.display()))?;
     if !args.quiet {
-        eprintln!("{}", output::created_report(&made.torrent, &args.output));
+        eprintln!("{}", output::created_report(&made, &args.output));
     }
-    output::write_info_hash(out, &made.torrent)?;
+    output::write_created_hashes(out, &made)?;
     Ok(())
 }
 

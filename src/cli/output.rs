@@ -173,23 +173,30 @@ pub fn write_download_done(out: &mut impl Write, what: &str, path: &Path) -> io:
     writeln!(out, "Downloaded {what} to {}.", path.display())
 }
 
-/// `create`: `Info Hash: <40 lowercase hex>`, as in `info`.
-pub fn write_info_hash(out: &mut impl Write, t: &Torrent) -> io::Result<()> {
-    writeln!(out, "Info Hash: {}", t.info_hash_hex())
+/// `create`: `Info Hash: <40 lowercase hex>` (v1 and hybrid), as in `info`, and `Info Hash
+/// v2: <64 lowercase hex>` (v2 and hybrid).
+pub fn write_created_hashes(out: &mut impl Write, c: &crate::create::Created) -> io::Result<()> {
+    if let Some(h) = c.info_hash_v1 {
+        writeln!(out, "Info Hash: {}", hex::encode(h))?;
+    }
+    if let Some(h) = c.info_hash_v2 {
+        writeln!(out, "Info Hash v2: {}", hex::encode(h))?;
+    }
+    Ok(())
 }
 
 /// The line on stderr after `create`: where the torrent went and what it holds.
-pub fn created_report(t: &Torrent, path: &Path) -> String {
-    let files = t.info.files.len();
+pub fn created_report(c: &crate::create::Created, path: &Path) -> String {
+    let files = c.file_count;
     format!(
         "wrote {}: {} ({} file{}, {} bytes) in {} pieces of {} bytes",
         path.display(),
-        t.info.name,
+        c.name,
         files,
         if files == 1 { "" } else { "s" },
-        t.info.total_length,
-        t.info.pieces.len(),
-        t.info.piece_length
+        c.total_length,
+        c.piece_count,
+        c.piece_length
     )
 }
 
@@ -530,16 +537,39 @@ mod tests {
 
     #[test]
     fn create_lines() {
-        let t = single();
+        let c = crate::create::Created {
+            bytes: Vec::new(),
+            torrent: None,
+            info_hash_v1: Some([0xab; 20]),
+            info_hash_v2: Some([0x01; 32]),
+            name: "sample.bin".into(),
+            file_count: 1,
+            total_length: 40000,
+            piece_length: 32768,
+            piece_count: 2,
+        };
         assert_eq!(
-            text(|o| write_info_hash(o, &t)),
-            format!("Info Hash: {}\n", hex::encode(t.info_hash))
+            text(|o| write_created_hashes(o, &c)),
+            format!(
+                "Info Hash: {}\nInfo Hash v2: {}\n",
+                "ab".repeat(20),
+                "01".repeat(32)
+            )
         );
         assert_eq!(
-            created_report(&t, Path::new("out/s.torrent")),
+            created_report(&c, Path::new("out/s.torrent")),
             "wrote out/s.torrent: sample.bin (1 file, 40000 bytes) in 2 pieces of 32768 bytes"
         );
-        assert!(created_report(&multi(), Path::new("m.torrent")).contains("(2 files, 21 bytes)"));
+        let v1 = crate::create::Created {
+            info_hash_v2: None,
+            file_count: 2,
+            ..c
+        };
+        assert_eq!(
+            text(|o| write_created_hashes(o, &v1)),
+            format!("Info Hash: {}\n", "ab".repeat(20))
+        );
+        assert!(created_report(&v1, Path::new("m.torrent")).contains("(2 files, 40000 bytes)"));
     }
 
     #[tokio::test]

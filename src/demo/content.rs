@@ -83,6 +83,7 @@ pub fn make(data_parent: &Path, torrent_path: &Path, size: u64, announce: &str) 
         comment: Some("the bt-trace classroom swarm (bt-trace demo)".into()),
         created_by: Some(format!("bt-trace {}", env!("CARGO_PKG_VERSION"))),
         creation_date: None,
+        ..Default::default()
     };
     let made = layout
         .build(&opts, |_| {})
@@ -92,7 +93,7 @@ pub fn make(data_parent: &Path, torrent_path: &Path, size: u64, announce: &str) 
     Ok(Content {
         dir,
         torrent_path: torrent_path.to_path_buf(),
-        torrent: made.torrent,
+        torrent: made.torrent.context("a v1 torrent is parsed back")?,
     })
 }
 

@@ -18,6 +18,7 @@ mod cli_polish;
 mod cli_real;
 mod cli_signals;
 mod create_real;
+mod create_v2;
 mod demo;
 mod engine_robustness;
 mod harness_selftest;
