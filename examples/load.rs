@@ -95,7 +95,7 @@ fn real_main() -> Result<(), String> {
             &torrent,
             &data,
             port,
-            args.leechers + 50,
+            Some(args.leechers + 50),
         ))
         .stdin(Stdio::null())
         .stdout(Stdio::null())

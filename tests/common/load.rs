@@ -19,6 +19,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -140,6 +141,9 @@ pub struct Report {
     pub all_done: Duration,
     /// Piece bytes the honest leechers received and verified.
     pub verified_bytes: u64,
+    /// Connections the seeder refused (its handshake, then closed: `--max-peers` reached);
+    /// the leecher dialed again, as real clients do.
+    pub refused: usize,
 }
 
 impl Report {
@@ -174,14 +178,15 @@ impl Report {
         };
         format!(
             "{} of {} leechers complete in {:.2} s (median {:.2} s, p90 {:.2} s), \
-             {:.1} MiB/s upload, {} abusers",
+             {:.1} MiB/s upload, {} abusers, {} connections refused",
             times.len(),
             self.honest.len(),
             self.all_done.as_secs_f64(),
             at(50).as_secs_f64(),
             at(90).as_secs_f64(),
             self.mib_per_s(),
-            self.abusers.len()
+            self.abusers.len(),
+            self.refused
         )
     }
 }
@@ -190,12 +195,14 @@ impl Report {
 pub fn run(target: &Target, plan: &Plan) -> Report {
     let target = Arc::new(target.clone());
     let barrier = Arc::new(Barrier::new(plan.honest + plan.abusers.len() + 1));
+    let refused = Arc::new(AtomicUsize::new(0));
     let mut honest = Vec::new();
     for i in 0..plan.honest {
         let (t, b, timeout) = (target.clone(), barrier.clone(), plan.timeout);
+        let refused = refused.clone();
         honest.push(spawn(move || {
             b.wait();
-            leech(&t, i, Instant::now() + timeout)
+            leech(&t, i, Instant::now() + timeout, &refused)
         }));
     }
     let mut abusers = Vec::new();
@@ -240,6 +247,7 @@ pub fn run(target: &Target, plan: &Plan) -> Report {
         abusers,
         all_done,
         verified_bytes: finished * target.total_length,
+        refused: refused.load(Ordering::Relaxed),
     }
 }
 
@@ -350,8 +358,53 @@ impl Leecher<'_> {
     }
 }
 
-/// One honest leecher; returns when it had every piece verified.
-fn leech(target: &Target, i: usize, deadline: Instant) -> Result<Instant, String> {
+/// One honest leecher; returns when it had every piece verified. Refused (the seeder hangs up
+/// before it says what it has), it dials again after 50, 100, 200 … 800 ms.
+fn leech(
+    target: &Target,
+    i: usize,
+    deadline: Instant,
+    refused: &AtomicUsize,
+) -> Result<Instant, String> {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match leech_once(target, i, deadline) {
+            Err(Refused) if Instant::now() + pause < deadline => {
+                refused.fetch_add(1, Ordering::Relaxed);
+                thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(800));
+            }
+            Err(Refused) => return Err("refused until the timeout".into()),
+            Ok(r) => return r,
+        }
+    }
+}
+
+/// The seeder closed the connection right after its handshake.
+struct Refused;
+
+fn leech_once(
+    target: &Target,
+    i: usize,
+    deadline: Instant,
+) -> Result<Result<Instant, String>, Refused> {
+    let mut heard = false;
+    let r = leech_connection(target, i, deadline, &mut heard);
+    match r {
+        Err(e) if !heard && e.starts_with(HUNG_UP) => Err(Refused),
+        r => Ok(r),
+    }
+}
+
+const HUNG_UP: &str = "the seeder hung up";
+
+/// One connection of an honest leecher; `heard` is set once a message arrived.
+fn leech_connection(
+    target: &Target,
+    i: usize,
+    deadline: Instant,
+    heard: &mut bool,
+) -> Result<Instant, String> {
     let mut interested = Vec::new();
     Message::Interested.emit(&mut interested);
     let mut s = open(target, peer_id(b"leec", i), &interested)?;
@@ -372,6 +425,7 @@ fn leech(target: &Target, i: usize, deadline: Instant) -> Result<Instant, String
         loop {
             match Message::parse(&buf[at..]) {
                 Ok((msg, used)) => {
+                    *heard = true;
                     st.on(msg)?;
                     at += used;
                 }
@@ -401,7 +455,10 @@ fn leech(target: &Target, i: usize, deadline: Instant) -> Result<Instant, String
         }
         s.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
         let n = match s.read(&mut chunk) {
-            Ok(0) => return Err(format!("the seeder hung up after {} pieces", st.verified)),
+            Ok(0) => return Err(format!("{HUNG_UP} after {} pieces", st.verified)),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Err(format!("{HUNG_UP} (reset) after {} pieces", st.verified))
+            }
             Ok(n) => n,
             Err(e)
                 if matches!(
@@ -571,18 +628,20 @@ pub fn create_args(data: &Path, torrent: &Path, piece_length: u64) -> Vec<String
 }
 
 /// `bt-trace seed` arguments: serve `torrent` from `data` on `port`, with room for
-/// `max_peers` connections, logging each dropped peer (`-v`).
-pub fn seed_args(torrent: &Path, data: &Path, port: u16, max_peers: usize) -> Vec<String> {
-    vec![
+/// `max_peers` connections (`None`: its default), logging each dropped peer (`-v`).
+pub fn seed_args(torrent: &Path, data: &Path, port: u16, max_peers: Option<usize>) -> Vec<String> {
+    let mut args: Vec<String> = vec![
         "seed".into(),
         torrent.display().to_string(),
         "--data".into(),
         data.display().to_string(),
         "--port".into(),
         port.to_string(),
-        "--max-peers".into(),
-        max_peers.to_string(),
         "-q".into(),
         "-v".into(),
-    ]
+    ];
+    if let Some(n) = max_peers {
+        args.extend(["--max-peers".into(), n.to_string()]);
+    }
+    args
 }

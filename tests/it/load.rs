@@ -5,7 +5,9 @@
 //!
 //! Checked: every leecher gets every piece SHA-1-verified, the seeder survives both runs, each
 //! abuser is dropped (the seeder closes its connection, and says why at `-v`), the abusers
-//! slow the honest leechers by less than 2x, and the seeder's peak RSS stays under a bound.
+//! slow the honest leechers by less than 2x, and the seeder's peak RSS stays under a bound;
+//! with the default `--max-peers` the leechers beyond it are told (handshake, then closed) and
+//! complete by dialing again.
 
 use crate::common;
 
@@ -53,7 +55,7 @@ fn two_hundred_leechers_and_abusers_against_one_seeder() {
 
     // room for all 200 (and the abusers) at once: the default --max-peers is 50
     let seeder = bt_trace_spawn(
-        generator::seed_args(&torrent, &data, port, LEECHERS + 50),
+        generator::seed_args(&torrent, &data, port, Some(LEECHERS + 50)),
         &dir.path().join("seed.log"),
     );
     seeder.wait_port(port);
@@ -125,6 +127,29 @@ fn two_hundred_leechers_and_abusers_against_one_seeder() {
     );
     assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB");
     assert!(!log.contains("panicked"), "{}", tail(&log, 40));
+    drop(seeder);
+
+    // With the default --max-peers (50) the seeder refuses the others, and says so: its
+    // handshake, then it closes (a silent close before the handshake would fail the leecher).
+    // The refused leechers dial again, as real clients do, and all complete.
+    let port = free_port();
+    let target = Target {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        ..target
+    };
+    let seeder = bt_trace_spawn(
+        generator::seed_args(&torrent, &data, port, None),
+        &dir.path().join("seed-default.log"),
+    );
+    seeder.wait_port(port);
+    let run = generator::run(&target, &honest);
+    eprintln!("default --max-peers: {}", run.summary());
+    assert!(run.failures().is_empty(), "{:#?}", run.failures());
+    assert!(run.refused > 0, "200 leechers at once, none refused");
+    seeder.assert_running();
+    assert!(seeder
+        .log_text()
+        .contains("refused, 50 peers connected (--max-peers 50)"));
 }
 
 /// Bound for the one-shot `bt-trace create`.
