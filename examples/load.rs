@@ -80,6 +80,7 @@ fn real_main() -> Result<(), String> {
             &torrent,
             args.piece_kib << 10,
         ))
+        .stdout(Stdio::null())
         .status()
         .map_err(|e| format!("{}: {e}", args.bt_trace.display()))?;
     if !status.success() {
@@ -136,17 +137,12 @@ fn real_main() -> Result<(), String> {
                 .iter()
                 .filter(|a| a.dropped_after.is_some())
                 .count();
-            println!(
-                "round {round}: {} (all complete {:.2} s, {:.1} MiB/s{})",
-                r.summary(),
-                r.all_done.as_secs_f64(),
-                r.mib_per_s(),
-                if r.abusers.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {dropped} of {} abusers dropped", r.abusers.len())
-                }
-            );
+            if r.abusers.is_empty() {
+                println!("round {round}: {}", r.summary());
+            } else {
+                let n = r.abusers.len();
+                println!("round {round}: {}, {dropped} of {n} dropped", r.summary());
+            }
             for f in r.failures().iter().take(5) {
                 println!("  {f}");
             }
