@@ -214,8 +214,7 @@ fn layout(t: &Torrent, files: Vec<DiskFile>) -> Layout {
 /// Binds our listening socket: the asked port, or any free one when it is taken (two
 /// `download_piece` runs at once). Returns the socket and the port to announce.
 fn listen(ip: std::net::IpAddr, port: u16) -> (Option<Arc<std::net::TcpListener>>, u16) {
-    let bound =
-        std::net::TcpListener::bind((ip, port)).or_else(|_| std::net::TcpListener::bind((ip, 0)));
+    let bound = bind_listener(ip, port).or_else(|_| bind_listener(ip, 0));
     match bound.and_then(|l| Ok((l.local_addr()?.port(), l))) {
         Ok((p, l)) => (Some(Arc::new(l)), p),
         Err(e) => {
@@ -223,6 +222,24 @@ fn listen(ip: std::net::IpAddr, port: u16) -> (Option<Arc<std::net::TcpListener>
             (None, port)
         }
     }
+}
+
+/// Connections the kernel queues for us before we accept them. The standard library's 128 is
+/// too few for a seed that 200 peers dial at once: the SYNs beyond the queue are dropped and
+/// those peers connect only after their 1 s retransmission (tests/it/load.rs).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listening socket on `ip:port` (with `SO_REUSEADDR`, as the standard library's) whose
+/// accept queue holds [`LISTEN_BACKLOG`] connections. Needs the runtime (called from the async
+/// commands); the socket is handed back as a standard one.
+fn bind_listener(ip: std::net::IpAddr, port: u16) -> std::io::Result<std::net::TcpListener> {
+    let socket = match ip {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind((ip, port).into())?;
+    socket.listen(LISTEN_BACKLOG)?.into_std()
 }
 
 fn options(cfg: &ClientConfig, wanted: Option<Bitfield>) -> Options {

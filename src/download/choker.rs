@@ -4,7 +4,10 @@
 //! between two rechokes, every [`RECHOKE_INTERVAL`]); one more, the optimistic unchoke, goes to
 //! a choked interested peer chosen in turn, rotated every [`OPTIMISTIC_INTERVAL`], so that a
 //! newcomer gets a chance to prove itself. A peer that becomes interested while a slot is free
-//! is unchoked at once, without waiting for the next rechoke.
+//! is unchoked at once, without waiting for the next rechoke. A slot whose peer took nothing
+//! from us for a whole rechoke interval (interested, but it never requests) goes to a waiting
+//! peer at the next rechoke, so such peers cannot hold the regular slots while others wait
+//! (the optimistic one moves on after its 30 s anyway).
 //!
 //! Pure bookkeeping: no clock of its own (the caller passes `now`), no I/O, no socket. The
 //! engine keeps it under the swarm lock and sessions obey its verdict
@@ -25,6 +28,8 @@ pub const DEFAULT_SLOTS: usize = 4;
 struct Entry {
     interested: bool,
     unchoked: bool,
+    /// Since when the peer is unchoked (`None` while choked).
+    unchoked_since: Option<Instant>,
     /// Bytes uploaded to the peer since the last rechoke.
     uploaded: u64,
     /// Bytes per second at the last rechoke.
@@ -34,6 +39,23 @@ struct Entry {
     last_optimistic: Option<Instant>,
     /// Order of arrival, to break ties.
     seq: u64,
+}
+
+impl Entry {
+    fn set_unchoked(&mut self, unchoked: bool, now: Instant) {
+        if unchoked != self.unchoked {
+            self.unchoked = unchoked;
+            self.unchoked_since = unchoked.then_some(now);
+        }
+    }
+
+    /// Unchoked for a whole rechoke interval and took nothing in the last one.
+    fn unused(&self, now: Instant) -> bool {
+        self.rate == 0.0
+            && self
+                .unchoked_since
+                .is_some_and(|t| now.duration_since(t) >= RECHOKE_INTERVAL)
+    }
 }
 
 /// The choker of one torrent. See the [module docs](self).
@@ -69,6 +91,7 @@ impl Choker {
             Entry {
                 interested: false,
                 unchoked: false,
+                unchoked_since: None,
                 uploaded: 0,
                 rate: 0.0,
                 last_optimistic: None,
@@ -100,7 +123,7 @@ impl Choker {
         }
         e.interested = interested;
         if !interested && e.unchoked {
-            e.unchoked = false;
+            e.set_unchoked(false, now);
             if self.optimistic == Some(*addr) {
                 self.optimistic = None;
             }
@@ -160,18 +183,16 @@ impl Choker {
             e.rate = e.uploaded as f64 / secs;
             e.uploaded = 0;
         }
-        let mut ranked: Vec<(SocketAddr, f64, u64)> = self
+        let mut ranked: Vec<(SocketAddr, f64, bool, u64)> = self
             .peers
             .iter()
             .filter(|(_, e)| e.interested)
-            .map(|(a, e)| (*a, e.rate, e.seq))
+            .map(|(a, e)| (*a, e.rate, e.unused(now), e.seq))
             .collect();
-        // fastest first; among equals, the earliest arrival
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)));
+        // fastest first; among equals, a peer that left its slot unused last, then the earliest
+        // arrival
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3)));
         let regular: Vec<SocketAddr> = ranked.iter().take(self.slots).map(|r| r.0).collect();
-        for (a, e) in self.peers.iter_mut() {
-            e.unchoked = regular.contains(a);
-        }
         let rotate = match (self.optimistic, self.last_rotation) {
             (Some(o), Some(t)) => {
                 now.duration_since(t) >= OPTIMISTIC_INTERVAL
@@ -180,6 +201,10 @@ impl Choker {
             }
             _ => true,
         };
+        let keep = (!rotate).then_some(self.optimistic).flatten();
+        for (a, e) in self.peers.iter_mut() {
+            e.set_unchoked(regular.contains(a) || keep == Some(*a), now);
+        }
         if rotate {
             self.optimistic = None;
             let next = self
@@ -197,7 +222,7 @@ impl Choker {
             }
         }
         if let Some(e) = self.optimistic.and_then(|o| self.peers.get_mut(&o)) {
-            e.unchoked = true;
+            e.set_unchoked(true, now);
         }
     }
 
@@ -220,7 +245,7 @@ impl Choker {
         let mut rest = waiting.into_iter().map(|(_, a)| a);
         for a in rest.by_ref().take(free) {
             if let Some(e) = self.peers.get_mut(&a) {
-                e.unchoked = true;
+                e.set_unchoked(true, now);
             }
         }
         if self.optimistic.is_none() {
@@ -228,7 +253,7 @@ impl Choker {
                 self.optimistic = Some(a);
                 self.last_rotation = Some(now);
                 if let Some(e) = self.peers.get_mut(&a) {
-                    e.unchoked = true;
+                    e.set_unchoked(true, now);
                     e.last_optimistic = Some(now);
                 }
             }
@@ -330,5 +355,39 @@ mod tests {
         let mut ports: Vec<u16> = seen.iter().map(|a| a.port() - 10_000).collect();
         ports.sort();
         assert_eq!(ports, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn peers_that_never_download_give_their_slots_up() {
+        let mut c = Choker::new(2);
+        let t0 = Instant::now();
+        // peers 0 and 1 come first, are interested, and never request anything
+        for i in 0..6 {
+            c.add(addr(i));
+            c.set_interested(&addr(i), true, t0);
+        }
+        c.rechoke(t0);
+        assert_eq!(unchoked(&c), vec![0, 1, 2]);
+        let regular = |c: &Choker| -> Vec<u16> {
+            unchoked(c)
+                .into_iter()
+                .filter(|&p| Some(addr(p)) != c.optimistic())
+                .collect()
+        };
+        // peer 2 (optimistic) downloads; 0 and 1 leave their slots unused for a whole interval
+        c.uploaded(&addr(2), 100_000);
+        let t1 = t0 + RECHOKE_INTERVAL;
+        c.rechoke(t1);
+        assert_eq!(regular(&c), vec![2, 3], "the idle peers lost their slots");
+        // they do not get them back while the others download
+        c.uploaded(&addr(2), 100_000);
+        c.uploaded(&addr(3), 100_000);
+        c.rechoke(t1 + RECHOKE_INTERVAL);
+        assert_eq!(regular(&c), vec![2, 3]);
+        // a slot used a little is kept over waiting peers
+        c.uploaded(&addr(2), 1);
+        c.uploaded(&addr(3), 1);
+        c.rechoke(t1 + RECHOKE_INTERVAL * 2);
+        assert_eq!(regular(&c), vec![2, 3]);
     }
 }

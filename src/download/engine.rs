@@ -1014,6 +1014,13 @@ async fn run_swarm(
                 if let Ok((stream, addr)) = accepted {
                     if incoming.len() < opts.max_peers {
                         incoming.spawn(serve_incoming(swarm.clone(), stream, addr));
+                    } else {
+                        tracing::info!(
+                            "incoming {addr}: refused, {} peers connected (--max-peers {})",
+                            incoming.len(),
+                            opts.max_peers
+                        );
+                        tokio::spawn(refuse(swarm.clone(), stream));
                     }
                 }
             }
@@ -1158,6 +1165,24 @@ async fn accept(
         Some(l) => l.accept().await,
         None => std::future::pending().await,
     }
+}
+
+/// A peer connected to us while we have `--max-peers` already: our handshake (so it knows it
+/// reached the right torrent, and that we hang up on purpose), then close, reading what it
+/// sent until it closes too (closing with unread data would reset the connection and could
+/// lose our handshake); at most 1 s.
+async fn refuse(swarm: Arc<Swarm>, mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cfg = &swarm.config;
+    let ours = crate::wire::Handshake::new(cfg.reserved, cfg.info_hash, cfg.peer_id).emit();
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(&ours).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }
 
 /// A peer connected to us: read its handshake first. Anything but a plaintext BitTorrent

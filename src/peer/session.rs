@@ -11,10 +11,13 @@
 //! - `choke` without the fast extension cancels everything outstanding; with it the peer
 //!   `reject`s explicitly;
 //! - we serve the peer's requests for pieces we have while the swarm's choker lets it download
-//!   (`unchoke`/`choke` follow [`News::unchoked`]); requests are checked (piece index, at most
-//!   16 KiB, inside the piece, a piece we have) and the ones we will not serve are `reject`ed
-//!   under the fast extension (also those that come while the peer is choked, and all pending
-//!   ones when we choke it); a peer that floods us with requests beyond our `reqq` is dropped.
+//!   (`unchoke`/`choke` follow [`News::unchoked`]); a request no honest peer sends (piece index
+//!   out of range, empty or above 16 KiB, past the end of its piece, a piece we never
+//!   announced) drops the peer; those that come while the peer is choked, beyond our `reqq`,
+//!   and all pending ones when we choke it are `reject`ed under the fast extension, and a peer
+//!   that keeps flooding us with them is dropped;
+//! - a peer that repeats `have`s (or bitfields) for pieces it had already announced is dropped
+//!   after [`MAX_REDUNDANT_ANNOUNCES`] of them.
 //!
 //! The loop never trusts the peer: wrong bitfield sizes, out-of-range indexes, blocks we did
 //! not ask for with a wrong size, or silence while requests are pending end the connection.
@@ -43,6 +46,10 @@ const MAX_SERVE_LEN: u32 = 16 * 1024;
 /// How many of the peer's requests we queue (our `reqq`) before rejecting more; a peer whose
 /// requests beyond it reach as many again is flooding us and is dropped.
 const MAX_PEER_REQUESTS: usize = 500;
+/// How many `have`s for pieces the peer had already announced (and bitfields that add no
+/// piece) we take before dropping it. An honest peer announces each piece once, so this only
+/// bounds a flood: at 10 000 `have`s a second the peer is gone within 0.1 s.
+const MAX_REDUNDANT_ANNOUNCES: usize = 1000;
 /// Request pipeline bounds.
 const MIN_DEPTH: usize = 32;
 const MAX_DEPTH: usize = 250;
@@ -114,6 +121,8 @@ struct PeerState {
     /// Requests rejected since the last unchoke (sent while choked, or with
     /// [`MAX_PEER_REQUESTS`] queued already).
     flood: usize,
+    /// `have`s and bitfields that told us nothing new (see [`MAX_REDUNDANT_ANNOUNCES`]).
+    redundant: usize,
     /// The last moment data could flow either way (see [`rotation`]).
     useful_at: Instant,
     /// Parked: useless while other peers wait ([`PeerSwarm::set_parked`]).
@@ -185,6 +194,7 @@ pub async fn run_on<S: PeerSwarm>(
         scratch: Vec::new(),
         their_ut_metadata: None,
         flood: 0,
+        redundant: 0,
         useful_at: Instant::now(),
         parked: false,
     };
@@ -363,7 +373,9 @@ fn handle(
                     "have for piece {index}, but the torrent has {n} pieces"
                 )));
             }
-            if !st.has.get(index) {
+            if st.has.get(index) {
+                redundant_announce(st, "`have` messages for pieces it had already announced")?;
+            } else {
                 st.has.set(index);
                 if st.added_to_picker {
                     swarm.peer_has(index);
@@ -384,6 +396,9 @@ fn handle(
                     return Err(PeerError::Protocol(
                         "bitfield takes back pieces the peer had announced".into(),
                     ));
+                }
+                if has.iter_ones().all(|i| st.has.get(i)) {
+                    redundant_announce(st, "bitfields that add no piece")?;
                 }
                 for i in has.iter_ones() {
                     if !st.has.get(i) {
@@ -412,12 +427,7 @@ fn handle(
             st.added_to_picker = true;
         }
         Message::Request(r) => {
-            if r.index >= n {
-                return Err(PeerError::Protocol(format!(
-                    "request for piece {}, but the torrent has {n} pieces",
-                    r.index
-                )));
-            }
+            check_request(swarm, &r)?;
             // requests while choked, or beyond our reqq, are ignored (or rejected with the
             // fast extension); a peer that keeps sending them is dropped
             if st.peer_choked || st.their_requests.len() >= MAX_PEER_REQUESTS {
@@ -495,6 +505,46 @@ fn metadata_reply(info: Option<&[u8]>, their_id: Option<u8>, payload: &[u8]) -> 
     };
     reply.emit_message(their_id, &mut out);
     Some(out)
+}
+
+/// A request no honest peer sends ends the connection: a piece index outside the torrent, a
+/// length of 0 or above 16 KiB (BEP 3: "close connections which request an amount greater than
+/// that"), a block reaching past the end of its piece, or a piece we never announced (we only
+/// ever gain pieces, so every piece we announced is one we can serve).
+fn check_request(swarm: &impl PeerSwarm, r: &BlockRef) -> Result<(), PeerError> {
+    let n = swarm.config().num_pieces;
+    let what = format!(
+        "request for piece {} begin {} length {}",
+        r.index, r.begin, r.length
+    );
+    if r.index >= n {
+        return Err(PeerError::Protocol(format!(
+            "{what}, but the torrent has {n} pieces"
+        )));
+    }
+    if r.length == 0 || r.length > MAX_SERVE_LEN {
+        return Err(PeerError::Protocol(format!(
+            "{what}: empty or longer than 16 KiB"
+        )));
+    }
+    if !swarm.can_serve(r) {
+        return Err(PeerError::Protocol(format!(
+            "{what}: past the end of piece {}, or a piece we never announced",
+            r.index
+        )));
+    }
+    Ok(())
+}
+
+/// Counts a `have` or bitfield that told us nothing new; too many of them is a flood.
+fn redundant_announce(st: &mut PeerState, what: &str) -> Result<(), PeerError> {
+    st.redundant += 1;
+    if st.redundant > MAX_REDUNDANT_ANNOUNCES {
+        return Err(PeerError::Protocol(format!(
+            "repeated `have` flood: more than {MAX_REDUNDANT_ANNOUNCES} {what}"
+        )));
+    }
+    Ok(())
 }
 
 fn reject(st: &PeerState, r: BlockRef) -> Option<Vec<u8>> {
@@ -608,17 +658,9 @@ async fn serve(
     st: &mut PeerState,
     conn: &mut Conn,
 ) -> Result<Result<(), crate::peer::swarm::DiskError>, PeerError> {
-    let mut batch = Vec::new();
-    while batch.len() < SERVE_BATCH {
-        let Some(r) = st.their_requests.pop_front() else {
-            break;
-        };
-        if r.length > 0 && r.length <= MAX_SERVE_LEN && swarm.can_serve(&r) {
-            batch.push(r);
-        } else if let Some(b) = reject(st, r) {
-            conn.out().extend_from_slice(&b);
-        }
-    }
+    // every queued request was checked when it arrived ([`check_request`])
+    let take = st.their_requests.len().min(SERVE_BATCH);
+    let batch: Vec<BlockRef> = st.their_requests.drain(..take).collect();
     if batch.is_empty() {
         return Ok(Ok(()));
     }
@@ -874,6 +916,10 @@ mod tests {
         Honest,
         /// Sends a block nobody asked for (a begin off the block grid).
         Unasked,
+        /// Sends `have` for a piece it announced, again and again.
+        HaveFlood,
+        /// Asks us for `length` bytes of piece 0 (we have nothing to serve).
+        Request(u32),
     }
 
     /// Runs the remote peer on a loopback listener; returns its address and, when the session
@@ -891,13 +937,22 @@ mod tests {
                 .to_vec();
             Message::Bitfield(&[0xc0]).emit(&mut out);
             Message::Unchoke.emit(&mut out);
-            if let Remote::Unasked = how {
-                Message::Piece {
+            match how {
+                Remote::Honest => {}
+                Remote::Unasked => Message::Piece {
                     index: 0,
                     begin: 3,
                     data: &[0; 100],
                 }
-                .emit(&mut out);
+                .emit(&mut out),
+                Remote::HaveFlood => {
+                    for _ in 0..=MAX_REDUNDANT_ANNOUNCES {
+                        Message::Have { index: 0 }.emit(&mut out);
+                    }
+                }
+                Remote::Request(length) => {
+                    Message::Request(BlockRef::new(0, 0, length)).emit(&mut out)
+                }
             }
             s.write_all(&out).await.unwrap();
             let mut requests = Vec::new();
@@ -967,6 +1022,31 @@ mod tests {
         // what was requested before is given back
         let (announced, _) = s.left_with.clone().expect("peer_left called");
         assert_eq!(announced, Some(Bitfield::full(2)));
+    }
+
+    #[tokio::test]
+    async fn a_have_flood_ends_the_session() {
+        let fake = Fake::new(false);
+        let (addr, peer) = remote(Remote::HaveFlood).await;
+        let err = run(fake.clone(), addr).await.unwrap_err();
+        assert!(err.to_string().contains("repeated `have` flood"), "{err}");
+        peer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_request_no_honest_peer_sends_ends_the_session() {
+        for (length, why) in [
+            (2 * BLOCK, "longer than 16 KiB"),
+            (0, "empty"),
+            // the fake serves nothing: piece 0 was never announced
+            (BLOCK, "a piece we never announced"),
+        ] {
+            let fake = Fake::new(false);
+            let (addr, peer) = remote(Remote::Request(length)).await;
+            let err = run(fake.clone(), addr).await.unwrap_err();
+            assert!(err.to_string().contains(why), "{length}: {err}");
+            peer.await.unwrap();
+        }
     }
 
     #[tokio::test]

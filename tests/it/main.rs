@@ -23,6 +23,7 @@ mod demo;
 mod engine_robustness;
 mod harness_selftest;
 mod hostile_peers;
+mod load;
 mod magnet_real;
 mod metainfo_download;
 mod metainfo_oracle;
