@@ -1259,12 +1259,21 @@ fn peer_item(
                 // travelled inside the RC4-encrypted initial payload.
                 side.protocol_errors = 0;
                 r.kind = ConnKind::BitTorrent;
-                format!(
-                    "{who}: the MSE/PE handshake ({} bytes) selected plaintext, the BitTorrent \
-                     handshake inside its encrypted initial payload: messages in clear from \
-                     stream offset {at}",
-                    at - from
-                )
+                if side.gaps == 0 {
+                    format!(
+                        "{who}: the MSE/PE handshake ({} bytes) selected plaintext, the \
+                         BitTorrent handshake inside its encrypted initial payload: messages in \
+                         clear from stream offset {at}",
+                        at - from
+                    )
+                } else {
+                    // Where the preamble ended is lost in the gap.
+                    format!(
+                        "{who}: the MSE/PE handshake selected plaintext, the BitTorrent \
+                         handshake inside its encrypted initial payload: after a gap, messages \
+                         in clear from stream offset {at}"
+                    )
+                }
             } else if side.mid_stream && side.messages() == 0 && side.handshake.is_none() {
                 format!("{who}: started mid-stream; first message at stream offset {at}")
             } else {
@@ -2144,6 +2153,53 @@ mod tests {
             ],
             "{words:?}"
         );
+    }
+
+    /// The same, with the initiator's first segment in clear lost: the messages after the
+    /// gap are still found, the preamble is still no protocol error, and the note does not
+    /// claim a preamble length the gap hides.
+    #[test]
+    fn mse_selecting_plaintext_then_a_gap() {
+        let c_key = noise(7, 442);
+        let lost = msgs(&[Message::HaveNone, Message::Interested]);
+        let c_msgs = msgs(&[
+            Message::Request(BlockRef {
+                index: 5,
+                begin: 0,
+                length: 16384,
+            }),
+            Message::Request(BlockRef {
+                index: 5,
+                begin: 16384,
+                length: 16384,
+            }),
+        ]);
+        let s_key = noise(11, 400);
+        let mut s_rest = Handshake::new(Reserved::new().with_fast(), [3; 20], [4; 20])
+            .emit()
+            .to_vec();
+        s_rest.extend(msgs(&[Message::HaveAll, Message::Unchoke]));
+        let after = 101 + (c_key.len() + lost.len()) as u32;
+        let frames = vec![
+            tcp(A, B, 100, "S", b""),
+            tcp(B, A, 500, "SA", b""),
+            tcp(A, B, 101, "A", b""),
+            tcp(A, B, 101, "A", &c_key),
+            tcp(B, A, 501, "A", &s_key),
+            tcp(B, A, 501 + s_key.len() as u32, "A", &s_rest),
+            tcp(A, B, after, "A", &c_msgs),
+            tcp(A, B, after + c_msgs.len() as u32, "FA", b""),
+        ];
+        let (rep, _) = run(&frames);
+        let c = &rep.conns[0];
+        assert_eq!((rep.bittorrent, rep.encrypted), (1, 0));
+        assert_eq!(c.sides[0].protocol_errors, 0, "{:?}", c.notes);
+        assert_eq!(c.sides[0].counts[MessageKind::Request.slot()], 2);
+        assert_eq!(c.sides[0].gaps, 1);
+        let note = "127.0.0.1:40000 → 127.0.0.2:7001: the MSE/PE handshake selected plaintext, \
+                    the BitTorrent handshake inside its encrypted initial payload: after a gap, \
+                    messages in clear from stream offset 452";
+        assert!(c.notes.iter().any(|n| n == note), "{:?}", c.notes);
     }
 
     #[test]

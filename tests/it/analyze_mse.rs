@@ -223,6 +223,38 @@ fn libtorrent_plaintext_after_mse_without_the_initiators_handshake() {
     assert_eq!(tshark_counts(&file), our_counts(&ev));
 }
 
+/// The same capture without frame 12 (`editcap … 12`), the initiator's first segment in
+/// clear: its extended handshake, `have_none`, `interested` and 4 requests (as tshark shows
+/// frame 12). What follows the gap is still found and the preamble is still no error.
+#[test]
+fn libtorrent_plaintext_after_mse_then_a_gap() {
+    skip_unless_installed!(&[Program::Tshark]);
+    let dir = common::temp_dir("analyze_mse_gap");
+    let cut = dir.path().join("cut.pcapng");
+    let ok = Command::new("editcap")
+        .arg(capture("lo_mse_plain_libtorrent.pcapng"))
+        .arg(&cut)
+        .arg("12")
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "editcap");
+    let flat = report(&cut, &["--torrent", &torrent()]);
+    assert!(flat.contains("1 found: 1 BitTorrent"), "{flat}");
+    assert!(flat.contains(ALL_GOOD), "{flat}");
+    assert!(!flat.contains("protocol errors"), "{flat}");
+    assert!(
+        flat.contains("encrypted initial payload: after a gap, messages in clear"),
+        "{flat}"
+    );
+    let ev = ours(&cut);
+    let up = msgs(&ev, 0, Dir::C2s);
+    assert_eq!(count(&up, |m| matches!(m, Msg::Request { .. })), BLOCKS - 4);
+    assert_eq!(count(&up, |m| matches!(m, Msg::Interested)), 0);
+    assert!(ev
+        .iter()
+        .any(|e| e.dir == Some(Dir::C2s) && matches!(e.kind, EventKind::Gap { .. })));
+}
+
 #[test]
 fn aria2_plaintext_after_mse_to_libtorrent() {
     skip_unless_installed!(&[Program::Tshark]);
@@ -382,12 +414,16 @@ fn live_capture_from_dumpcap_on_a_pipe() {
     assert!(pair.wait().unwrap().success());
     std::thread::sleep(Duration::from_millis(500));
 
-    // Ctrl-C: SIGINT to the pipeline (bt-trace first: a terminal signals both at once, and
-    // dumpcap takes a moment to close the pipe).
-    for pid in [analyze.id(), dumpcap.id()] {
-        // SAFETY: kill has no memory preconditions; both are our children, still running.
+    // Ctrl-C: SIGINT to the pipeline. bt-trace first, and dumpcap (which then closes the
+    // pipe) a moment later: bt-trace notices SIGINT on a helper thread, and on a loaded
+    // machine an input that ends at the same instant could be seen first.
+    let sigint = |pid: u32| {
+        // SAFETY: kill has no memory preconditions; the pid is our child, still running.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
-    }
+    };
+    sigint(analyze.id());
+    std::thread::sleep(Duration::from_millis(300));
+    sigint(dumpcap.id());
     let _ = dumpcap.wait();
     let out = analyze.wait_with_output().unwrap();
     let lines = lines.join().unwrap();
