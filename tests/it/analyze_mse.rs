@@ -1,4 +1,4 @@
-//! `bt-trace analyze` on real MSE/PE (BEP-less "Message Stream Encryption") captures made by
+//! `bt-trace analyze` on real MSE/PE (Message Stream Encryption) captures made by
 //! `captures/make_mse.sh` (see captures/README.md), of one known download: `sample_mse.torrent`,
 //! 256 KiB in 8 pieces of 32 KiB, fetched as 16 blocks of 16 KiB.
 //!
