@@ -1248,6 +1248,32 @@ fn peer_item(
                     "{who}: {} bytes before the handshake at stream offset {at}",
                     at - from
                 )
+            } else if r.mse
+                && !side.mid_stream
+                && side.handshake.is_none()
+                && side.messages() == 0
+                && side.protocol_errors == 1
+            {
+                // The first messages in clear after this side's MSE/PE preamble: the
+                // preamble was the "error" at its start, and the BitTorrent handshake
+                // travelled inside the RC4-encrypted initial payload.
+                side.protocol_errors = 0;
+                r.kind = ConnKind::BitTorrent;
+                if side.gaps == 0 {
+                    format!(
+                        "{who}: the MSE/PE handshake ({} bytes) selected plaintext, the \
+                         BitTorrent handshake inside its encrypted initial payload: messages in \
+                         clear from stream offset {at}",
+                        at - from
+                    )
+                } else {
+                    // Where the preamble ended is lost in the gap.
+                    format!(
+                        "{who}: the MSE/PE handshake selected plaintext, the BitTorrent \
+                         handshake inside its encrypted initial payload: after a gap, messages \
+                         in clear from stream offset {at}"
+                    )
+                }
             } else if side.mid_stream && side.messages() == 0 && side.handshake.is_none() {
                 format!("{who}: started mid-stream; first message at stream offset {at}")
             } else {
@@ -2047,6 +2073,133 @@ mod tests {
              handshake"
         );
         assert_eq!(words[2], "connection reset (RST)");
+    }
+
+    /// `n` random-looking bytes (an MSE/PE key and padding, or RC4 output).
+    fn noise(seed: u64, n: usize) -> Vec<u8> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (x >> 56) as u8
+            })
+            .collect()
+    }
+
+    /// libtorrent with encryption forced and only plaintext allowed: both sides open with an
+    /// MSE/PE handshake; the responder's BitTorrent handshake follows its preamble in clear,
+    /// the initiator's was inside the encrypted initial payload, so its messages in clear
+    /// come with no handshake before them. A BitTorrent connection with no protocol error.
+    #[test]
+    fn mse_selecting_plaintext_without_the_initiators_handshake() {
+        let c_key = noise(7, 442);
+        let c_msgs = msgs(&[
+            Message::HaveNone,
+            Message::Interested,
+            Message::Request(BlockRef {
+                index: 5,
+                begin: 0,
+                length: 16384,
+            }),
+        ]);
+        let s_key = noise(11, 400);
+        let mut s_rest = Handshake::new(Reserved::new().with_fast(), [3; 20], [4; 20])
+            .emit()
+            .to_vec();
+        s_rest.extend(msgs(&[Message::HaveAll, Message::Unchoke]));
+        let c_end = 101 + (c_key.len() + c_msgs.len()) as u32;
+        let frames = vec![
+            tcp(A, B, 100, "S", b""),
+            tcp(B, A, 500, "SA", b""),
+            tcp(A, B, 101, "A", b""),
+            tcp(A, B, 101, "A", &c_key),
+            tcp(B, A, 501, "A", &s_key),
+            tcp(B, A, 501 + s_key.len() as u32, "A", &s_rest),
+            tcp(A, B, 101 + c_key.len() as u32, "A", &c_msgs),
+            tcp(A, B, c_end, "FA", b""),
+        ];
+        let (rep, ev) = run(&frames);
+        assert_eq!((rep.bittorrent, rep.encrypted), (1, 0));
+        let c = &rep.conns[0];
+        assert_eq!(c.kind, ConnKind::BitTorrent);
+        assert!(c.mse);
+        assert_eq!(
+            [c.sides[0].protocol_errors, c.sides[1].protocol_errors],
+            [0, 0],
+            "{:?}",
+            c.notes
+        );
+        assert!(c.sides[0].handshake.is_none());
+        assert!(c.sides[1].handshake.is_some());
+        assert_eq!(c.sides[0].messages(), 3);
+        assert_eq!(c.sides[1].messages(), 2);
+        let client_note = "127.0.0.1:40000 → 127.0.0.2:7001: the MSE/PE handshake (442 bytes) \
+                           selected plaintext, the BitTorrent handshake inside its encrypted \
+                           initial payload: messages in clear from stream offset 442";
+        assert!(c.notes.iter().any(|n| n == client_note), "{:?}", c.notes);
+        let words: Vec<&str> = ev.iter().map(|(_, w)| w.as_str()).collect();
+        let at = words
+            .iter()
+            .position(|w| *w == "have none")
+            .expect("have none");
+        assert_eq!(
+            words[at..at + 3],
+            [
+                "have none",
+                "interested",
+                "request piece 5 begin 0 length 16384"
+            ],
+            "{words:?}"
+        );
+    }
+
+    /// The same, with the initiator's first segment in clear lost: the messages after the
+    /// gap are still found, the preamble is still no protocol error, and the note does not
+    /// claim a preamble length the gap hides.
+    #[test]
+    fn mse_selecting_plaintext_then_a_gap() {
+        let c_key = noise(7, 442);
+        let lost = msgs(&[Message::HaveNone, Message::Interested]);
+        let c_msgs = msgs(&[
+            Message::Request(BlockRef {
+                index: 5,
+                begin: 0,
+                length: 16384,
+            }),
+            Message::Request(BlockRef {
+                index: 5,
+                begin: 16384,
+                length: 16384,
+            }),
+        ]);
+        let s_key = noise(11, 400);
+        let mut s_rest = Handshake::new(Reserved::new().with_fast(), [3; 20], [4; 20])
+            .emit()
+            .to_vec();
+        s_rest.extend(msgs(&[Message::HaveAll, Message::Unchoke]));
+        let after = 101 + (c_key.len() + lost.len()) as u32;
+        let frames = vec![
+            tcp(A, B, 100, "S", b""),
+            tcp(B, A, 500, "SA", b""),
+            tcp(A, B, 101, "A", b""),
+            tcp(A, B, 101, "A", &c_key),
+            tcp(B, A, 501, "A", &s_key),
+            tcp(B, A, 501 + s_key.len() as u32, "A", &s_rest),
+            tcp(A, B, after, "A", &c_msgs),
+            tcp(A, B, after + c_msgs.len() as u32, "FA", b""),
+        ];
+        let (rep, _) = run(&frames);
+        let c = &rep.conns[0];
+        assert_eq!((rep.bittorrent, rep.encrypted), (1, 0));
+        assert_eq!(c.sides[0].protocol_errors, 0, "{:?}", c.notes);
+        assert_eq!(c.sides[0].counts[MessageKind::Request.slot()], 2);
+        assert_eq!(c.sides[0].gaps, 1);
+        let note = "127.0.0.1:40000 → 127.0.0.2:7001: the MSE/PE handshake selected plaintext, \
+                    the BitTorrent handshake inside its encrypted initial payload: after a gap, \
+                    messages in clear from stream offset 452";
+        assert!(c.notes.iter().any(|n| n == note), "{:?}", c.notes);
     }
 
     #[test]

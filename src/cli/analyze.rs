@@ -234,6 +234,11 @@ fn one<R: Read>(
             writeln!(out)?;
         }
         write_report(out, name, &report, filter)?;
+    } else if live && args.messages {
+        // A live view ends (input closed, or Ctrl-C) with the tables of what was read, on
+        // standard error so that standard output stays one line per event.
+        out.flush()?;
+        write_report(&mut io::stderr().lock(), name, &report, filter)?;
     }
     if let Some(n) = filter.conns.iter().find(|&&n| n >= report.tcp_connections) {
         out.flush()?;

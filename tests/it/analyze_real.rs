@@ -39,6 +39,8 @@ const ALL: &[&str] = &[
     "lo_middownload_be.pcap",
     "lo_middownload_be.pcapng",
     "lo_middownload_truncated.pcapng",
+    "lo_mse_plain_libtorrent.pcapng",
+    "lo_mse_plain_aria2_to_libtorrent.pcapng",
 ];
 
 fn run(args: &[&str]) -> Output {

@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod analyze_mse;
 mod analyze_real;
 mod analyze_trace;
 mod analyze_utp;
