@@ -179,20 +179,35 @@ pub fn info_json(t: &Torrent) -> serde_json::Value {
 }
 
 /// The CodeCrafters `magnet_parse` lines: `Tracker URL` (the first `tr`, empty with a warning
-/// when there is none) and `Info Hash`.
+/// when there is none) and `Info Hash` (the `btih` one). A link with a v2 hash (`btmh`) adds
+/// `Info Hash v2: <64 hex>`; a v2-only link shows the 64 hex digits as `Info Hash`, as `info`
+/// does for a v2-only torrent.
 pub fn write_magnet(out: &mut impl Write, m: &Magnet) -> io::Result<()> {
     let tracker = m.trackers.first().map(String::as_str);
     if tracker.is_none() {
         tracing::warn!("the magnet link has no tracker (`tr`)");
     }
     writeln!(out, "Tracker URL: {}", tracker.unwrap_or(""))?;
-    writeln!(out, "Info Hash: {}", m.info_hash_hex())
+    match (m.has_v1, m.info_hash_v2) {
+        (true, None) => writeln!(out, "Info Hash: {}", m.info_hash_hex()),
+        (true, Some(v2)) => {
+            writeln!(out, "Info Hash: {}", m.info_hash_hex())?;
+            writeln!(out, "Info Hash v2: {}", hex::encode(v2))
+        }
+        (false, v2) => writeln!(
+            out,
+            "Info Hash: {}",
+            v2.map(hex::encode).unwrap_or_default()
+        ),
+    }
 }
 
 /// `magnet_parse --json`: every parameter of the link in one object.
 pub fn magnet_json(m: &Magnet) -> serde_json::Value {
     serde_json::json!({
         "info_hash": m.info_hash_hex(),
+        "info_hash_v1": m.has_v1.then(|| m.info_hash_hex()),
+        "info_hash_v2": m.info_hash_v2.map(hex::encode),
         "display_name": m.display_name,
         "trackers": m.trackers,
         "peers": m.peers,
