@@ -48,7 +48,7 @@ pub struct Magnet {
 pub enum MagnetError {
     #[error("not a magnet link: it should start with `magnet:?`")]
     NotMagnet,
-    #[error("magnet link has no BitTorrent info hash (`xt=urn:btih:...` or `xt=urn:btmh:...`)")]
+    #[error("magnet link has no BitTorrent info hash (`xt=urn:btih:...`)")]
     MissingInfoHash,
     #[error("magnet link info hash {value:?} is invalid: {why}")]
     BadInfoHash { value: String, why: String },
