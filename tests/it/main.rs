@@ -23,6 +23,7 @@ mod engine_robustness;
 mod harness_selftest;
 mod hostile_peers;
 mod magnet_real;
+mod magnet_v2;
 mod metainfo_download;
 mod metainfo_oracle;
 mod seed_real;
