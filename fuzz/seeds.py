@@ -163,6 +163,20 @@ bep47 = benc({"announce": "http://t/a", "info": {"name": "d", "piece length": 16
                         {"attr": "l", "path": ["s"], "symlink path": ["..", "sub", "a.sh"]},
                         {"length": 5, "path": ["..", "", "a/b"], "attr": "h"}, {"length": 5, "path": ["..", "", "a/b"]}]}}) + b"\n"
 put("metainfo", "bep47.torrent", bep47)
+# BEP 52: a v2-only torrent (file tree, piece layers) and a hybrid (v1 fields with padding files
+# beside the same tree). Roots and layers are of the right lengths, not real hashes.
+root = lambda n: hashlib.sha256(n).digest()
+tree = {"a.bin": {"": {"length": 40000, "pieces root": root(b"a")}},
+        "sub": {"b": {"": {"length": 5, "pieces root": root(b"b")}}, "e": {"": {"length": 0}}}}
+layers = {root(b"a"): bytes(96)}
+v2_info = {"name": "d", "meta version": 2, "piece length": 16384, "file tree": tree}
+put("metainfo", "v2.torrent", benc({"announce": "http://t/a", "info": v2_info, "piece layers": layers}))
+put("metainfo", "v2_info", benc(v2_info))
+hybrid_info = dict(v2_info, pieces=bytes(20 * 4), files=[
+    {"length": 40000, "path": ["a.bin"]}, {"length": 9152, "path": [".pad", "9152"], "attr": "p"},
+    {"length": 5, "path": ["sub", "b"]}, {"length": 16379, "path": [".pad", "16379"], "attr": "p"},
+    {"length": 0, "path": ["sub", "e"]}])
+put("metainfo", "hybrid.torrent", benc({"announce": "http://t/a", "info": hybrid_info, "piece layers": layers}))
 for t in ("bencode", "metainfo"):
     put(t, "sample.torrent", sample)
     put(t, "multi.torrent", multi)

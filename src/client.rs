@@ -266,6 +266,7 @@ fn options(cfg: &ClientConfig, wanted: Option<Bitfield>) -> Options {
 
 /// Downloads the whole torrent into `out` (`bt-trace download`), resuming from what is there.
 pub async fn download(t: &Torrent, out: &Path, cfg: &ClientConfig) -> Result<Summary> {
+    t.check_v1()?;
     let opts = options(cfg, None);
     let source = tracker_source(t, cfg, opts.listen_port.unwrap_or(cfg.port));
     if source.tiers.tiers().is_empty() && opts.peers.is_empty() {
@@ -285,6 +286,7 @@ pub async fn download_from_peers(
     cfg: &ClientConfig,
     wanted: Bitfield,
 ) -> Result<Summary> {
+    t.check_v1()?;
     let opts = options(cfg, Some(wanted));
     if opts.peers.is_empty() {
         bail!("no peer to download from");
@@ -302,6 +304,7 @@ pub async fn download_piece(
     out: &Path,
     cfg: &ClientConfig,
 ) -> Result<Summary> {
+    t.check_v1()?;
     let n = t.info.num_pieces() as u32;
     if index >= n {
         bail!(
@@ -355,6 +358,7 @@ pub async fn seed(
     cfg: &ClientConfig,
     on_checked: Arc<dyn Fn(u32, u32) + Send + Sync>,
 ) -> Result<Summary> {
+    t.check_v1()?;
     let files = file_layout(t, data);
     let check = files.clone();
     tokio::task::spawn_blocking(move || check_data_files(&check)).await??;

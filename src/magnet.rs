@@ -2,9 +2,10 @@
 //! `magnet:?xt=urn:btih:<hash>&dn=<name>&tr=<tracker url>&x.pe=<ip:port>`.
 //!
 //! Parameters we read (all values are percent-decoded):
-//! - `xt=urn:btih:` the info hash: 40 hex digits, or 32 base32 characters (older links).
-//!   Required. Several `xt` are allowed if they name the same torrent; `urn:btmh:` (the
-//!   BitTorrent v2 hash) alone is refused, since we only speak v1.
+//! - `xt=urn:btih:` the v1 info hash: 40 hex digits, or 32 base32 characters (older links).
+//! - `xt=urn:btmh:1220<64 hex>` the BitTorrent v2 info hash (BEP 52), a SHA-256 multihash
+//!   (`12` = sha2-256, `20` = 32 bytes). A hybrid torrent's link has both `xt`. At least one is
+//!   required; repeated `xt` of one kind must name the same torrent.
 //! - `dn` display name (a `+` means a space here, as in HTML forms).
 //! - `tr` tracker URLs, any number, tried in order.
 //! - `x.pe` peer addresses (`host:port`, `1.2.3.4:port`, `[::1]:port`) to contact directly.
@@ -23,7 +24,13 @@ use std::net::SocketAddr;
 /// A parsed magnet link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Magnet {
+    /// The hash used on the wire: the `btih` one, or for a v2-only link the first 20 bytes of
+    /// the `btmh` one.
     pub info_hash: [u8; 20],
+    /// True when the link has a `btih` (v1) hash.
+    pub has_v1: bool,
+    /// The `btmh` (v2, SHA-256) hash, if any.
+    pub info_hash_v2: Option<[u8; 32]>,
     /// `dn`
     pub display_name: Option<String>,
     /// `tr`, in the order given.
@@ -45,8 +52,6 @@ pub enum MagnetError {
     MissingInfoHash,
     #[error("magnet link info hash {value:?} is invalid: {why}")]
     BadInfoHash { value: String, why: String },
-    #[error("magnet link has only a BitTorrent v2 hash (`xt=urn:btmh:`), and v2 is not supported")]
-    V2Only,
     #[error("magnet link names two different info hashes: {first} and {second}")]
     ConflictingInfoHash { first: String, second: String },
     #[error("magnet link parameter `{key}={value}`: {why}")]
@@ -75,9 +80,11 @@ impl Magnet {
             .ok_or(MagnetError::NotMagnet)?;
 
         let mut info_hash: Option<[u8; 20]> = None;
-        let mut saw_v2 = false;
+        let mut v2: Option<[u8; 32]> = None;
         let mut m = Magnet {
             info_hash: [0; 20],
+            has_v1: false,
+            info_hash_v2: None,
             display_name: None,
             trackers: Vec::new(),
             peers: Vec::new(),
@@ -96,18 +103,10 @@ impl Magnet {
                 "xt" => {
                     let v = decode(raw_value);
                     if let Some(h) = strip_prefix_ci(&v, "urn:btih:") {
-                        let h = parse_hash(h)?;
-                        match info_hash {
-                            Some(prev) if prev != h => {
-                                return Err(MagnetError::ConflictingInfoHash {
-                                    first: hex::encode(prev),
-                                    second: hex::encode(h),
-                                })
-                            }
-                            _ => info_hash = Some(h),
-                        }
+                        same_hash(&mut info_hash, parse_hash(h)?)?;
+                    } else if let Some(h) = strip_prefix_ci(&v, "urn:btmh:") {
+                        same_hash(&mut v2, parse_multihash(h)?)?;
                     } else {
-                        saw_v2 |= strip_prefix_ci(&v, "urn:btmh:").is_some();
                         m.other.push((key, v));
                     }
                 }
@@ -140,10 +139,16 @@ impl Magnet {
                 _ => m.other.push((key, decode(raw_value))),
             }
         }
-        m.info_hash = match info_hash {
-            Some(h) => h,
-            None if saw_v2 => return Err(MagnetError::V2Only),
-            None => return Err(MagnetError::MissingInfoHash),
+        m.has_v1 = info_hash.is_some();
+        m.info_hash_v2 = v2;
+        m.info_hash = match (info_hash, v2) {
+            (Some(h), _) => h,
+            (None, Some(h2)) => {
+                let mut h = [0u8; 20];
+                h.copy_from_slice(&h2[..20]);
+                h
+            }
+            (None, None) => return Err(MagnetError::MissingInfoHash),
         };
         Ok(m)
     }
@@ -152,6 +157,8 @@ impl Magnet {
     pub fn from_torrent(t: &Torrent) -> Magnet {
         Magnet {
             info_hash: t.info_hash,
+            has_v1: t.info.has_v1(),
+            info_hash_v2: t.info.v2.as_ref().map(|v| v.info_hash),
             display_name: Some(t.info.name.clone()),
             trackers: t.tiers().into_iter().flatten().collect(),
             peers: Vec::new(),
@@ -160,11 +167,21 @@ impl Magnet {
         }
     }
 
-    /// Writes the link back out: `xt` (40 hex), `dn`, `xl`, each `tr`, each `x.pe`, then the
-    /// other parameters, values percent-encoded. `parse(to_uri(m)) == m`.
+    /// Writes the link back out: `xt` (`btih` 40 hex, then `btmh` `1220` + 64 hex, as
+    /// libtorrent orders them), `dn`, `xl`, each `tr`, each `x.pe`, then the other parameters,
+    /// values percent-encoded. `parse(to_uri(m)) == m`.
     pub fn to_uri(&self) -> String {
         let enc = |s: &str| utf8_percent_encode(s, KEEP).to_string();
-        let mut s = format!("magnet:?xt=urn:btih:{}", hex::encode(self.info_hash));
+        let xt: Vec<String> = [
+            self.has_v1
+                .then(|| format!("xt=urn:btih:{}", hex::encode(self.info_hash))),
+            self.info_hash_v2
+                .map(|h| format!("xt=urn:btmh:1220{}", hex::encode(h))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let mut s = format!("magnet:?{}", xt.join("&"));
         if let Some(dn) = &self.display_name {
             s += &format!("&dn={}", enc(dn));
         }
@@ -229,6 +246,42 @@ fn looks_like_host_port(s: &str) -> bool {
         }
         None => false,
     }
+}
+
+/// Keeps the first hash of a kind; a different one later is an error.
+fn same_hash<const N: usize>(slot: &mut Option<[u8; N]>, h: [u8; N]) -> Result<(), MagnetError> {
+    match slot {
+        Some(prev) if *prev != h => Err(MagnetError::ConflictingInfoHash {
+            first: hex::encode(*prev),
+            second: hex::encode(h),
+        }),
+        _ => {
+            *slot = Some(h);
+            Ok(())
+        }
+    }
+}
+
+/// A `btmh` multihash: `1220` (sha2-256, 32 bytes) and 64 hex digits → 32 bytes.
+fn parse_multihash(s: &str) -> Result<[u8; 32], MagnetError> {
+    let bad = |why: String| MagnetError::BadInfoHash {
+        value: s.to_string(),
+        why,
+    };
+    let digest = s
+        .get(..4)
+        .filter(|p| *p == "1220")
+        .map(|_| &s[4..])
+        .ok_or_else(|| bad("a v2 hash starts with `1220` (a SHA-256 multihash)".into()))?;
+    if digest.len() != 64 {
+        return Err(bad(format!(
+            "expected `1220` and 64 hex digits, found {} digits after `1220`",
+            digest.len()
+        )));
+    }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(digest, &mut out).map_err(|_| bad("not hexadecimal".into()))?;
+    Ok(out)
 }
 
 /// 40 hex digits or 32 base32 characters (RFC 4648 alphabet, any case) → 20 bytes.
@@ -318,7 +371,10 @@ mod tests {
         assert_eq!(e("http://x"), MagnetError::NotMagnet);
         assert_eq!(e(""), MagnetError::NotMagnet);
         assert_eq!(e("magnet:?dn=x"), MagnetError::MissingInfoHash);
-        assert_eq!(e("magnet:?xt=urn:btmh:1220abcd"), MagnetError::V2Only);
+        assert!(matches!(
+            e("magnet:?xt=urn:btmh:1220abcd"),
+            MagnetError::BadInfoHash { .. }
+        ));
         assert_eq!(
             e("magnet:?xt=urn:btih:abc").to_string(),
             "magnet link info hash \"abc\" is invalid: expected 40 hex digits or 32 base32 \
@@ -357,5 +413,42 @@ mod tests {
         let h = "A".repeat(40);
         let m = Magnet::parse(&format!("magnet:?xt.1=urn:btih:{h}&xt.2=urn:btih:{h}")).unwrap();
         assert_eq!(m.info_hash, [0xaa; 20]);
+    }
+
+    /// Links as python3-libtorrent 2.0.8 writes them (`make_magnet_uri`) for a v2-only and a
+    /// hybrid torrent.
+    #[test]
+    fn v2_and_hybrid_links() {
+        let v2 = "fe96be30a3b5b782a6671d728d1eb53f28c870ff15103e75b52ec5c95c1b8bf2";
+        let link = format!("magnet:?xt=urn:btmh:1220{v2}&dn=d");
+        let m = Magnet::parse(&link).unwrap();
+        assert!(!m.has_v1);
+        assert_eq!(m.info_hash_v2.map(hex::encode).as_deref(), Some(v2));
+        assert_eq!(m.info_hash_hex(), v2[..40]);
+        assert_eq!(m.to_uri(), link);
+
+        let v1 = "4401e5d4cd47247525f0f341b840f6176421e388";
+        let v2 = "d222d7ee885200fce0d70203ac11b6e67c37b418424e4d6eca85081f9859f464";
+        let link = format!("magnet:?xt=urn:btih:{v1}&xt=urn:btmh:1220{v2}&dn=d");
+        let m = Magnet::parse(&link).unwrap();
+        assert!(m.has_v1);
+        assert_eq!(m.info_hash_hex(), v1);
+        assert_eq!(m.info_hash_v2.map(hex::encode).as_deref(), Some(v2));
+        assert_eq!(m.to_uri(), link);
+        assert_eq!(Magnet::parse(&m.to_uri()).unwrap(), m);
+
+        let e = |l: &str| Magnet::parse(l).unwrap_err().to_string();
+        assert!(e(&format!("magnet:?xt=urn:btmh:1114{v2}")).contains("starts with `1220`"));
+        assert!(e(&format!("magnet:?xt=urn:btmh:1220{}", &v2[..62])).contains("found 62 digits"));
+        assert!(
+            e(&format!("magnet:?xt=urn:btmh:1220{}", "z".repeat(64))).contains("not hexadecimal")
+        );
+        let other = "00".repeat(32);
+        assert!(matches!(
+            Magnet::parse(&format!(
+                "magnet:?xt=urn:btmh:1220{v2}&xt=urn:btmh:1220{other}"
+            )),
+            Err(MagnetError::ConflictingInfoHash { .. })
+        ));
     }
 }

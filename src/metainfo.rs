@@ -26,14 +26,25 @@
 //! [`FileEntry::relative_path`] therefore always stays inside the output directory. Trailing
 //! bytes after the top-level dictionary are a warning too ([`Torrent::warnings`]).
 //!
+//! BitTorrent v2 (BEP 52): a torrent with `meta version` 2 has a `file tree` and top-level
+//! `piece layers` (read in [`v2`]); a *hybrid* has both the v1 fields and the v2 ones, which
+//! must describe the same files. [`Torrent::info_hash`] is what goes on the wire: the v1 SHA-1
+//! when the torrent has v1 `pieces`, else the first 20 bytes of the v2 SHA-256. A v2-only
+//! torrent can be shown (its files laid out at piece boundaries, as libtorrent does) but not
+//! downloaded: [`Torrent::check_v1`] says so.
+//!
 //! Contract: [`Torrent::parse`] and [`Info::from_raw_bytes`] never panic on any input; they
 //! return a [`MetainfoError`] that says what is wrong and where. Nothing here touches the disk.
 
 use crate::bencode::{self, BencodeError, Value};
 use sha1::{Digest, Sha1};
+use sha2::Sha256;
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::path::PathBuf;
+
+pub mod v2;
+pub use v2::{PieceLayers, V2File, V2Info};
 
 /// Largest `piece length` we accept (256 MiB). Real torrents use 16 KiB to 16 MiB; a larger
 /// value would make every piece buffer huge.
@@ -72,8 +83,13 @@ pub enum MetainfoError {
     },
     #[error("info dictionary hashes to {found}, expected {expected}")]
     InfoHashMismatch { expected: String, found: String },
-    #[error("BitTorrent v2-only torrents (BEP 52) are not supported: `info` has no `pieces`")]
+    #[error(
+        "this is a BitTorrent v2-only torrent (BEP 52, no v1 `info.pieces`): bt-trace can show \
+         it but downloads and seeds only v1 and hybrid torrents"
+    )]
     V2Only,
+    #[error("hybrid torrent refused: its v1 and v2 file lists disagree: {why}")]
+    HybridMismatch { why: String },
 }
 
 impl From<BencodeError> for MetainfoError {
@@ -97,8 +113,11 @@ pub struct Torrent {
     /// Seconds since the Unix epoch.
     pub creation_date: Option<i64>,
     pub info: Info,
-    /// SHA-1 of the raw `info` bytes (same as `info.info_hash()`).
+    /// The info hash used on the wire (same as `info.info_hash()`): SHA-1 of the raw `info`
+    /// bytes, or for a v2-only torrent the first 20 bytes of their SHA-256.
     pub info_hash: [u8; 20],
+    /// BEP 52 `piece layers` (empty for a v1 torrent).
+    pub piece_layers: PieceLayers,
     /// Bytes after the top-level dictionary (ignored, as libtorrent does; see
     /// [`Torrent::warnings`]).
     pub trailing_bytes: usize,
@@ -120,8 +139,12 @@ pub struct Info {
     pub total_length: u64,
     /// BEP 27: `private` = 1 (no DHT, no PEX).
     pub private: bool,
-    /// True when the torrent has a `files` list (even of one file).
+    /// True when the torrent has a `files` list (even of one file), or a v2 file tree that is
+    /// not one file at its top level.
     pub multi_file: bool,
+    /// The BEP 52 fields (`meta version` 2): `None` for a v1 torrent. With `pieces` empty,
+    /// a v2-only torrent; otherwise a hybrid.
+    pub v2: Option<V2Info>,
     /// What was changed to make the torrent safe to write, one line each: a sanitized `name` or
     /// path, a numbered duplicate, a symlink that will not be created.
     pub warnings: Vec<String>,
@@ -210,6 +233,10 @@ impl Torrent {
         // are exactly the bytes that were hashed, even if a hostile file repeats the `info` key.
         let span = bencode::dict_value_span(buf, b"info")?.ok_or_else(|| missing("info"))?;
         let info = Info::from_raw_bytes(&buf[span])?;
+        let piece_layers = match &info.v2 {
+            Some(v2) => PieceLayers::parse(dict.get(&b"piece layers"[..]), v2, info.piece_length)?,
+            None => PieceLayers::default(),
+        };
 
         let announce = opt_text(dict, "announce", "announce")?.filter(|s| !s.is_empty());
         let announce_list = announce_list(dict.get(&b"announce-list"[..]));
@@ -231,6 +258,7 @@ impl Torrent {
             creation_date,
             info_hash: info.info_hash,
             info,
+            piece_layers,
             trailing_bytes: buf.len() - used,
         };
         for w in t.warnings() {
@@ -251,6 +279,7 @@ impl Torrent {
         trailing
             .into_iter()
             .chain(self.info.warnings.iter().cloned())
+            .chain(self.piece_layers.warnings.iter().cloned())
             .collect()
     }
 
@@ -265,6 +294,7 @@ impl Torrent {
             creation_date: None,
             info_hash: info.info_hash,
             info,
+            piece_layers: PieceLayers::default(),
             trailing_bytes: 0,
         }
     }
@@ -297,6 +327,16 @@ impl Torrent {
     pub fn info_hash_hex(&self) -> String {
         hex::encode(self.info_hash)
     }
+
+    /// Downloading and seeding verify pieces with v1 SHA-1 hashes: fine for v1 and hybrid
+    /// torrents, [`MetainfoError::V2Only`] for a v2-only one.
+    pub fn check_v1(&self) -> Result<()> {
+        if self.info.has_v1() {
+            Ok(())
+        } else {
+            Err(MetainfoError::V2Only)
+        }
+    }
 }
 
 impl Info {
@@ -311,10 +351,12 @@ impl Info {
     }
 
     /// Like [`Info::from_raw_bytes`], but first checks that `raw` hashes to `expected`
-    /// (metadata from a peer must match the magnet link's info hash).
+    /// (metadata from a peer must match the magnet link's info hash): its SHA-1, or the
+    /// truncated SHA-256 of a v2 torrent.
     pub fn from_metadata(raw: &[u8], expected: &[u8; 20]) -> Result<Info> {
         let found: [u8; 20] = Sha1::digest(raw).into();
-        if &found != expected {
+        let v2 = Sha256::digest(raw);
+        if &found != expected && &v2[..20] != expected {
             return Err(MetainfoError::InfoHashMismatch {
                 expected: hex::encode(expected),
                 found: hex::encode(found),
@@ -324,10 +366,28 @@ impl Info {
     }
 
     fn from_dict(d: &BTreeMap<Vec<u8>, Value>, raw: &[u8]) -> Result<Info> {
-        if !d.contains_key(&b"pieces"[..]) && d.contains_key(&b"file tree"[..]) {
-            return Err(MetainfoError::V2Only);
+        let meta_version = match d.get(&b"meta version"[..]) {
+            None => 1,
+            Some(v) => non_negative(v, "info.meta version")?,
+        };
+        if !matches!(meta_version, 1 | 2) {
+            return Err(MetainfoError::Invalid {
+                field: "info.meta version".into(),
+                why: format!("{meta_version} is not a version we know (1 or 2)"),
+            });
         }
-        let info_hash: [u8; 20] = Sha1::digest(raw).into();
+        let has_v1 = d.contains_key(&b"pieces"[..]);
+        if meta_version == 1 && !has_v1 && d.contains_key(&b"file tree"[..]) {
+            return Err(missing("info.meta version"));
+        }
+        let v2_hash: [u8; 32] = Sha256::digest(raw).into();
+        let info_hash: [u8; 20] = if has_v1 || meta_version == 1 {
+            Sha1::digest(raw).into()
+        } else {
+            let mut h = [0u8; 20];
+            h.copy_from_slice(&v2_hash[..20]);
+            h
+        };
         let mut warnings = Vec::new();
         let given_name = utf8_variant(d, "name")
             .map(Ok)
@@ -354,50 +414,35 @@ impl Info {
             });
         }
 
-        let pieces_raw = match d.get(&b"pieces"[..]) {
-            Some(v) => v
-                .as_bytes()
-                .ok_or_else(|| wrong("info.pieces", "a byte string", v))?,
-            None => return Err(missing("info.pieces")),
-        };
-        if pieces_raw.len() % 20 != 0 {
-            return Err(MetainfoError::PiecesLength {
-                len: pieces_raw.len(),
-            });
-        }
-        let pieces: Vec<[u8; 20]> = pieces_raw
-            .chunks_exact(20)
-            .map(|c| {
-                let mut h = [0u8; 20];
-                h.copy_from_slice(c);
-                h
-            })
-            .collect();
-
-        let (files, multi_file) = match (d.get(&b"length"[..]), d.get(&b"files"[..])) {
-            (Some(_), Some(_)) => {
+        let v2 = if meta_version == 2 {
+            if !piece_length.is_power_of_two() || piece_length < v2::MIN_PIECE_LENGTH {
                 return Err(MetainfoError::Invalid {
-                    field: "info".into(),
-                    why: "has both `length` (single file) and `files` (multi-file)".into(),
-                })
+                    field: "info.piece length".into(),
+                    why: format!(
+                        "{piece_length} is not a power of two of at least {} (BEP 52)",
+                        v2::MIN_PIECE_LENGTH
+                    ),
+                });
             }
-            (None, None) => return Err(missing("info.length` or `info.files")),
-            (Some(len), None) => {
-                let length = non_negative(len, "info.length")?;
-                let attr = attributes(d);
-                let file = FileEntry {
-                    path: vec![name.clone()],
-                    length,
-                    offset: 0,
-                    padding: false,
-                    executable: attr.contains(&b'x'),
-                    hidden: attr.contains(&b'h'),
-                    symlink: None,
-                };
-                (vec![file], false)
-            }
-            (None, Some(list)) => (files(list, &mut warnings)?, true),
+            let tree = d
+                .get(&b"file tree"[..])
+                .ok_or_else(|| missing("info.file tree"))?;
+            Some(V2Info::parse(tree, v2_hash, &mut warnings)?)
+        } else {
+            None
         };
+
+        let (pieces, mut files, multi_file) = match &v2 {
+            Some(v2) if !has_v1 => (Vec::new(), v2.byte_space(piece_length)?, !v2.single_file),
+            _ => v1_layout(d, &name, &mut warnings)?,
+        };
+        if let (Some(v2), true) = (&v2, has_v1) {
+            v2.check_hybrid(&files)?;
+        }
+        if !has_v1 {
+            number_duplicates(&mut files, &mut warnings);
+            resolve_symlinks(&mut files, &mut warnings);
+        }
         let total_length = files.last().map_or(0, |f| f.offset + f.length);
         if total_length == 0 {
             return Err(MetainfoError::Invalid {
@@ -406,7 +451,7 @@ impl Info {
             });
         }
         let expected = total_length.div_ceil(piece_length);
-        if expected != pieces.len() as u64 {
+        if has_v1 && expected != pieces.len() as u64 {
             return Err(MetainfoError::PieceCount {
                 total_length,
                 piece_length,
@@ -416,7 +461,12 @@ impl Info {
         }
         if expected > u64::from(u32::MAX) {
             return Err(MetainfoError::Invalid {
-                field: "info.pieces".into(),
+                field: if has_v1 {
+                    "info.pieces"
+                } else {
+                    "info.file tree"
+                }
+                .into(),
                 why: format!("{expected} pieces do not fit the wire protocol's 32-bit indexes"),
             });
         }
@@ -430,10 +480,31 @@ impl Info {
             total_length,
             private,
             multi_file,
+            v2,
             warnings,
             raw: raw.to_vec(),
             info_hash,
         })
+    }
+
+    /// True when the torrent has v1 piece hashes (a v1 or hybrid torrent).
+    pub fn has_v1(&self) -> bool {
+        !self.pieces.is_empty()
+    }
+
+    /// `meta version`: 1, or 2 for v2-only and hybrid torrents.
+    pub fn meta_version(&self) -> u8 {
+        if self.v2.is_some() {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Number of pieces as a client counts them: the v1 pieces, or for a v2-only torrent the
+    /// v2 pieces (each file rounded up to whole pieces). Same as libtorrent's `num_pieces()`.
+    pub fn piece_count(&self) -> u64 {
+        self.total_length.div_ceil(self.piece_length)
     }
 
     /// SHA-1 of the raw info dictionary.
@@ -494,6 +565,59 @@ impl Info {
         }
         out
     }
+}
+
+/// The v1 fields: `pieces`, and the files of `length` (one file named `name`) or `files`.
+/// Returns the piece hashes, the files and whether the torrent is multi-file.
+fn v1_layout(
+    d: &BTreeMap<Vec<u8>, Value>,
+    name: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(Vec<[u8; 20]>, Vec<FileEntry>, bool)> {
+    let pieces_raw = match d.get(&b"pieces"[..]) {
+        Some(v) => v
+            .as_bytes()
+            .ok_or_else(|| wrong("info.pieces", "a byte string", v))?,
+        None => return Err(missing("info.pieces")),
+    };
+    if pieces_raw.len() % 20 != 0 {
+        return Err(MetainfoError::PiecesLength {
+            len: pieces_raw.len(),
+        });
+    }
+    let pieces: Vec<[u8; 20]> = pieces_raw
+        .chunks_exact(20)
+        .map(|c| {
+            let mut h = [0u8; 20];
+            h.copy_from_slice(c);
+            h
+        })
+        .collect();
+    let (files, multi_file) = match (d.get(&b"length"[..]), d.get(&b"files"[..])) {
+        (Some(_), Some(_)) => {
+            return Err(MetainfoError::Invalid {
+                field: "info".into(),
+                why: "has both `length` (single file) and `files` (multi-file)".into(),
+            })
+        }
+        (None, None) => return Err(missing("info.length` or `info.files")),
+        (Some(len), None) => {
+            let length = non_negative(len, "info.length")?;
+            let attr = attributes(d);
+            let file = FileEntry {
+                path: vec![name.to_string()],
+                length,
+                offset: 0,
+                padding: false,
+                executable: attr.contains(&b'x'),
+                hidden: attr.contains(&b'h'),
+                symlink: None,
+            };
+            (vec![file], false)
+        }
+        (None, Some(list)) => (files(list, warnings)?, true),
+    };
+    Ok((pieces, files, multi_file))
 }
 
 /// Reads `info.files`: lengths, offsets, attributes, and paths made safe and unique; every
@@ -1307,7 +1431,10 @@ mod tests {
             "info",
             Value::dict([("file tree", Value::dict::<&str>([]))]),
         )]);
-        assert_eq!(Torrent::parse(&v2.encode()), Err(MetainfoError::V2Only));
+        assert_eq!(
+            Torrent::parse(&v2.encode()).unwrap_err().to_string(),
+            "missing field `info.meta version`"
+        );
     }
 
     #[test]

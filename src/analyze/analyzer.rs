@@ -1350,7 +1350,7 @@ fn peer_item(
             let Some(ch) = ctx.checker.as_deref_mut() else {
                 return;
             };
-            if !*whole || info_hash.is_some_and(|h| h != *ch.info_hash()) {
+            if !*whole || info_hash.is_some_and(|h| !ch.matches(&h)) {
                 return;
             }
             if !ch.fits(*block) {

@@ -132,6 +132,26 @@ impl PieceChecker {
         &self.torrent.info_hash
     }
 
+    /// The info hashes that name this torrent in handshakes (see [`PieceChecker::matches`]).
+    pub fn info_hashes(&self) -> Vec<[u8; 20]> {
+        let v2 = self.torrent.info.v2.as_ref().map(|v| v.truncated_hash());
+        std::iter::once(self.torrent.info_hash)
+            .chain(v2.filter(|h| *h != self.torrent.info_hash))
+            .collect()
+    }
+
+    /// Whether a handshake's info hash names this torrent: its info hash, or for a hybrid
+    /// torrent also the truncated v2 hash that v2 peers use (BEP 52).
+    pub fn matches(&self, h: &[u8; 20]) -> bool {
+        h == &self.torrent.info_hash
+            || self
+                .torrent
+                .info
+                .v2
+                .as_ref()
+                .is_some_and(|v| v.truncated_hash() == *h)
+    }
+
     /// Whether a whole block lies inside the torrent (a known piece, inside its length): the
     /// analyzer feeds the checker a block's data in parts only when it does.
     pub fn fits(&self, b: BlockRef) -> bool {
@@ -506,5 +526,35 @@ mod tests {
         assert_eq!(r, [(0, 20), (30, 40)]);
         cover(&mut r, 15, 35);
         assert_eq!(r, [(0, 40)]);
+    }
+
+    /// A hybrid torrent is named by its v1 hash and by its truncated v2 hash (v2 peers).
+    #[test]
+    fn a_hybrid_matches_both_of_its_hashes() {
+        let file = Value::dict([(
+            "",
+            Value::dict([
+                ("length", Value::Int(5)),
+                ("pieces root", Value::Bytes(vec![1; 32])),
+            ]),
+        )]);
+        let info = Value::dict([
+            ("file tree", Value::dict([("f", file)])),
+            ("length", Value::Int(5)),
+            ("meta version", Value::Int(2)),
+            ("name", Value::bytes("f")),
+            ("piece length", Value::Int(16384)),
+            ("pieces", Value::Bytes(vec![0; 20])),
+        ]);
+        let t = Torrent::parse(&Value::dict([("info", info)]).encode()).unwrap();
+        let v2 = t.info.v2.as_ref().unwrap().truncated_hash();
+        let c = PieceChecker::new(Arc::new(t.clone()), None).unwrap();
+        assert!(c.matches(&t.info_hash) && c.matches(&v2) && !c.matches(&[0; 20]));
+        assert_eq!(c.info_hashes(), vec![t.info_hash, v2]);
+        let v1 = torrent("f", b"hello", 16384);
+        assert_eq!(
+            PieceChecker::new(v1.clone(), None).unwrap().info_hashes(),
+            vec![v1.info_hash]
+        );
     }
 }

@@ -184,6 +184,10 @@ fn one<R: Read>(
     stop: &Arc<AtomicBool>,
 ) -> Result<bool> {
     let want = checker.as_ref().map(|c| *c.info_hash());
+    let wanted = checker
+        .as_ref()
+        .map(|c| c.info_hashes())
+        .unwrap_or_default();
     let mut reader = CaptureReader::new(src).context("not a capture this tool can read")?;
     let opts = Options {
         events: args.json || args.messages,
@@ -251,7 +255,10 @@ fn one<R: Read>(
     // Whether the torrent of `--torrent` shows in this capture.
     Ok(want.is_some_and(|h| {
         let hex = hex::encode(h);
-        report.conns.iter().any(|c| c.info_hash() == Some(&h))
+        report
+            .conns
+            .iter()
+            .any(|c| c.info_hash().is_some_and(|h| wanted.contains(h)))
             || report.tracker_log.iter().any(|l| l.contains(&hex))
     }))
 }

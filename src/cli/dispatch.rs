@@ -64,6 +64,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             } else {
                 output::write_info(out, &t)?;
                 output::write_files(out, &t)?;
+                output::write_v2(out, &t)?;
                 output::write_tiers(out, &t)?;
             }
         }
@@ -211,6 +212,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             // the `info` lines; the tracker tiers are the link's `tr`, not shown again
             output::write_info(out, &t)?;
             output::write_files(out, &t)?;
+            output::write_v2(out, &t)?;
         }
         Command::MagnetDownloadPiece {
             output: o,
@@ -655,6 +657,7 @@ fn client_config(net: &Net) -> ClientConfig {
 
 /// A piece index of the command line that the torrent does not have is a usage error.
 fn piece_in_range(t: &crate::metainfo::Torrent, index: u32) -> Result<()> {
+    t.check_v1()?;
     let n = t.info.pieces.len();
     if index as usize >= n {
         let e = format!(

@@ -15,7 +15,10 @@ use crate::metainfo::Torrent;
 
 /// The CodeCrafters `info` lines: `Tracker URL` (empty, with a warning, when the torrent names
 /// none), `Length` (the total for multi-file torrents), `Info Hash`, `Piece Length`,
-/// `Piece Hashes` and one lowercase hash a line. `magnet_info` prints the same lines.
+/// `Piece Hashes` and one lowercase hash a line. `magnet_info` prints the same lines. A
+/// hybrid torrent prints them as a v1 one (the v1 SHA-1 info hash). A v2-only torrent has no
+/// v1 piece hashes: `Info Hash` is its 64-hex SHA-256 (libtorrent's `info_hashes().v2`) and
+/// the `Piece Hashes` lines are left out (see [`write_v2`]).
 pub fn write_info(out: &mut impl Write, t: &Torrent) -> io::Result<()> {
     let tracker = t.tracker_url();
     if tracker.is_none() {
@@ -23,20 +26,67 @@ pub fn write_info(out: &mut impl Write, t: &Torrent) -> io::Result<()> {
     }
     writeln!(out, "Tracker URL: {}", tracker.unwrap_or(""))?;
     writeln!(out, "Length: {}", t.info.total_length)?;
-    writeln!(out, "Info Hash: {}", t.info_hash_hex())?;
-    writeln!(out, "Piece Length: {}", t.info.piece_length)?;
-    writeln!(out, "Piece Hashes:")?;
-    for h in &t.info.pieces {
-        writeln!(out, "{}", hex::encode(h))?;
+    match (&t.info.v2, t.info.has_v1()) {
+        (Some(v2), false) => {
+            writeln!(out, "Info Hash: {}", hex::encode(v2.info_hash))?;
+            writeln!(out, "Piece Length: {}", t.info.piece_length)?;
+        }
+        _ => {
+            writeln!(out, "Info Hash: {}", t.info_hash_hex())?;
+            writeln!(out, "Piece Length: {}", t.info.piece_length)?;
+            writeln!(out, "Piece Hashes:")?;
+            for h in &t.info.pieces {
+                writeln!(out, "{}", hex::encode(h))?;
+            }
+        }
     }
     Ok(())
+}
+
+/// After the files, for a v2 or hybrid torrent (BEP 52): `Meta Version`, `Info Hash v2` (the
+/// SHA-256) and `Info Hash v2 truncated` (its first 20 bytes, what v2 peers and trackers
+/// see), `Piece Count`, `File Tree:` with `  <length>  <path>  <pieces root or ->` a line, and
+/// `Piece Layers:` (how many files larger than one piece have their layer). Nothing for v1.
+pub fn write_v2(out: &mut impl Write, t: &Torrent) -> io::Result<()> {
+    let Some(v2) = &t.info.v2 else { return Ok(()) };
+    let kind = if t.info.has_v1() {
+        "hybrid, v1 and v2"
+    } else {
+        "v2 only"
+    };
+    writeln!(out, "Meta Version: 2 ({kind})")?;
+    writeln!(out, "Info Hash v2: {}", hex::encode(v2.info_hash))?;
+    writeln!(
+        out,
+        "Info Hash v2 truncated: {}",
+        hex::encode(v2.truncated_hash())
+    )?;
+    writeln!(out, "Piece Count: {}", t.info.piece_count())?;
+    writeln!(out, "File Tree:")?;
+    for f in &v2.files {
+        let root = f.pieces_root.map_or("-".to_string(), hex::encode);
+        let attr = if f.attr.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", f.attr)
+        };
+        writeln!(out, "  {}  {}  {root}{attr}", f.length, f.path.join("/"))?;
+    }
+    let l = &t.piece_layers;
+    let hashes: usize = l.layers.values().map(|v| v.len() / 32).sum();
+    writeln!(
+        out,
+        "Piece Layers: {} of {} file(s) larger than one piece, {hashes} hash(es)",
+        l.present, l.needed
+    )
 }
 
 /// After the `info` lines of a multi-file torrent: `Files:` and one `  <length>  <path>` a line
 /// (the path as it is written, sanitized), then the BEP 47 attributes in parentheses:
 /// `padding`, `symlink to <target>`, `executable`, `hidden`.
 pub fn write_files(out: &mut impl Write, t: &Torrent) -> io::Result<()> {
-    if t.info.multi_file {
+    // a v2-only torrent's files are listed by `write_v2`
+    if t.info.multi_file && t.info.has_v1() {
         writeln!(out, "Files:")?;
         for f in &t.info.files {
             let mut attrs = Vec::new();
@@ -88,10 +138,14 @@ pub fn info_json(t: &Torrent) -> serde_json::Value {
         "created_by": t.created_by,
         "creation_date": t.creation_date,
         "info_hash": t.info_hash_hex(),
+        "meta_version": i.meta_version(),
+        "info_hash_v1": i.has_v1().then(|| hex::encode(i.info_hash())),
+        "info_hash_v2": i.v2.as_ref().map(|v| hex::encode(v.info_hash)),
+        "info_hash_v2_truncated": i.v2.as_ref().map(|v| hex::encode(v.truncated_hash())),
         "name": i.name,
         "length": i.total_length,
         "piece_length": i.piece_length,
-        "num_pieces": i.num_pieces(),
+        "num_pieces": i.piece_count(),
         "piece_hashes": i.pieces.iter().map(hex::encode).collect::<Vec<_>>(),
         "private": i.private,
         "multi_file": i.multi_file,
@@ -106,25 +160,54 @@ pub fn info_json(t: &Torrent) -> serde_json::Value {
                 "target": l.target.as_ref().map(|p| p.display().to_string()),
             })),
         })).collect::<Vec<_>>(),
+        "file_tree": i.v2.as_ref().map(|v| v.files.iter().map(|f| serde_json::json!({
+            "path": f.path.join("/"),
+            "length": f.length,
+            "pieces_root": f.pieces_root.map(hex::encode),
+            "attr": f.attr,
+            "piece_layer": f.pieces_root
+                .and_then(|r| t.piece_layers.layers.get(&r))
+                .filter(|_| f.layer_len(i.piece_length) > 0)
+                .map(|l| l.len() / 32),
+        })).collect::<Vec<_>>()),
+        "piece_layers": i.v2.as_ref().map(|_| serde_json::json!({
+            "needed": t.piece_layers.needed,
+            "present": t.piece_layers.present,
+        })),
         "warnings": t.warnings(),
     })
 }
 
 /// The CodeCrafters `magnet_parse` lines: `Tracker URL` (the first `tr`, empty with a warning
-/// when there is none) and `Info Hash`.
+/// when there is none) and `Info Hash` (the `btih` one). A link with a v2 hash (`btmh`) adds
+/// `Info Hash v2: <64 hex>`; a v2-only link shows the 64 hex digits as `Info Hash`, as `info`
+/// does for a v2-only torrent.
 pub fn write_magnet(out: &mut impl Write, m: &Magnet) -> io::Result<()> {
     let tracker = m.trackers.first().map(String::as_str);
     if tracker.is_none() {
         tracing::warn!("the magnet link has no tracker (`tr`)");
     }
     writeln!(out, "Tracker URL: {}", tracker.unwrap_or(""))?;
-    writeln!(out, "Info Hash: {}", m.info_hash_hex())
+    match (m.has_v1, m.info_hash_v2) {
+        (true, None) => writeln!(out, "Info Hash: {}", m.info_hash_hex()),
+        (true, Some(v2)) => {
+            writeln!(out, "Info Hash: {}", m.info_hash_hex())?;
+            writeln!(out, "Info Hash v2: {}", hex::encode(v2))
+        }
+        (false, v2) => writeln!(
+            out,
+            "Info Hash: {}",
+            v2.map(hex::encode).unwrap_or_default()
+        ),
+    }
 }
 
 /// `magnet_parse --json`: every parameter of the link in one object.
 pub fn magnet_json(m: &Magnet) -> serde_json::Value {
     serde_json::json!({
         "info_hash": m.info_hash_hex(),
+        "info_hash_v1": m.has_v1.then(|| m.info_hash_hex()),
+        "info_hash_v2": m.info_hash_v2.map(hex::encode),
         "display_name": m.display_name,
         "trackers": m.trackers,
         "peers": m.peers,

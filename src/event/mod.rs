@@ -343,6 +343,31 @@ pub enum Msg {
         name: Option<String>,
         payload: ExtPayload,
     },
+    /// BEP 52: hashes of a file's merkle tree asked for (fields of [`HashRef`], the root in hex).
+    HashRequest {
+        pieces_root: String,
+        base_layer: u32,
+        index: u32,
+        length: u32,
+        proof_layers: u32,
+    },
+    /// BEP 52: the hashes asked for and their proof, each in hex.
+    Hashes {
+        pieces_root: String,
+        base_layer: u32,
+        index: u32,
+        length: u32,
+        proof_layers: u32,
+        hashes: Vec<String>,
+    },
+    /// BEP 52: a hash request the sender will not answer.
+    HashReject {
+        pieces_root: String,
+        base_layer: u32,
+        index: u32,
+        length: u32,
+        proof_layers: u32,
+    },
     /// A message id not known here, with its payload in hex.
     Unknown {
         id: u8,
@@ -420,6 +445,31 @@ impl Msg {
                     payload,
                 }
             }
+            Message::HashRequest(h) => Msg::HashRequest {
+                pieces_root: hex::encode(h.pieces_root),
+                base_layer: h.base_layer,
+                index: h.index,
+                length: h.length,
+                proof_layers: h.proof_layers,
+            },
+            Message::HashReject(h) => Msg::HashReject {
+                pieces_root: hex::encode(h.pieces_root),
+                base_layer: h.base_layer,
+                index: h.index,
+                length: h.length,
+                proof_layers: h.proof_layers,
+            },
+            Message::Hashes {
+                hashes_of: h,
+                hashes,
+            } => Msg::Hashes {
+                pieces_root: hex::encode(h.pieces_root),
+                base_layer: h.base_layer,
+                index: h.index,
+                length: h.length,
+                proof_layers: h.proof_layers,
+                hashes: hashes.chunks(32).map(hex::encode).collect(),
+            },
             Message::Unknown { id, payload } => Msg::Unknown {
                 id,
                 hex: hex::encode(payload),
@@ -448,6 +498,9 @@ impl Msg {
             Msg::Reject { .. } => MessageKind::Reject,
             Msg::AllowedFast { .. } => MessageKind::AllowedFast,
             Msg::Extended { .. } => MessageKind::Extended,
+            Msg::HashRequest { .. } => MessageKind::HashRequest,
+            Msg::Hashes { .. } => MessageKind::Hashes,
+            Msg::HashReject { .. } => MessageKind::HashReject,
             Msg::Unknown { id, .. } => MessageKind::Unknown(*id),
         }
     }
@@ -1096,6 +1149,13 @@ mod tests {
     fn type_strings_come_from_the_message_table() {
         let d = [0u8; 4];
         let b = BlockRef::new(1, 2, 3);
+        let h = crate::wire::message::HashRef {
+            pieces_root: [9; 32],
+            base_layer: 0,
+            index: 0,
+            length: 2,
+            proof_layers: 0,
+        };
         let samples = [
             Message::KeepAlive,
             Message::Choke,
@@ -1121,6 +1181,12 @@ mod tests {
                 ext_id: 0,
                 payload: b"de",
             },
+            Message::HashRequest(h),
+            Message::Hashes {
+                hashes_of: h,
+                hashes: &[7; 64],
+            },
+            Message::HashReject(h),
             Message::Unknown {
                 id: 99,
                 payload: &d,

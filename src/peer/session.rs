@@ -474,6 +474,9 @@ fn handle(
         | Message::Suggest(_)
         | Message::AllowedFast(_)
         | Message::Extended { .. }
+        | Message::HashRequest(_)
+        | Message::Hashes { .. }
+        | Message::HashReject(_)
         | Message::Unknown { .. } => {}
     }
     Ok(None)

@@ -599,6 +599,27 @@ pub fn msg_words(msg: &Msg) -> String {
             range((*index, *begin), (*index, begin.saturating_add(*length)))
         ),
         Msg::Port { port } => format!("port {port}"),
+        Msg::HashRequest {
+            pieces_root,
+            index,
+            length,
+            ..
+        }
+        | Msg::HashReject {
+            pieces_root,
+            index,
+            length,
+            ..
+        }
+        | Msg::Hashes {
+            pieces_root,
+            index,
+            length,
+            ..
+        } => format!(
+            "{name} {}… {index}+{length}",
+            pieces_root.get(..8).unwrap_or(pieces_root)
+        ),
         Msg::Unknown { id, hex } => format!("unknown id {id}, {} bytes", hex.len() / 2),
         Msg::Extended {
             ext_id,

@@ -1,4 +1,5 @@
-//! Peer messages after the handshake: BEP 3 (base), BEP 6 (fast extension), BEP 10 (extended).
+//! Peer messages after the handshake: BEP 3 (base), BEP 6 (fast extension), BEP 10 (extended),
+//! BEP 52 (v2 hash request, hashes, hash reject).
 //!
 //! Every message is framed as `<len: u32 BE><id: u8><payload>`, where `len` counts the id and the
 //! payload but not itself; `len == 0` (no id) is a keep-alive.
@@ -67,6 +68,62 @@ impl BlockRef {
         out.extend_from_slice(&self.index.to_be_bytes());
         out.extend_from_slice(&self.begin.to_be_bytes());
         out.extend_from_slice(&self.length.to_be_bytes());
+    }
+}
+
+/// BEP 52: a run of hashes in one file's merkle tree, the payload of hash request and hash
+/// reject and the header of hashes (48 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HashRef {
+    /// The file's `pieces root`.
+    pub pieces_root: [u8; 32],
+    /// The tree layer of the hashes asked for (0: the 16 KiB leaf blocks).
+    pub base_layer: u32,
+    /// Offset of the first hash in that layer.
+    pub index: u32,
+    /// Number of hashes.
+    pub length: u32,
+    /// Number of uncle-hash layers asked for as proof.
+    pub proof_layers: u32,
+}
+
+/// Bytes of a [`HashRef`] on the wire.
+pub const HASH_REF_LEN: usize = 48;
+
+impl HashRef {
+    fn from_array(b: &[u8; HASH_REF_LEN]) -> Self {
+        let u = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let mut pieces_root = [0u8; 32];
+        pieces_root.copy_from_slice(&b[..32]);
+        HashRef {
+            pieces_root,
+            base_layer: u(32),
+            index: u(36),
+            length: u(40),
+            proof_layers: u(44),
+        }
+    }
+
+    fn emit(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.pieces_root);
+        for n in [self.base_layer, self.index, self.length, self.proof_layers] {
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+}
+
+impl fmt::Display for HashRef {
+    /// `root 1c13…9641 base 0 index 0 length 512 proof 3`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "root {} base {} index {} length {} proof {}",
+            hex::encode(self.pieces_root),
+            self.base_layer,
+            self.index,
+            self.length,
+            self.proof_layers
+        )
     }
 }
 
@@ -203,6 +260,12 @@ message_table! {
     AllowedFast = ALLOWED_FAST 17,                    "allowed fast",   "allowed_fast",   Exact(5);
     /// BEP 10: extended id, payload (bencode, see [`super::extension`]).
     Extended = EXTENDED 20,                           "extended",       "extended",       AtLeast(2);
+    /// BEP 52: pieces root, base layer, index, length, proof layers ([`HashRef`]).
+    HashRequest = HASH_REQUEST 21,                    "hash request",   "hash_request",   Exact(49);
+    /// BEP 52: a [`HashRef`], then the hashes and proof hashes, 32 bytes each.
+    Hashes = HASHES 22,                               "hashes",         "hashes",         AtLeast(49);
+    /// BEP 52: the [`HashRef`] of a hash request the sender will not answer.
+    HashReject = HASH_REJECT 23,                      "hash reject",    "hash_reject",    Exact(49);
 }
 
 /// Number of [`MessageKind::ALL`] entries (report counters are arrays of this size).
@@ -293,6 +356,16 @@ pub enum Message<'a> {
         ext_id: u8,
         payload: &'a [u8],
     },
+    /// BEP 52: asks for hashes of a file's merkle tree.
+    HashRequest(HashRef),
+    /// BEP 52: the hashes asked for, then the proof (uncle) hashes, 32 bytes each (a trailing
+    /// partial hash is kept in `hashes` as received).
+    Hashes {
+        hashes_of: HashRef,
+        hashes: &'a [u8],
+    },
+    /// BEP 52: the sender will not answer this hash request.
+    HashReject(HashRef),
     /// An id not known here, kept with its payload.
     Unknown {
         id: u8,
@@ -351,6 +424,11 @@ impl<'a> Message<'a> {
                 .map(BlockRef::from_array)
                 .ok_or(bad(13))
         };
+        let hash_ref = || {
+            body.first_chunk::<HASH_REF_LEN>()
+                .map(HashRef::from_array)
+                .ok_or(bad(49))
+        };
         Ok(match id {
             id::CHOKE => Message::Choke,
             id::UNCHOKE => Message::Unchoke,
@@ -385,6 +463,17 @@ impl<'a> Message<'a> {
                 };
                 Message::Extended { ext_id, payload }
             }
+            id::HASH_REQUEST => Message::HashRequest(hash_ref()?),
+            id::HASHES => {
+                let Some((head, hashes)) = body.split_first_chunk::<HASH_REF_LEN>() else {
+                    return Err(WireError::TooShort { id, len, min: 49 });
+                };
+                Message::Hashes {
+                    hashes_of: HashRef::from_array(head),
+                    hashes,
+                }
+            }
+            id::HASH_REJECT => Message::HashReject(hash_ref()?),
             id => Message::Unknown { id, payload: body },
         })
     }
@@ -409,6 +498,9 @@ impl<'a> Message<'a> {
             Message::Reject(_) => MessageKind::Reject,
             Message::AllowedFast(_) => MessageKind::AllowedFast,
             Message::Extended { .. } => MessageKind::Extended,
+            Message::HashRequest(_) => MessageKind::HashRequest,
+            Message::Hashes { .. } => MessageKind::Hashes,
+            Message::HashReject(_) => MessageKind::HashReject,
             Message::Unknown { id, .. } => MessageKind::Unknown(*id),
         }
     }
@@ -429,6 +521,8 @@ impl<'a> Message<'a> {
             Message::Bitfield(b) => 1 + b.len(),
             Message::Piece { data, .. } => 9 + data.len(),
             Message::Extended { payload, .. } => 2 + payload.len(),
+            Message::HashRequest(_) | Message::HashReject(_) => 1 + HASH_REF_LEN,
+            Message::Hashes { hashes, .. } => 1 + HASH_REF_LEN + hashes.len(),
             Message::Unknown { payload, .. } => 1 + payload.len(),
         }
     }
@@ -467,6 +561,11 @@ impl<'a> Message<'a> {
             Message::Extended { ext_id, payload } => {
                 out.push(*ext_id);
                 out.extend_from_slice(payload);
+            }
+            Message::HashRequest(h) | Message::HashReject(h) => h.emit(out),
+            Message::Hashes { hashes_of, hashes } => {
+                hashes_of.emit(out);
+                out.extend_from_slice(hashes);
             }
             // No payload (choke, unchoke, interested, not interested, have all, have none);
             // keep-alive and piece were handled above.
@@ -528,6 +627,10 @@ impl fmt::Display for Message<'_> {
             Message::Extended { ext_id, payload } => {
                 write!(f, "extended id {ext_id} ({} bytes)", payload.len())
             }
+            Message::HashRequest(h) | Message::HashReject(h) => write!(f, "{name} {h}"),
+            Message::Hashes { hashes_of, hashes } => {
+                write!(f, "{name} {hashes_of} ({} hashes)", hashes.len() / 32)
+            }
             Message::Unknown { id, payload } => {
                 write!(f, "unknown id {id} ({} bytes)", payload.len())
             }
@@ -582,6 +685,13 @@ impl fmt::Debug for Message<'_> {
                 .debug_struct("Extended")
                 .field("ext_id", ext_id)
                 .field("payload", &Payload(payload))
+                .finish(),
+            Message::HashRequest(h) => f.debug_tuple("HashRequest").field(h).finish(),
+            Message::HashReject(h) => f.debug_tuple("HashReject").field(h).finish(),
+            Message::Hashes { hashes_of, hashes } => f
+                .debug_struct("Hashes")
+                .field("hashes_of", hashes_of)
+                .field("hashes", &Payload(hashes))
                 .finish(),
             Message::Unknown { id, payload } => f
                 .debug_struct("Unknown")
@@ -671,6 +781,72 @@ pub(crate) mod tests {
             assert_eq!(msg.to_vec(), bytes, "emit {msg:?}");
             assert_eq!(msg.encoded_len(), bytes.len(), "encoded_len {msg:?}");
         }
+    }
+
+    /// BEP 52 messages, built by hand from the spec's layout: pieces root (32 bytes), then
+    /// base layer, index, length, proof layers (u32 each), then for `hashes` the hashes.
+    #[test]
+    fn bep52_hash_messages_are_byte_exact() {
+        let h = HashRef {
+            pieces_root: [0xab; 32],
+            base_layer: 0,
+            index: 512,
+            length: 2,
+            proof_layers: 1,
+        };
+        let head = |len: u8, id: u8| {
+            let mut b = vec![0, 0, 0, len, id];
+            b.extend([0xab; 32]);
+            b.extend([0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 2, 0, 0, 0, 1]);
+            b
+        };
+        let req = head(49, 21);
+        assert_eq!(parse_all(&req), Message::HashRequest(h));
+        assert_eq!(Message::HashRequest(h).to_vec(), req);
+        let rej = head(49, 23);
+        assert_eq!(parse_all(&rej), Message::HashReject(h));
+        assert_eq!(Message::HashReject(h).to_vec(), rej);
+        let hashes = [0x11u8; 96];
+        let mut got = head(49 + 96, 22);
+        got.extend(hashes);
+        let m = Message::Hashes {
+            hashes_of: h,
+            hashes: &hashes,
+        };
+        assert_eq!(parse_all(&got), m);
+        assert_eq!(m.to_vec(), got);
+        assert_eq!(m.encoded_len(), got.len());
+        assert_eq!(
+            m.to_string(),
+            format!(
+                "hashes root {} base 0 index 512 length 2 proof 1 (3 hashes)",
+                "ab".repeat(32)
+            )
+        );
+        assert_eq!(MessageKind::from_id(21).name(), "hash request");
+        assert_eq!(MessageKind::from_id(22).type_name(), "hashes");
+        assert_eq!(MessageKind::from_id(23).type_name(), "hash_reject");
+        // a fixed 49-byte length: anything else is refused before the payload is read
+        let mut short = req.clone();
+        short[3] = 48;
+        assert!(matches!(
+            Message::parse(&short),
+            Err(WireError::BadLength {
+                id: 21,
+                len: 48,
+                expected: 49
+            })
+        ));
+        let mut hshort = got.clone();
+        hshort[3] = 40;
+        assert!(matches!(
+            Message::parse(&hshort),
+            Err(WireError::TooShort {
+                id: 22,
+                len: 40,
+                min: 49
+            })
+        ));
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod harness_selftest;
 mod hostile_peers;
 mod load;
 mod magnet_real;
+mod magnet_v2;
 mod metainfo_download;
 mod metainfo_oracle;
 mod seed_real;

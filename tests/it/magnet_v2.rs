@@ -1,0 +1,147 @@
+//! BEP 52 against python3-libtorrent 2.0.8 seeders (127.0.0.1 only): a `urn:btmh:` magnet link
+//! of a v2-only torrent fetches and checks its metadata (handshake with the truncated v2 hash),
+//! `magnet_download` and `download` of it refuse clearly, and a hybrid torrent downloads
+//! through its v1 fields from a libtorrent hybrid seeder, byte for byte.
+
+use crate::common::{
+    bt_trace, free_port, skip_unless_installed, temp_dir, ChildGuard, Program, PYTHON,
+};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// Makes `d/` (four files, one empty), `<name>.torrent` (v2-only when argv[3] is `v2`, else
+/// hybrid) and seeds it on 127.0.0.1:argv[2] until stdin closes.
+const SEEDER: &str = r#"
+import libtorrent as lt, os, sys, time
+root, port, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+data = os.path.join(root, "data")
+for rel, size in [("a.bin", 300000), ("sub/b", 5), ("c", 16384), ("sub/empty", 0)]:
+    p = os.path.join(data, "d", rel); os.makedirs(os.path.dirname(p), exist_ok=True)
+    open(p, "wb").write(bytes((i * 13 + len(rel)) % 251 for i in range(size)))
+fs = lt.file_storage(); lt.add_files(fs, os.path.join(data, "d"))
+ct = lt.create_torrent(fs, 16384, flags=lt.create_torrent.v2_only if kind == "v2" else 0)
+lt.set_piece_hashes(ct, data)
+path = os.path.join(root, kind + ".torrent")
+open(path, "wb").write(lt.bencode(ct.generate()))
+ses = lt.session({"listen_interfaces": "127.0.0.1:%d" % port, "enable_dht": False,
+                  "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False})
+h = ses.add_torrent({"ti": lt.torrent_info(path), "save_path": data})
+while not h.status().is_seeding:  # checked its files: it now answers for this torrent
+    time.sleep(0.05)
+print("ready", flush=True)
+sys.stdin.read()
+"#;
+
+/// Starts a libtorrent seeder of `kind` in `dir`; returns it (and its stdin, its lifeline).
+fn seeder(dir: &Path, kind: &str, port: u16) -> (ChildGuard, std::process::ChildStdin) {
+    let mut cmd = Command::new(PYTHON);
+    cmd.args(["-c", SEEDER])
+        .arg(dir)
+        .arg(port.to_string())
+        .arg(kind);
+    let (g, stdin) = ChildGuard::spawn_with_stdin(kind, cmd, &dir.join(format!("{kind}.log")));
+    g.wait_log("ready");
+    g.wait_port(port);
+    (g, stdin)
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    let r = bt_trace(
+        ["info".as_ref(), "--json".as_ref(), path.as_os_str()],
+        Duration::from_secs(30),
+    );
+    r.assert_ok();
+    serde_json::from_str(&r.stdout).expect("info --json")
+}
+
+#[test]
+fn v2_magnet_fetches_metadata_and_a_v2_download_is_refused() {
+    skip_unless_installed!(&[Program::Libtorrent]);
+    let dir = temp_dir("magnet-v2");
+    let port = free_port();
+    let (_seeder, _lifeline) = seeder(dir.path(), "v2", port);
+    let torrent = dir.path().join("v2.torrent");
+    let j = json(&torrent);
+    let v2 = j["info_hash_v2"].as_str().expect("a v2 hash").to_string();
+    let link = format!("magnet:?xt=urn:btmh:1220{v2}&x.pe=127.0.0.1:{port}");
+
+    let info = bt_trace(["magnet_info", link.as_str()], Duration::from_secs(60));
+    info.assert_ok();
+    assert!(
+        info.stdout.contains(&format!("Info Hash: {v2}\n")),
+        "{}",
+        info.stdout
+    );
+    assert!(
+        info.stdout.contains("Meta Version: 2 (v2 only)\n"),
+        "{}",
+        info.stdout
+    );
+    assert!(info.stdout.contains("  300000  a.bin  "), "{}", info.stdout);
+
+    let out = dir.path().join("out");
+    let refused = "this is a BitTorrent v2-only torrent";
+    let md = bt_trace(
+        [
+            "magnet_download".as_ref(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            link.as_ref(),
+        ],
+        Duration::from_secs(60),
+    );
+    md.assert_clean_failure();
+    assert!(md.stderr.contains(refused), "{}", md.stderr);
+    let peer = format!("127.0.0.1:{port}");
+    let d = bt_trace(
+        [
+            "download".as_ref(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            torrent.as_os_str(),
+            "--peer".as_ref(),
+            peer.as_ref(),
+        ],
+        Duration::from_secs(60),
+    );
+    d.assert_clean_failure();
+    assert!(d.stderr.contains(refused), "{}", d.stderr);
+    assert!(!out.exists(), "nothing is written for a refused torrent");
+}
+
+#[test]
+fn hybrid_downloads_through_v1_from_a_libtorrent_hybrid_seeder() {
+    skip_unless_installed!(&[Program::Libtorrent]);
+    let dir = temp_dir("magnet-hybrid");
+    let port = free_port();
+    let (_seeder, _lifeline) = seeder(dir.path(), "hybrid", port);
+    let torrent = dir.path().join("hybrid.torrent");
+    let j = json(&torrent);
+    assert_eq!(j["meta_version"], 2);
+    assert_eq!(j["info_hash"], j["info_hash_v1"]);
+    let out = dir.path().join("out");
+    let peer = format!("127.0.0.1:{port}");
+    bt_trace(
+        [
+            "download".as_ref(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            torrent.as_os_str(),
+            "--peer".as_ref(),
+            peer.as_ref(),
+        ],
+        Duration::from_secs(90),
+    )
+    .assert_ok();
+    let src = dir.path().join("data").join("d");
+    for f in ["a.bin", "sub/b", "c", "sub/empty"] {
+        let want = std::fs::read(src.join(f)).expect("source file");
+        let got = std::fs::read(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(got == want, "{f} differs from the seeder's");
+    }
+    assert!(
+        !out.join(".pad").exists(),
+        "padding files are never written"
+    );
+}
