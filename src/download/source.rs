@@ -87,7 +87,8 @@ impl PeerSource for TrackerSource {
                 });
             }
             let (url, resp) = self.announce_once(ev, downloaded, uploaded, left).await?;
-            if resp.peers.is_empty() && event == AnnounceEvent::Started {
+            // a seed (`left` 0) waits for leechers: no peers is normal for it
+            if resp.peers.is_empty() && event == AnnounceEvent::Started && left > 0 {
                 tracing::warn!("the tracker {url} returned no peers yet; will ask again");
             }
             let interval = Duration::from_secs(u64::from(resp.interval.max(5)));
