@@ -381,6 +381,37 @@ pub fn bt_trace_bin() -> PathBuf {
     }
 }
 
+/// A capture of the repository's `captures/` folder.
+pub fn capture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("captures")
+        .join(name)
+}
+
+/// Runs the bt-trace cargo built for these tests with `args`, stdin closed: its whole output.
+pub fn bt_trace_output(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bt-trace"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run bt-trace")
+}
+
+/// `bt-trace analyze --json FILE`: its events, one per line (exit status 0 required).
+pub fn analyze_json(file: &Path) -> Vec<bt_trace::event::Event> {
+    let out = bt_trace_output(&["analyze", "--json", file.to_str().expect("utf-8 path")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8 JSON")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
 /// What one run of bt-trace did.
 #[derive(Debug)]
 pub struct Run {

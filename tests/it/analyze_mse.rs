@@ -14,12 +14,12 @@
 //! tshark's heuristic BitTorrent dissector (port 6881), which finds the same messages in each
 //! direction. Per frame, analyze_real.rs compares these captures with tshark too.
 
-use crate::common::{self, skip_unless_installed, Program};
+use crate::common::{self, analyze_json, bt_trace_output, capture, skip_unless_installed, Program};
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bt_trace::event::{Dir, Event, EventKind, Msg};
@@ -31,40 +31,12 @@ const PIECES: usize = 8;
 const BLOCKS: usize = 16;
 const BYTES: u64 = 262_144;
 
-fn capture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("captures")
-        .join(name)
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run bt-trace")
-}
-
-fn ours(file: &Path) -> Vec<Event> {
-    let out = run(&["analyze", "--json", file.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
 /// The default report (tables), flattened to one line of words.
 fn report(file: &Path, extra: &[&str]) -> String {
     let mut args = vec!["analyze"];
     args.extend_from_slice(extra);
     args.push(file.to_str().unwrap());
-    let out = run(&args);
+    let out = bt_trace_output(&args);
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8(out.stdout).unwrap();
     text.replace(['│', '┆', '\n'], " ")
@@ -202,7 +174,7 @@ fn libtorrent_plaintext_after_mse_without_the_initiators_handshake() {
         "{flat}"
     );
 
-    let ev = ours(&file);
+    let ev = analyze_json(&file);
     // The responder's handshake only; the initiator's travelled encrypted.
     assert_eq!(handshakes(&ev, 0, Dir::S2c), 1);
     assert_eq!(handshakes(&ev, 0, Dir::C2s), 0);
@@ -246,7 +218,7 @@ fn libtorrent_plaintext_after_mse_then_a_gap() {
         flat.contains("encrypted initial payload: after a gap, messages in clear"),
         "{flat}"
     );
-    let ev = ours(&cut);
+    let ev = analyze_json(&cut);
     let up = msgs(&ev, 0, Dir::C2s);
     assert_eq!(count(&up, |m| matches!(m, Msg::Request { .. })), BLOCKS - 4);
     assert_eq!(count(&up, |m| matches!(m, Msg::Interested)), 0);
@@ -269,7 +241,7 @@ fn aria2_plaintext_after_mse_to_libtorrent() {
         "{flat}"
     );
     assert!(flat.contains(ALL_GOOD), "{flat}");
-    let ev = ours(&file);
+    let ev = analyze_json(&file);
     let conn = ev
         .iter()
         .find(|e| matches!(e.kind, EventKind::Handshake { .. }))
@@ -302,7 +274,7 @@ fn rc4_throughout_is_encrypted_and_nothing_is_decoded() {
         flat.contains("0 good, 0 bad, 0 incomplete, 8 not in the capture (of 8)"),
         "{flat}"
     );
-    let ev = ours(&file);
+    let ev = analyze_json(&file);
     assert!(our_counts(&ev).is_empty(), "{ev:?}");
     // tshark claims the stream on port 6881 too, but as "Continuation data" only.
     assert!(tshark_counts(&file).is_empty());

@@ -13,21 +13,15 @@
 //! clear error (exit 1), `-` reads stdin, and the filters and `--torrent` / `--extract` work.
 //! Skipped (with a note) when tshark is missing.
 
-use crate::common::{self, skip_unless_installed, Program};
+use crate::common::{self, analyze_json, bt_trace_output, capture, skip_unless_installed, Program};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 
 use bt_trace::event::{Event, EventKind, Msg, UdpPacket};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bt-trace");
-
-fn capture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("captures")
-        .join(name)
-}
 
 const ALL: &[&str] = &[
     "lo_aria2_to_libtorrent.pcapng",
@@ -42,29 +36,6 @@ const ALL: &[&str] = &[
     "lo_mse_plain_libtorrent.pcapng",
     "lo_mse_plain_aria2_to_libtorrent.pcapng",
 ];
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run bt-trace")
-}
-
-/// `analyze --json FILE`: the events (exit status 0 required).
-fn ours(file: &Path) -> Vec<Event> {
-    let out = run(&["analyze", "--json", file.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
 
 /// What a PDU is: "handshake" or the message id (keep-alives: `None`).
 fn class_of(e: &Event) -> Option<String> {
@@ -203,7 +174,7 @@ fn every_capture_matches_tshark_per_connection() {
     skip_unless_installed!(&[Program::Tshark]);
     for name in ALL {
         let file = capture(name);
-        let ev = ours(&file);
+        let ev = analyze_json(&file);
         let ports = peer_ports(&ev);
         let (our, our_idx) = our_pdus(&ev);
         let (theirs, their_idx) = tshark_pdus(&file, &ports);
@@ -235,7 +206,7 @@ fn what_tshark_misses() {
     // 1. A connection picked up mid-stream on port 7001: without `-d`, tshark's heuristic
     //    (which needs the handshake) finds none of its messages; analyze finds them all.
     let file = capture("lo_middownload.pcapng");
-    let ev = ours(&file);
+    let ev = analyze_json(&file);
     let (our, _) = our_pdus(&ev);
     let (bare, _) = tshark_pdus(&file, &BTreeSet::new());
     assert_eq!(count(&bare, 0, "7"), 0, "tshark should not see the pieces");
@@ -248,7 +219,7 @@ fn what_tshark_misses() {
 
     // 2. BEP 15 UDP tracker traffic: tshark 4.0 has no dissector; analyze decodes the
     //    connect and three announces of libtorrent, each answered (matched by transaction id).
-    let ev = ours(&capture("lo_aria2_to_libtorrent.pcapng"));
+    let ev = analyze_json(&capture("lo_aria2_to_libtorrent.pcapng"));
     let udp: Vec<&UdpPacket> = ev
         .iter()
         .filter_map(|e| match &e.kind {
@@ -285,7 +256,7 @@ fn transmission_on_a_non_standard_port_without_hints() {
     skip_unless_installed!(&[Program::Tshark]);
     // Port 51413: both tshark's heuristic and analyze find it by its handshake.
     let file = capture("any_sll2_transmission_to_libtorrent.pcapng");
-    let (our, _) = our_pdus(&ours(&file));
+    let (our, _) = our_pdus(&analyze_json(&file));
     let (bare, _) = tshark_pdus(&file, &BTreeSet::new());
     assert_eq!(count(&our, 3, "7"), 64);
     assert_eq!(count(&bare, 3, "7"), 64);
@@ -294,7 +265,7 @@ fn transmission_on_a_non_standard_port_without_hints() {
 #[test]
 fn truncated_capture_gives_results_and_a_warning() {
     let file = capture("lo_middownload_truncated.pcapng");
-    let out = run(&["analyze", file.to_str().unwrap()]);
+    let out = bt_trace_output(&["analyze", file.to_str().unwrap()]);
     assert!(out.status.success(), "a cut capture is not a failure");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -304,7 +275,7 @@ fn truncated_capture_gives_results_and_a_warning() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("cut short"), "the summary repeats it");
     assert!(stdout.contains("Connection 0, BitTorrent"), "{stdout}");
-    let ev = ours(&file);
+    let ev = analyze_json(&file);
     let pieces = ev
         .iter()
         .filter(|e| class_of(e).as_deref() == Some("7"))
@@ -317,7 +288,7 @@ fn garbage_gives_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.pcap");
     std::fs::write(&junk, b"this is not a capture file at all, just text\n").unwrap();
-    let out = run(&["analyze", junk.to_str().unwrap()]);
+    let out = bt_trace_output(&["analyze", junk.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -327,25 +298,25 @@ fn garbage_gives_a_clear_error() {
     assert!(!stderr.contains("panick"), "{stderr}");
     let empty = dir.path().join("empty.pcapng");
     std::fs::write(&empty, b"").unwrap();
-    let out = run(&["analyze", empty.to_str().unwrap()]);
+    let out = bt_trace_output(&["analyze", empty.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    let out = run(&["analyze", "/nonexistent/capture.pcapng"]);
+    let out = bt_trace_output(&["analyze", "/nonexistent/capture.pcapng"]);
     assert_eq!(out.status.code(), Some(1));
     // A good file next to a bad one is still analyzed.
     let good = capture("lo_middownload.pcap");
-    let out = run(&["analyze", junk.to_str().unwrap(), good.to_str().unwrap()]);
+    let out = bt_trace_output(&["analyze", junk.to_str().unwrap(), good.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Connection 0, BitTorrent"));
     // Usage errors exit 2.
-    let out = run(&["analyze", "--type", "bogus", good.to_str().unwrap()]);
+    let out = bt_trace_output(&["analyze", "--type", "bogus", good.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let out = run(&["analyze"]);
+    let out = bt_trace_output(&["analyze"]);
     assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
 fn stdin_and_the_pcap_variants_agree() {
-    let want = ours(&capture("lo_middownload.pcapng"));
+    let want = analyze_json(&capture("lo_middownload.pcapng"));
     let strip = |ev: Vec<Event>| -> Vec<(Option<u64>, Vec<u64>, String)> {
         ev.into_iter()
             .map(|e| {
@@ -361,7 +332,7 @@ fn stdin_and_the_pcap_variants_agree() {
         "lo_middownload_be.pcap",
         "lo_middownload_be.pcapng",
     ] {
-        assert_eq!(strip(ours(&capture(name))), want, "{name}");
+        assert_eq!(strip(analyze_json(&capture(name))), want, "{name}");
     }
     let out = Command::new(BIN)
         .args(["analyze", "--json", "-"])
@@ -381,7 +352,7 @@ fn stdin_and_the_pcap_variants_agree() {
 fn messages_and_filters() {
     let file = capture("lo_aria2_to_libtorrent.pcapng");
     let f = file.to_str().unwrap();
-    let out = run(&[
+    let out = bt_trace_output(&[
         "analyze",
         "--messages",
         "--conn",
@@ -402,7 +373,7 @@ fn messages_and_filters() {
         .iter()
         .all(|l| l.contains("request piece") || l.contains("  piece ")));
     // The info hash of the swarm keeps the peer connections and the tracker requests.
-    let out = run(&[
+    let out = bt_trace_output(&[
         "analyze",
         "--json",
         "--info-hash",
@@ -428,7 +399,7 @@ fn messages_and_filters() {
         1
     );
     // Another info hash: nothing.
-    let out = run(&[
+    let out = bt_trace_output(&[
         "analyze",
         "--json",
         "--info-hash",
@@ -437,7 +408,7 @@ fn messages_and_filters() {
     ]);
     assert!(out.stdout.is_empty());
     // The table of one connection.
-    let out = run(&["analyze", "--conn", "2", f]);
+    let out = bt_trace_output(&["analyze", "--conn", "2", f]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("Connection 2, BitTorrent"));
     assert!(!text.contains("Connection 1,"));
@@ -473,7 +444,7 @@ fn torrent_check_and_extract() {
     let t = torrent.to_str().unwrap();
     // The complete download: every piece good; the files rebuilt byte for byte.
     let dir = tempfile::tempdir().unwrap();
-    let out = run(&[
+    let out = bt_trace_output(&[
         "analyze",
         "--torrent",
         t,
@@ -493,7 +464,7 @@ fn torrent_check_and_extract() {
         assert!(got == want, "extracted file differs from sample.bin");
     }
     // The capture picked up mid-download: some pieces whole, some cut.
-    let out = run(&[
+    let out = bt_trace_output(&[
         "analyze",
         "--torrent",
         t,
@@ -588,7 +559,7 @@ fn download_trace_of_a_real_seeder_analyzes_to_its_jsonl() {
     let out_file = work.path().join("analyzed.bin");
     let port = common::free_port().to_string();
     let peer = format!("127.0.0.1:{}", s.seeder_port);
-    let res = run(&[
+    let res = bt_trace_output(&[
         "download",
         "-q",
         "--port",
@@ -613,7 +584,7 @@ fn download_trace_of_a_real_seeder_analyzes_to_its_jsonl() {
         std::fs::File::open(&jsonl).unwrap(),
     ))
     .unwrap();
-    let got = ours(&pcapng);
+    let got = analyze_json(&pcapng);
     let (want, got) = (comparable_by_conn(want), comparable_by_conn(got));
     assert_eq!(
         want.keys().collect::<Vec<_>>(),
@@ -642,7 +613,7 @@ fn download_trace_of_a_real_seeder_analyzes_to_its_jsonl() {
     }
     assert!(pieces >= swarm::DATA_LEN / 16384, "{pieces} pieces");
     // And every piece of the trace checks out against the torrent.
-    let res = run(&[
+    let res = bt_trace_output(&[
         "analyze",
         "--torrent",
         s.torrent.to_str().unwrap(),
@@ -662,7 +633,7 @@ fn download_trace_of_a_real_seeder_analyzes_to_its_jsonl() {
 fn every_capture_is_in_capture_order() {
     for name in ALL.iter().chain(&["lo_lossy.pcapng"]) {
         let file = capture(name);
-        let out = run(&["analyze", "--messages", file.to_str().unwrap()]);
+        let out = bt_trace_output(&["analyze", "--messages", file.to_str().unwrap()]);
         assert!(out.status.success(), "{name}");
         let text = String::from_utf8(out.stdout).unwrap();
         let frames: Vec<u64> = text
@@ -673,7 +644,7 @@ fn every_capture_is_in_capture_order() {
         for (i, w) in frames.windows(2).enumerate() {
             assert!(w[0] <= w[1], "{name}: line {} goes back:\n{text}", i + 2);
         }
-        let ev = ours(&file);
+        let ev = analyze_json(&file);
         assert_eq!(ev.len(), frames.len(), "{name}");
         // In JSON, the last of an event's frames; a piece cut by a hole is completed where
         // the hole became known, after its frames.
@@ -699,7 +670,7 @@ fn every_capture_is_in_capture_order() {
 #[test]
 fn packet_loss_gives_gap_events_and_no_false_errors() {
     let file = capture("lo_lossy.pcapng");
-    let ev = ours(&file);
+    let ev = analyze_json(&file);
     let conn2: Vec<&Event> = ev.iter().filter(|e| e.conn == Some(2)).collect();
     let gaps: Vec<(u64, u64, Vec<u64>)> = conn2
         .iter()
@@ -732,7 +703,7 @@ fn packet_loss_gives_gap_events_and_no_false_errors() {
             ..
         }
     )));
-    let out = run(&["analyze", file.to_str().unwrap()]);
+    let out = bt_trace_output(&["analyze", file.to_str().unwrap()]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.contains("0 out-of-order segments") && text.contains("4 gaps"),
@@ -747,7 +718,7 @@ fn packet_loss_gives_gap_events_and_no_false_errors() {
 fn every_connection_is_accounted_for_and_bad_filters_are_usage_errors() {
     for name in ALL.iter().chain(&["lo_lossy.pcapng"]) {
         let file = capture(name);
-        let out = run(&["analyze", file.to_str().unwrap()]);
+        let out = bt_trace_output(&["analyze", file.to_str().unwrap()]);
         let text = String::from_utf8(out.stdout).unwrap();
         let flat = text.replace(['│', '┆', '\n'], " ");
         let flat = flat.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -766,7 +737,7 @@ fn every_connection_is_accounted_for_and_bad_filters_are_usage_errors() {
     }
     let file = capture("any_sll_libtorrent_to_aria2.pcapng");
     let f = file.to_str().unwrap();
-    let out = run(&["analyze", "--conn", "5", f]);
+    let out = bt_trace_output(&["analyze", "--conn", "5", f]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(
         "Connection 5, refused dial (answered by a RST): 127.0.0.1:45618 ⇄ 127.0.0.1:6881"
@@ -776,7 +747,7 @@ fn every_connection_is_accounted_for_and_bad_filters_are_usage_errors() {
         &["analyze", "--messages", "--type", "foo", f],
         &["analyze", "--info-hash", "zz", f],
     ] {
-        let out = run(args);
+        let out = bt_trace_output(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty());
     }
@@ -789,7 +760,7 @@ fn torrent_check_lists_incomplete_pieces_and_a_foreign_torrent() {
     let file = capture("lo_lossy.pcapng");
     let f = file.to_str().unwrap();
     let sample = capture("sample.torrent");
-    let out = run(&["analyze", "--torrent", sample.to_str().unwrap(), f]);
+    let out = bt_trace_output(&["analyze", "--torrent", sample.to_str().unwrap(), f]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("incomplete pieces: 11, 12"), "{text}");
     assert!(!text.contains("appears in no peer handshake"), "{text}");
@@ -799,7 +770,7 @@ fn torrent_check_lists_incomplete_pieces_and_a_foreign_torrent() {
     t.extend([7u8; 20]);
     t.extend(b"ee");
     std::fs::write(&other, t).unwrap();
-    let out = run(&["analyze", "--torrent", other.to_str().unwrap(), f]);
+    let out = bt_trace_output(&["analyze", "--torrent", other.to_str().unwrap(), f]);
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(

@@ -14,10 +14,9 @@
 //! and HTTPS exchanges (not on the wire), and which end was bt-trace (`conn_opened.local`) and
 //! why it closed (`conn_closed.reason`), which the recorder knows from the client.
 
+use crate::common::analyze_json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Command;
 use std::time::SystemTime;
 
 use bt_trace::event::{Event, EventKind, Msg};
@@ -26,8 +25,6 @@ use bt_trace::trace::jsonl::read_events;
 use bt_trace::trace::{Recorder, RecorderOptions};
 use bt_trace::tracker::{HttpExchange, TrackerObserver, UdpDatagram};
 use bt_trace::wire::{BlockRef, ExtendedHandshake, Handshake, Message, Reserved, UtPex};
-
-const BIN: &str = env!("CARGO_BIN_EXE_bt-trace");
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -214,24 +211,6 @@ fn by_conn(ev: Vec<Event>) -> BTreeMap<(bool, u64), Vec<Event>> {
             .push(e);
     }
     m
-}
-
-fn analyze_json(pcapng: &Path) -> Vec<Event> {
-    let out = Command::new(BIN)
-        .args(["analyze", "--json"])
-        .arg(pcapng)
-        .output()
-        .expect("run bt-trace");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 fn check(deterministic: bool) {

@@ -7,46 +7,16 @@
 //! datagrams; and the download itself: 8 pieces of 32 KiB (16 blocks, 262,144 bytes) that
 //! `--torrent` checks good and `--extract` writes back.
 
-use crate::common::{self, skip_unless_installed, Program};
+use crate::common::{self, analyze_json, bt_trace_output, capture, skip_unless_installed, Program};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use bt_trace::event::{Event, EventKind, Transport};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bt-trace");
-
-fn capture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("captures")
-        .join(name)
-}
-
 fn utp_capture() -> PathBuf {
     capture("lo_utp_dht_libtorrent.pcapng")
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run bt-trace")
-}
-
-fn ours(file: &Path) -> Vec<Event> {
-    let out = run(&["analyze", "--json", file.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
 }
 
 /// (frame, "handshake" or message id) → count; pieces at their first frame (see below).
@@ -131,7 +101,7 @@ fn tshark_pdus(file: &Path) -> Pdus {
 fn utp_messages_are_tsharks_in_the_same_frames() {
     skip_unless_installed!(&[Program::Tshark]);
     let file = utp_capture();
-    let ev = ours(&file);
+    let ev = analyze_json(&file);
     let (mine, theirs) = (our_pdus(&ev), tshark_pdus(&file));
     assert!(theirs.values().sum::<usize>() >= 50, "{theirs:?}");
     assert_eq!(mine, theirs);
@@ -149,7 +119,7 @@ fn the_utp_download_is_whole_and_checks_good() {
     let file = utp_capture();
     let torrent = capture("sample_utp.torrent");
     let dir = common::temp_dir("analyze_utp_extract");
-    let out = run(&[
+    let out = bt_trace_output(&[
         "analyze",
         "--torrent",
         torrent.to_str().unwrap(),
@@ -169,7 +139,7 @@ fn the_utp_download_is_whole_and_checks_good() {
     let data = std::fs::read(dir.path().join("utp.bin")).unwrap();
     assert_eq!(data.len(), 1 << 18);
     // The pieces of the JSON: 16 blocks of 16 KiB, all of pieces 0..8.
-    let ev = ours(&file);
+    let ev = analyze_json(&file);
     let blocks: Vec<(u32, u32)> = ev
         .iter()
         .filter_map(|e| match &e.kind {
@@ -195,7 +165,7 @@ fn the_utp_download_is_whole_and_checks_good() {
     assert_eq!(sorted.len(), 16);
     assert_eq!(blocks.len(), 16, "a block counted twice");
     // --messages names the transport.
-    let out = run(&[
+    let out = bt_trace_output(&[
         "analyze",
         "--messages",
         "--type",
@@ -214,7 +184,7 @@ fn the_utp_download_is_whole_and_checks_good() {
 fn dht_and_lsd_datagrams_are_tsharks() {
     skip_unless_installed!(&[Program::Tshark]);
     let file = utp_capture();
-    let ev = ours(&file);
+    let ev = analyze_json(&file);
     let frames_of = |f: &dyn Fn(&EventKind) -> bool| -> Vec<u64> {
         ev.iter()
             .filter(|e| f(&e.kind))
@@ -265,13 +235,13 @@ fn dht_and_lsd_datagrams_are_tsharks() {
     assert!(peers
         .iter()
         .all(|p| p.ip().is_loopback() && [6881, 6882].contains(&p.port())));
-    let out = run(&["analyze", file.to_str().unwrap()]);
+    let out = bt_trace_output(&["analyze", file.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("DHT (BEP 5)") && text.contains("LSD (BEP 14)"),
         "{text}"
     );
-    let out = run(&["analyze", "--json", "--type", "dht", file.to_str().unwrap()]);
+    let out = bt_trace_output(&["analyze", "--json", "--type", "dht", file.to_str().unwrap()]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).lines().count(),
         dht.len()
@@ -296,7 +266,7 @@ fn a_utp_packet_missing_from_the_capture_is_a_gap() {
         .expect("run editcap");
     assert!(st.success());
     let torrent = capture("sample_utp.torrent");
-    let out = run(&[
+    let out = bt_trace_output(&[
         "analyze",
         "--torrent",
         torrent.to_str().unwrap(),
@@ -317,7 +287,7 @@ fn a_utp_packet_missing_from_the_capture_is_a_gap() {
             })
             .collect()
     };
-    let (whole, holed) = (pieces(&ours(&file)), pieces(&ours(&cut)));
+    let (whole, holed) = (pieces(&analyze_json(&file)), pieces(&analyze_json(&cut)));
     assert_eq!(whole.len(), 16);
     assert_eq!(holed.len(), 16, "every piece message is still found");
     // The one that lost bytes has no hash; the others are the same blocks.
@@ -359,7 +329,7 @@ fn a_live_utp_capture_is_analyzed() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("download complete and identical"), "{log}");
-    let out = run(&[
+    let out = bt_trace_output(&[
         "analyze",
         "--torrent",
         torrent.to_str().unwrap(),
@@ -371,7 +341,7 @@ fn a_live_utp_capture_is_analyzed() {
         "{text}"
     );
     assert!(text.contains("(uTP), BitTorrent"), "{text}");
-    let ev = ours(&cap);
+    let ev = analyze_json(&cap);
     assert!(ev.iter().any(|e| matches!(e.kind, EventKind::Dht { .. })));
     assert!(ev.iter().any(|e| e.transport == Some(Transport::Utp)));
     // Each block once, even if the load made libtorrent retransmit (tshark would count those

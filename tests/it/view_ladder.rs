@@ -3,16 +3,11 @@
 //! them after a deliberate change), the width honoured (`COLUMNS`), the filters, JSON Lines
 //! input giving the same ladder as the capture, and colors only on request of a terminal.
 
+use crate::common::capture;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bt-trace");
-
-fn capture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("captures")
-        .join(name)
-}
 
 fn golden(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
