@@ -1844,6 +1844,7 @@ impl StreamSink for Analyzer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analyze::detect::noise;
     use crate::capture::reader::tests::Builder;
     use crate::wire::{BlockRef, Handshake};
     use etherparse::PacketBuilder;
@@ -2045,15 +2046,7 @@ mod tests {
 
     #[test]
     fn mse_then_rst() {
-        let mut x = 99u64;
-        let key: Vec<u8> = (0..300)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (x >> 56) as u8
-            })
-            .collect();
+        let key = noise(300, 99);
         let frames = vec![
             tcp(A, B, 100, "S", b""),
             tcp(B, A, 500, "SA", b""),
@@ -2075,18 +2068,31 @@ mod tests {
         assert_eq!(words[2], "connection reset (RST)");
     }
 
-    /// `n` random-looking bytes (an MSE/PE key and padding, or RC4 output).
-    fn noise(seed: u64, n: usize) -> Vec<u8> {
-        let mut x = seed;
-        (0..n)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (x >> 56) as u8
-            })
-            .collect()
+    /// A connection where both sides open with an MSE/PE preamble (442 and 400 random-looking
+    /// bytes) that selected plaintext: the responder's handshake, `have all` and `unchoke`
+    /// follow in clear; the initiator's handshake was in the encrypted initial payload, and its
+    /// `c_msgs` come in clear at sequence number `c_seq`, then its FIN.
+    fn mse_plaintext_frames(c_seq: u32, c_msgs: &[u8]) -> Vec<Vec<u8>> {
+        let c_key = noise(MSE_KEY_C, 7);
+        let s_key = noise(400, 11);
+        let mut s_rest = Handshake::new(Reserved::new().with_fast(), [3; 20], [4; 20])
+            .emit()
+            .to_vec();
+        s_rest.extend(msgs(&[Message::HaveAll, Message::Unchoke]));
+        vec![
+            tcp(A, B, 100, "S", b""),
+            tcp(B, A, 500, "SA", b""),
+            tcp(A, B, 101, "A", b""),
+            tcp(A, B, 101, "A", &c_key),
+            tcp(B, A, 501, "A", &s_key),
+            tcp(B, A, 501 + s_key.len() as u32, "A", &s_rest),
+            tcp(A, B, c_seq, "A", c_msgs),
+            tcp(A, B, c_seq + c_msgs.len() as u32, "FA", b""),
+        ]
     }
+
+    /// The initiator's MSE/PE preamble in [`mse_plaintext_frames`].
+    const MSE_KEY_C: usize = 442;
 
     /// libtorrent with encryption forced and only plaintext allowed: both sides open with an
     /// MSE/PE handshake; the responder's BitTorrent handshake follows its preamble in clear,
@@ -2094,7 +2100,6 @@ mod tests {
     /// come with no handshake before them. A BitTorrent connection with no protocol error.
     #[test]
     fn mse_selecting_plaintext_without_the_initiators_handshake() {
-        let c_key = noise(7, 442);
         let c_msgs = msgs(&[
             Message::HaveNone,
             Message::Interested,
@@ -2104,22 +2109,7 @@ mod tests {
                 length: 16384,
             }),
         ]);
-        let s_key = noise(11, 400);
-        let mut s_rest = Handshake::new(Reserved::new().with_fast(), [3; 20], [4; 20])
-            .emit()
-            .to_vec();
-        s_rest.extend(msgs(&[Message::HaveAll, Message::Unchoke]));
-        let c_end = 101 + (c_key.len() + c_msgs.len()) as u32;
-        let frames = vec![
-            tcp(A, B, 100, "S", b""),
-            tcp(B, A, 500, "SA", b""),
-            tcp(A, B, 101, "A", b""),
-            tcp(A, B, 101, "A", &c_key),
-            tcp(B, A, 501, "A", &s_key),
-            tcp(B, A, 501 + s_key.len() as u32, "A", &s_rest),
-            tcp(A, B, 101 + c_key.len() as u32, "A", &c_msgs),
-            tcp(A, B, c_end, "FA", b""),
-        ];
+        let frames = mse_plaintext_frames(101 + MSE_KEY_C as u32, &c_msgs);
         let (rep, ev) = run(&frames);
         assert_eq!((rep.bittorrent, rep.encrypted), (1, 0));
         let c = &rep.conns[0];
@@ -2160,7 +2150,6 @@ mod tests {
     /// claim a preamble length the gap hides.
     #[test]
     fn mse_selecting_plaintext_then_a_gap() {
-        let c_key = noise(7, 442);
         let lost = msgs(&[Message::HaveNone, Message::Interested]);
         let c_msgs = msgs(&[
             Message::Request(BlockRef {
@@ -2174,22 +2163,8 @@ mod tests {
                 length: 16384,
             }),
         ]);
-        let s_key = noise(11, 400);
-        let mut s_rest = Handshake::new(Reserved::new().with_fast(), [3; 20], [4; 20])
-            .emit()
-            .to_vec();
-        s_rest.extend(msgs(&[Message::HaveAll, Message::Unchoke]));
-        let after = 101 + (c_key.len() + lost.len()) as u32;
-        let frames = vec![
-            tcp(A, B, 100, "S", b""),
-            tcp(B, A, 500, "SA", b""),
-            tcp(A, B, 101, "A", b""),
-            tcp(A, B, 101, "A", &c_key),
-            tcp(B, A, 501, "A", &s_key),
-            tcp(B, A, 501 + s_key.len() as u32, "A", &s_rest),
-            tcp(A, B, after, "A", &c_msgs),
-            tcp(A, B, after + c_msgs.len() as u32, "FA", b""),
-        ];
+        let after = 101 + (MSE_KEY_C + lost.len()) as u32;
+        let frames = mse_plaintext_frames(after, &c_msgs);
         let (rep, _) = run(&frames);
         let c = &rep.conns[0];
         assert_eq!((rep.bittorrent, rep.encrypted), (1, 0));

@@ -318,24 +318,26 @@ impl UdpStreams {
     }
 }
 
+/// `n` pseudo-random bytes (an LCG from `seed`), like an MSE/PE public key or RC4 output: for
+/// the tests here and in the analyzer.
+#[cfg(test)]
+pub(crate) fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 56) as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::wire::{Handshake, Message, Reserved};
     use proptest::prelude::*;
-
-    /// Pseudo-random bytes (an LCG), like an MSE public key.
-    fn noise(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed;
-        (0..n)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (x >> 56) as u8
-            })
-            .collect()
-    }
 
     fn sniff<'a>(a: &'a [u8], b: &'a [u8], syn: bool, done: bool) -> Sniff<'a> {
         let speaker = if !a.is_empty() {
