@@ -275,6 +275,24 @@ mod tests {
         v
     }
 
+    /// The unchoked peers but the optimistic one.
+    fn regular(c: &Choker) -> Vec<u16> {
+        unchoked(c)
+            .into_iter()
+            .filter(|&p| Some(addr(p)) != c.optimistic())
+            .collect()
+    }
+
+    /// A choker with `slots` upload slots and peers `0..n`, all interested at `t0`.
+    fn with_interested(slots: usize, n: u16, t0: Instant) -> Choker {
+        let mut c = Choker::new(slots);
+        for i in 0..n {
+            c.add(addr(i));
+            c.set_interested(&addr(i), true, t0);
+        }
+        c
+    }
+
     #[test]
     fn interested_peers_fill_the_slots_then_one_optimistic() {
         let mut c = Choker::new(2);
@@ -301,12 +319,8 @@ mod tests {
 
     #[test]
     fn rechoke_ranks_by_upload_rate() {
-        let mut c = Choker::new(2);
         let t0 = Instant::now();
-        for i in 0..6 {
-            c.add(addr(i));
-            c.set_interested(&addr(i), true, t0);
-        }
+        let mut c = with_interested(2, 6, t0);
         c.rechoke(t0);
         // peers 4 and 5 got the most from us in the last period
         for (i, bytes) in [(1, 10u64), (3, 500), (4, 9_000), (5, 7_000)] {
@@ -314,11 +328,7 @@ mod tests {
         }
         let t1 = t0 + RECHOKE_INTERVAL;
         assert!(c.tick(t1));
-        let regular: Vec<u16> = unchoked(&c)
-            .into_iter()
-            .filter(|&p| Some(addr(p)) != c.optimistic())
-            .collect();
-        assert_eq!(regular, vec![4, 5]);
+        assert_eq!(regular(&c), vec![4, 5]);
         // exactly slots + 1 unchoked, the optimistic one among the others
         assert_eq!(unchoked(&c).len(), 3);
         let o = c.optimistic().expect("an optimistic unchoke");
@@ -329,12 +339,8 @@ mod tests {
 
     #[test]
     fn the_optimistic_unchoke_rotates_every_30_seconds() {
-        let mut c = Choker::new(1);
         let t0 = Instant::now();
-        for i in 0..4 {
-            c.add(addr(i));
-            c.set_interested(&addr(i), true, t0);
-        }
+        let mut c = with_interested(1, 4, t0);
         // peer 0 is always the fastest, so it keeps the regular slot
         let mut seen = Vec::new();
         let mut t = t0;
@@ -359,21 +365,11 @@ mod tests {
 
     #[test]
     fn peers_that_never_download_give_their_slots_up() {
-        let mut c = Choker::new(2);
         let t0 = Instant::now();
         // peers 0 and 1 come first, are interested, and never request anything
-        for i in 0..6 {
-            c.add(addr(i));
-            c.set_interested(&addr(i), true, t0);
-        }
+        let mut c = with_interested(2, 6, t0);
         c.rechoke(t0);
         assert_eq!(unchoked(&c), vec![0, 1, 2]);
-        let regular = |c: &Choker| -> Vec<u16> {
-            unchoked(c)
-                .into_iter()
-                .filter(|&p| Some(addr(p)) != c.optimistic())
-                .collect()
-        };
         // peer 2 (optimistic) downloads; 0 and 1 leave their slots unused for a whole interval
         c.uploaded(&addr(2), 100_000);
         let t1 = t0 + RECHOKE_INTERVAL;
