@@ -6,6 +6,7 @@
 
 use crate::common::{bt_trace, skip_unless_installed, temp_dir, Program, PYTHON};
 use bt_trace::bencode::Value;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -146,6 +147,29 @@ except Exception as e:
     print("ERR", e)
 "#;
 
+/// libtorrent's verdict on the torrent at `p` (`oracle`: a python script printing a line, or
+/// `ERR …`) and `bt-trace info --json` on it. `None` when libtorrent refuses it, after checking
+/// that bt-trace refuses it too with a clean error.
+fn oracle_and_ours(oracle: &str, p: &Path) -> Option<(String, serde_json::Value)> {
+    let lt = Command::new(PYTHON)
+        .args(["-c", oracle])
+        .arg(p)
+        .output()
+        .expect("run python3");
+    let lt = String::from_utf8_lossy(&lt.stdout).trim().to_string();
+    let ours = bt_trace(
+        ["info".as_ref(), "--json".as_ref(), p.as_os_str()],
+        Duration::from_secs(30),
+    );
+    if lt.starts_with("ERR") {
+        ours.assert_clean_failure();
+        return None;
+    }
+    ours.assert_ok();
+    let j = serde_json::from_str(&ours.stdout).expect("info --json");
+    Some((lt, j))
+}
+
 #[test]
 fn info_agrees_with_libtorrent_on_edge_case_torrents() {
     skip_unless_installed!(&[Program::Libtorrent]);
@@ -154,23 +178,10 @@ fn info_agrees_with_libtorrent_on_edge_case_torrents() {
     for (name, bytes) in cases() {
         let p = dir.path().join(format!("{name}.torrent"));
         std::fs::write(&p, &bytes).expect("write torrent");
-        let lt = Command::new(PYTHON)
-            .args(["-c", ORACLE])
-            .arg(&p)
-            .output()
-            .expect("run python3");
-        let lt = String::from_utf8_lossy(&lt.stdout).trim().to_string();
-        let ours = bt_trace(
-            ["info".as_ref(), "--json".as_ref(), p.as_os_str()],
-            Duration::from_secs(30),
-        );
-        if lt.starts_with("ERR") {
-            ours.assert_clean_failure();
+        let Some((lt, j)) = oracle_and_ours(ORACLE, &p) else {
             refused_by_both += 1;
             continue;
-        }
-        ours.assert_ok();
-        let j: serde_json::Value = serde_json::from_str(&ours.stdout).expect("info --json");
+        };
         let mine = format!(
             "{} {} {}",
             j["info_hash"].as_str().unwrap_or(""),
@@ -291,23 +302,10 @@ fn info_agrees_with_libtorrent_on_v2_and_hybrid_torrents() {
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
-        let lt = Command::new(PYTHON)
-            .args(["-c", ORACLE_V2])
-            .arg(p)
-            .output()
-            .expect("run python3");
-        let lt = String::from_utf8_lossy(&lt.stdout).trim().to_string();
-        let ours = bt_trace(
-            ["info".as_ref(), "--json".as_ref(), p.as_os_str()],
-            Duration::from_secs(30),
-        );
-        if lt.starts_with("ERR") {
-            ours.assert_clean_failure();
+        let Some((lt, j)) = oracle_and_ours(ORACLE_V2, p) else {
             refused_by_both += 1;
             continue;
-        }
-        ours.assert_ok();
-        let j: serde_json::Value = serde_json::from_str(&ours.stdout).expect("info --json");
+        };
         let hash = |k: &str| j[k].as_str().unwrap_or("-").to_string();
         let mine = format!(
             "{} {} {} {}",
