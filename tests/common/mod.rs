@@ -412,6 +412,16 @@ pub fn analyze_json(file: &Path) -> Vec<bt_trace::event::Event> {
         .collect()
 }
 
+/// `bt-trace info --json FILE` (exit status 0 required).
+pub fn info_json(torrent: &Path) -> serde_json::Value {
+    let r = bt_trace(
+        ["info".as_ref(), "--json".as_ref(), torrent.as_os_str()],
+        Duration::from_secs(30),
+    );
+    r.assert_ok();
+    serde_json::from_str(&r.stdout).expect("info --json")
+}
+
 /// What one run of bt-trace did.
 #[derive(Debug)]
 pub struct Run {

@@ -212,12 +212,7 @@ fn v2_hybrid_and_padded_torrents_match_libtorrent() {
 
         if v1.is_some() {
             // `info` reads the v1 view (pad files shown) with the same hash
-            let info = bt_trace(
-                ["info".as_ref(), "--json".as_ref(), out.as_os_str()],
-                TIMEOUT,
-            );
-            info.assert_ok();
-            let j: serde_json::Value = serde_json::from_str(&info.stdout).expect("info --json");
+            let j = info_json(&out);
             assert_eq!(
                 j["info_hash"].as_str(),
                 v1.as_deref(),

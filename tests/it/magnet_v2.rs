@@ -4,7 +4,7 @@
 //! through its v1 fields from a libtorrent hybrid seeder, byte for byte.
 
 use crate::common::{
-    bt_trace, free_port, skip_unless_installed, temp_dir, ChildGuard, Program, PYTHON,
+    bt_trace, free_port, info_json, skip_unless_installed, temp_dir, ChildGuard, Program, PYTHON,
 };
 use std::path::Path;
 use std::process::Command;
@@ -46,15 +46,6 @@ fn seeder(dir: &Path, kind: &str, port: u16) -> (ChildGuard, std::process::Child
     (g, stdin)
 }
 
-fn json(path: &Path) -> serde_json::Value {
-    let r = bt_trace(
-        ["info".as_ref(), "--json".as_ref(), path.as_os_str()],
-        Duration::from_secs(30),
-    );
-    r.assert_ok();
-    serde_json::from_str(&r.stdout).expect("info --json")
-}
-
 #[test]
 fn v2_magnet_fetches_metadata_and_a_v2_download_is_refused() {
     skip_unless_installed!(&[Program::Libtorrent]);
@@ -62,7 +53,7 @@ fn v2_magnet_fetches_metadata_and_a_v2_download_is_refused() {
     let port = free_port();
     let (_seeder, _lifeline) = seeder(dir.path(), "v2", port);
     let torrent = dir.path().join("v2.torrent");
-    let j = json(&torrent);
+    let j = info_json(&torrent);
     let v2 = j["info_hash_v2"].as_str().expect("a v2 hash").to_string();
     let link = format!("magnet:?xt=urn:btmh:1220{v2}&x.pe=127.0.0.1:{port}");
 
@@ -117,7 +108,7 @@ fn hybrid_downloads_through_v1_from_a_libtorrent_hybrid_seeder() {
     let port = free_port();
     let (_seeder, _lifeline) = seeder(dir.path(), "hybrid", port);
     let torrent = dir.path().join("hybrid.torrent");
-    let j = json(&torrent);
+    let j = info_json(&torrent);
     assert_eq!(j["meta_version"], 2);
     assert_eq!(j["info_hash"], j["info_hash_v1"]);
     let out = dir.path().join("out");
