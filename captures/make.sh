@@ -10,15 +10,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 
-if [ -z "${BTCAP_IN_NS:-}" ]; then
-    NS=btcap$$
-    ip netns add "$NS"
-    trap 'ip netns del "$NS" 2>/dev/null || true' EXIT
-    ip netns exec "$NS" env BTCAP_IN_NS=1 bash "$0" "$@"
-    exit $?
-fi
-
-ip link set lo up
+# shellcheck source=captures/netns.sh
+source "$HERE/netns.sh"
 WORK=$(mktemp -d /tmp/btcap.XXXXXX)
 chmod 755 "$WORK"
 PIDS=()

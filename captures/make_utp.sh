@@ -4,14 +4,8 @@
 # the capture and the torrent elsewhere (tests/it/analyze_utp.rs does, for a live capture). Needs root, dumpcap, mktorrent, Debian's /usr/bin/python3 with python3-libtorrent.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-if [ -z "${BTCAP_IN_NS:-}" ]; then
-    NS=btutp$$
-    ip netns add "$NS"
-    trap 'ip netns del "$NS" 2>/dev/null || true' EXIT
-    ip netns exec "$NS" env BTCAP_IN_NS=1 bash "$0" "$@"
-    exit $?
-fi
-ip link set lo up
+# shellcheck source=captures/netns.sh
+source "$HERE/netns.sh"
 # LSD multicasts: let lo carry multicast so the BT-SEARCH datagrams are sent (and captured).
 ip link set lo multicast on
 ip route add 239.0.0.0/8 dev lo 2>/dev/null || true

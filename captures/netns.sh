@@ -1,0 +1,11 @@
+# Sourced first by the make*.sh scripts here (as root): runs the calling script again inside a
+# fresh network namespace, so that its `lo` carries only that script's traffic, and ends with
+# its exit status; inside the namespace it brings `lo` up and returns to the script.
+if [ -z "${BTCAP_IN_NS:-}" ]; then
+    NS=btcap$$
+    ip netns add "$NS"
+    trap 'ip netns del "$NS" 2>/dev/null || true' EXIT
+    ip netns exec "$NS" env BTCAP_IN_NS=1 bash "$0" "$@"
+    exit $?
+fi
+ip link set lo up
