@@ -516,27 +516,23 @@ fn metadata_reply(info: Option<&[u8]>, their_id: Option<u8>, payload: &[u8]) -> 
 /// ever gain pieces, so every piece we announced is one we can serve).
 fn check_request(swarm: &impl PeerSwarm, r: &BlockRef) -> Result<(), PeerError> {
     let n = swarm.config().num_pieces;
-    let what = format!(
-        "request for piece {} begin {} length {}",
-        r.index, r.begin, r.length
-    );
-    if r.index >= n {
-        return Err(PeerError::Protocol(format!(
-            "{what}, but the torrent has {n} pieces"
-        )));
-    }
-    if r.length == 0 || r.length > MAX_SERVE_LEN {
-        return Err(PeerError::Protocol(format!(
-            "{what}: empty or longer than 16 KiB"
-        )));
-    }
-    if !swarm.can_serve(r) {
-        return Err(PeerError::Protocol(format!(
-            "{what}: past the end of piece {}, or a piece we never announced",
+    let why = if r.index >= n {
+        format!(", but the torrent has {n} pieces")
+    } else if r.length == 0 || r.length > MAX_SERVE_LEN {
+        ": empty or longer than 16 KiB".to_string()
+    } else if !swarm.can_serve(r) {
+        format!(
+            ": past the end of piece {}, or a piece we never announced",
             r.index
-        )));
-    }
-    Ok(())
+        )
+    } else {
+        return Ok(());
+    };
+    // the words are built only for a request that ends the connection (this runs per request)
+    Err(PeerError::Protocol(format!(
+        "request for piece {} begin {} length {}{why}",
+        r.index, r.begin, r.length
+    )))
 }
 
 /// Counts a `have` or bitfield that told us nothing new; too many of them is a flood.
