@@ -75,7 +75,7 @@ pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
     }
     let mut out = BufWriter::with_capacity(256 * 1024, out);
     let mut failed = 0;
-    let stop = sigint_flag();
+    let stop = interrupt_flag();
     let want = checker.as_ref().map(|c| *c.info_hash());
     let mut hash_seen = false;
     for path in &args.captures {
@@ -149,25 +149,20 @@ pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-/// A flag set by Ctrl-C (SIGINT): the analysis stops after the packet being read and reports
-/// what it has (exit status 130). A thread with a small runtime waits for the signal.
-fn sigint_flag() -> Arc<AtomicBool> {
+/// A flag set by Ctrl-C (SIGINT), SIGTERM or SIGHUP: the analysis stops after the packet being
+/// read and reports what it has (exit status 130). The flag is set inside the signal handler
+/// itself, so when `dumpcap -w - | bt-trace analyze -` is interrupted from the terminal (both
+/// get the signal, and dumpcap closes the pipe), the end of the input is never taken for a
+/// normal end: the handler has run before the read that sees the closed pipe returns.
+fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
-    let set = flag.clone();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
-    if let Ok(rt) = rt {
-        // Installed before returning, so no SIGINT is missed after this point.
-        let sig = rt.block_on(async {
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        });
-        if let Ok(mut sig) = sig {
-            std::thread::spawn(move || {
-                if rt.block_on(sig.recv()).is_some() {
-                    set.store(true, Ordering::Relaxed);
-                }
-            });
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        if let Err(e) = signal_hook::flag::register(sig, flag.clone()) {
+            tracing::warn!("cannot watch signal {sig}: {e}");
         }
     }
     flag
