@@ -1006,7 +1006,7 @@ impl<'o> Analyzer<'o> {
             c.r.mse = true;
             let first = c.speaker.unwrap_or(0);
             c.r.note(format!(
-                "encrypted (MSE/PE): the {} opened with {} bytes of random-looking data{}",
+                "MSE/PE handshake: the {} opened with {} bytes of random-looking data{}",
                 side_name(first == 0),
                 c.flight,
                 if c.answered {

@@ -68,7 +68,7 @@ fn ladders_match_the_golden_files() {
     let g = std::fs::read_to_string(golden("lo_aria2_to_libtorrent.pcapng")).unwrap();
     for want in [
         "TCP open: SYN, SYN-ACK, ACK",
-        "encrypted (MSE/PE)",
+        "MSE/PE handshake",
         "x 8 request 5:0..11:64 KiB",
         "x 10 allowed fast 2..15",
         "handshake libtorrent 2.0.8",
