@@ -11,6 +11,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
@@ -75,7 +76,8 @@ pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
     }
     let mut out = BufWriter::with_capacity(256 * 1024, out);
     let mut failed = 0;
-    let stop = interrupt_flag();
+    let reading = Arc::new(AtomicBool::new(true));
+    let stop = interrupt_flag(reading.clone());
     let want = checker.as_ref().map(|c| *c.info_hash());
     let mut hash_seen = false;
     for path in &args.captures {
@@ -111,6 +113,7 @@ pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
             failed += 1;
         }
     }
+    reading.store(false, Ordering::Relaxed);
     if let Some(c) = checker {
         let p = c.finish().context("finishing the extracted files")?;
         if !hash_seen {
@@ -154,16 +157,36 @@ pub fn run(args: &AnalyzeArgs, out: &mut dyn Write) -> Result<()> {
 /// itself, so when `dumpcap -w - | bt-trace analyze -` is interrupted from the terminal (both
 /// get the signal, and dumpcap closes the pipe), the end of the input is never taken for a
 /// normal end: the handler has run before the read that sees the closed pipe returns.
-fn interrupt_flag() -> Arc<AtomicBool> {
+///
+/// A read that waits on an input that does not end (a producer that ignores the signal) would
+/// never see the flag: while `reading` is true, a watchdog ends the process one second after
+/// the signal, without the tables. A second Ctrl-C ends it at once.
+fn interrupt_flag(reading: Arc<AtomicBool>) -> Arc<AtomicBool> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let flag = Arc::new(AtomicBool::new(false));
-    for sig in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
-        if let Err(e) = signal_hook::flag::register(sig, flag.clone()) {
+    for sig in [SIGINT, SIGTERM, SIGHUP] {
+        // the first signal sets the flag; a second one (the flag already set) is fatal
+        let r = signal_hook::flag::register_conditional_default(sig, flag.clone())
+            .and_then(|_| signal_hook::flag::register(sig, flag.clone()));
+        if let Err(e) = r {
             tracing::warn!("cannot watch signal {sig}: {e}");
         }
+    }
+    let seen = flag.clone();
+    let spawned = std::thread::Builder::new()
+        .name("interrupt-watchdog".into())
+        .spawn(move || {
+            while !seen.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            if reading.load(Ordering::Relaxed) {
+                eprintln!("interrupted: the input did not end within a second of the signal");
+                std::process::exit(130);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the interrupt watchdog: {e}");
     }
     flag
 }
