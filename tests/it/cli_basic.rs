@@ -607,10 +607,20 @@ fn accept_and_read(
 
 /// Sends `sig` to `child` and waits (at most 60 s) for it to exit; returns its exit code and
 /// stderr.
-fn signal_and_wait(mut child: std::process::Child, sig: libc::c_int) -> (Option<i32>, String) {
-    use std::time::{Duration, Instant};
+fn signal_and_wait(child: std::process::Child, sig: libc::c_int) -> (Option<i32>, String) {
+    signal(&child, sig);
+    wait_and_stderr(child)
+}
+
+/// Sends `sig` to `child` (started by us, not reaped yet).
+fn signal(child: &std::process::Child, sig: libc::c_int) {
     // SAFETY: plain kill(2) on the child we started and have not reaped yet.
     assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
+}
+
+/// Waits (at most 60 s) for `child` to exit; returns its exit code and stderr.
+fn wait_and_stderr(mut child: std::process::Child) -> (Option<i32>, String) {
+    use std::time::{Duration, Instant};
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -619,7 +629,7 @@ fn signal_and_wait(mut child: std::process::Child, sig: libc::c_int) -> (Option<
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("bt-trace did not exit within 60 s of signal {sig}");
+            panic!("bt-trace did not exit within 60 s");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -713,4 +723,56 @@ fn sigterm_ends_peers_waiting_for_a_tracker() {
     );
     // a tracker exchange that never completed leaves no frames, but a valid capture
     tshark_bittorrent_frames(&traces.join("peers-signal.bin.pcapng"), port);
+}
+
+/// `analyze -` on an input that stays open: after Ctrl-C it waits for the packet being read,
+/// but not for ever. A producer that ignores the signal (here: our open pipe) gets analyze to
+/// exit 130 a second later, saying why; and analyze of a capture that arrives and then ends
+/// (the normal live case, dumpcap closing the pipe on the same Ctrl-C) reports what it read.
+#[test]
+fn ctrl_c_ends_analyze_of_an_input_that_never_ends() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/lo_middownload.pcapng");
+    let data = std::fs::read(&capture).unwrap();
+    for close_input in [false, true] {
+        let mut child = Command::new(BIN)
+            .args(["analyze", "-"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&data).unwrap();
+        stdin.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let t0 = Instant::now();
+        signal(&child, libc::SIGINT);
+        // the pipe closed on the same Ctrl-C, or held open until analyze has gone
+        let held = if close_input {
+            drop(stdin);
+            None
+        } else {
+            Some(stdin)
+        };
+        let (code, stderr) = wait_and_stderr(child);
+        drop(held);
+        let took = t0.elapsed();
+        assert_eq!(code, Some(130), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        if close_input {
+            assert!(
+                stderr.contains("interrupted: the report covers what was read"),
+                "{stderr}"
+            );
+        } else {
+            assert!(
+                stderr.contains("the input did not end within a second of the signal"),
+                "{stderr}"
+            );
+            assert!(took < Duration::from_secs(10), "took {took:?}");
+        }
+    }
 }
