@@ -17,6 +17,8 @@
 #   BENCH_DIR            work directory (default: a new one under /tmp, removed at the end)
 #   BENCH_KEEP=1         keep the work directory (logs)
 #   BT_TRACE=path        bt-trace binary (default: cargo build --release, target/release/bt-trace)
+#   BT_TRACE_ARGS="..."  extra arguments for bt-trace's download (e.g. "-v", or "--trace DIR" to see
+#                        afterwards with `bt-trace analyze` which seeder sent what, and when)
 #
 # Timing is the wall time of each client's process, from start to exit (tracker announce, connects,
 # download, verify, write). This is a report, not a test: nothing here passes or fails on speed.
@@ -141,14 +143,20 @@ scrape_complete() {
 
 ARIA2_COMMON=(--enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable-peer-exchange=false
   --bt-require-crypto=false --bt-min-crypto-level=plain --file-allocation=none --disable-ipv6=true
-  --interface=127.0.0.1 --summary-interval=0 --console-log-level=warn --enable-color=false
+  --summary-interval=0 --console-log-level=warn --enable-color=false
   --auto-save-interval=0 --stop-with-process=$$)
 
 # ---------------------------------------------------------------------------------------------
-# Seeders
-log "starting seeders: aria2c, transmission-daemon, libtorrent"
+# Seeders, each on a loopback address of its own, the leechers on 127.0.0.1. Transmission 3.00 keeps
+# what it knows of peers by IP address alone: once any 127.0.0.1 peer is a seed (the other seeders
+# connect to it), it closes every connection from 127.0.0.1 at the handshake ("both seeds"), and a
+# leecher on that address would get nothing from it.
+TR_IP=127.0.0.2
+ARIA2_IP=127.0.0.3
+LT_IP=127.0.0.4
+log "starting seeders: aria2c ($ARIA2_IP), transmission-daemon ($TR_IP), libtorrent ($LT_IP)"
 ARIA2_SEED_PORT=$(free_port)
-aria2c "${ARIA2_COMMON[@]}" --check-integrity=true --seed-ratio=0.0 --listen-port="$ARIA2_SEED_PORT" \
+aria2c "${ARIA2_COMMON[@]}" --interface="$ARIA2_IP" --check-integrity=true --seed-ratio=0.0 --listen-port="$ARIA2_SEED_PORT" \
   --dir="$SRC" "$TORRENT" >"$WORK/aria2-seed.log" 2>&1 &
 PIDS+=($!)
 
@@ -158,7 +166,7 @@ TR_PEER=$(free_port)
 TR_RPC=$(free_port)
 cat >"$TR/settings.json" <<JSON
 {
-  "bind-address-ipv4": "127.0.0.1", "bind-address-ipv6": "::1",
+  "bind-address-ipv4": "$TR_IP", "bind-address-ipv6": "::1",
   "peer-port": $TR_PEER, "peer-port-random-on-start": false, "port-forwarding-enabled": false,
   "dht-enabled": false, "lpd-enabled": false, "utp-enabled": false, "pex-enabled": false,
   "encryption": 0, "rpc-enabled": true, "rpc-bind-address": "127.0.0.1", "rpc-port": $TR_RPC,
@@ -179,7 +187,7 @@ start_transmission
 
 LT_PORT=$(free_port)
 # lt_seed.py exits when its stdin closes: keep a pipe open for it.
-exec {LT_IN}> >("$PY" "$SUPPORT/lt_seed.py" --port "$LT_PORT" "$TORRENT=$SRC" >"$WORK/lt-seed.log" 2>&1)
+exec {LT_IN}> >("$PY" "$SUPPORT/lt_seed.py" --ip "$LT_IP" --port "$LT_PORT" "$TORRENT=$SRC" >"$WORK/lt-seed.log" 2>&1)
 PIDS+=($!)
 
 wait_port "$TR_RPC" transmission-daemon
@@ -192,7 +200,7 @@ for i in $(seq 1200); do
   sleep 0.2
 done
 [[ $(scrape_complete) -ge 3 ]] || die "seeders not all up; see logs in $WORK (BENCH_KEEP=1)"
-log "swarm ready: aria2c :$ARIA2_SEED_PORT, transmission :$TR_PEER, libtorrent :$LT_PORT"
+log "swarm ready: aria2c $ARIA2_IP:$ARIA2_SEED_PORT, transmission $TR_IP:$TR_PEER, libtorrent $LT_IP:$LT_PORT"
 
 # Transmission 3.00 remembers peers by IP address: once a 127.0.0.1 peer has completed the torrent,
 # it closes every later connection from 127.0.0.1 ("both seeds"). So that each leecher meets the same
@@ -202,7 +210,7 @@ restart_transmission() {
   wait "$TR_PID" 2>/dev/null || true
   start_transmission
   wait_port "$TR_RPC" transmission-daemon
-  wait_port "$TR_PEER" transmission-daemon
+  wait_port "$TR_PEER" transmission-daemon "" "$TR_IP"
   for _ in $(seq 600); do
     transmission-remote "127.0.0.1:$TR_RPC" -t "$INFO_HASH" -i 2>/dev/null |
       grep -q 'Percent Done: 100%' && break
@@ -257,11 +265,12 @@ timed() {
 }
 
 run_bt_trace() { # dir
-  timed bt-trace "$1" bt-trace.log "$BT_TRACE" download -q -o "$1/$NAME" "$TORRENT"
+  # shellcheck disable=SC2086 # BT_TRACE_ARGS is a list of words
+  timed bt-trace "$1" bt-trace.log "$BT_TRACE" download -q -o "$1/$NAME" "$TORRENT" ${BT_TRACE_ARGS:-}
 }
 
 run_aria2c() {
-  timed aria2c "$1" aria2c.log aria2c "${ARIA2_COMMON[@]}" --seed-time=0 --listen-port="$(free_port)" \
+  timed aria2c "$1" aria2c.log aria2c "${ARIA2_COMMON[@]}" --interface=127.0.0.1 --seed-time=0 --listen-port="$(free_port)" \
     --dir="$1" "$TORRENT"
 }
 
@@ -312,7 +321,7 @@ for c in bt-trace aria2c libtorrent rqbit; do
   MED_CPU[$c]=$(median <<<"${CPUS[$c]}")
 done
 echo
-echo "bt-trace download benchmark: ${BENCH_MB} MiB, 2^${BENCH_PIECE_LOG2}-byte pieces, seeders aria2c + transmission-daemon + libtorrent on 127.0.0.1, median of $BENCH_RUNS round(s)"
+echo "bt-trace download benchmark: ${BENCH_MB} MiB, 2^${BENCH_PIECE_LOG2}-byte pieces, seeders aria2c + transmission-daemon + libtorrent on 127.0.0.2-4, leechers on 127.0.0.1, median of $BENCH_RUNS round(s)"
 printf '%-12s %9s %9s %13s %10s %16s\n' client seconds MiB/s CPU-s/GiB 'peak RSS' bt-trace/client
 for c in bt-trace aria2c libtorrent rqbit; do
   if [[ -z ${MED_WALL[$c]:-} ]]; then

@@ -6,10 +6,12 @@ Everything stays on 127.0.0.1, in plaintext, over TCP: no DHT, LSD, UPnP, NAT-PM
 import libtorrent as lt
 
 
-def make_session(port, upload_limit=0, download_limit=0):
-    """A session listening on 127.0.0.1:port (0 = any free port)."""
+def make_session(port, upload_limit=0, download_limit=0, ip="127.0.0.1"):
+    """A session listening on ip:port (0 = any free port; ip a loopback address), its outgoing
+    connections from ip too."""
     settings = {
-        "listen_interfaces": "127.0.0.1:%d" % port,
+        "listen_interfaces": "%s:%d" % (ip, port),
+        "outgoing_interfaces": ip,
         "enable_dht": False,
         "enable_lsd": False,
         "enable_upnp": False,

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A libtorrent seeder for the tests and the benchmark (Debian's python3-libtorrent).
 
-    /usr/bin/python3 lt_seed.py --port P [--upload-limit BYTES_PER_S] [TORRENT=SAVE_DIR ...]
+    /usr/bin/python3 lt_seed.py --port P [--ip 127.0.0.X] [--upload-limit BYTES_PER_S] [TORRENT=SAVE_DIR ...]
 
 SAVE_DIR is the directory that holds the torrent's content (the file or the top directory named like the
 torrent). More torrents can be added while it runs by writing `add TORRENT SAVE_DIR` lines to stdin.
@@ -38,11 +38,12 @@ def stdin_reader(commands):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--ip", default="127.0.0.1", help="loopback address to listen and dial from")
     ap.add_argument("--upload-limit", type=int, default=0)
     ap.add_argument("torrents", nargs="*", help="TORRENT=SAVE_DIR")
     args = ap.parse_args()
 
-    ses = lt_common.make_session(args.port, upload_limit=args.upload_limit)
+    ses = lt_common.make_session(args.port, upload_limit=args.upload_limit, ip=args.ip)
     commands = queue.Queue()
     threading.Thread(target=stdin_reader, args=(commands,), daemon=True).start()
 
