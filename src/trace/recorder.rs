@@ -46,6 +46,13 @@ use crate::peer::conn::{ConnObserver, PeerError};
 use crate::tracker::{HttpExchange, TlsExchange, TrackerObserver, UdpDatagram};
 use crate::wire::message::PIECE_HEADER_LEN;
 
+/// How long the writer thread pauses after a batch of at least [`BUSY_BATCH`] bytes before it
+/// looks for more: far below what fills the queue budget at any loopback speed (1 ms is
+/// 1 MiB at 1 GiB/s), and it turns one wake-up per socket read into one per millisecond.
+const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+/// A batch this large means data is streaming: pause before the next one.
+const BUSY_BATCH: usize = 64 * 1024;
+
 /// Bytes of connection data that may wait for the writer thread before connections wait
 /// for room. Each connection may add one more read (at most 256 KiB) after it was given room.
 pub const DEFAULT_QUEUE_BYTES: usize = 16 * 1024 * 1024;
@@ -798,20 +805,37 @@ impl Writer {
         pool: &BufferPool,
     ) -> io::Result<TraceStats> {
         let mut error: Option<io::Error> = None;
-        for cmd in rx.iter() {
-            if matches!(cmd, Cmd::Finish) {
-                break;
+        let mut busy = false;
+        'run: loop {
+            if busy {
+                // Let a busy connection's data pile up for a moment: a sender wakes this
+                // thread only when it is parked in `recv`, and at hundreds of MiB/s a wake-up
+                // per socket read costs more CPU than the frames do.
+                std::thread::sleep(BATCH_PAUSE);
             }
-            let data_len = match &cmd {
-                Cmd::Data { bytes, .. } => bytes.len(),
-                _ => 0,
-            };
-            if error.is_none() {
-                if let Err(e) = self.handle(cmd, pool) {
-                    error = Some(e);
+            let Ok(mut cmd) = rx.recv() else { break };
+            let mut batch = 0;
+            loop {
+                if matches!(cmd, Cmd::Finish) {
+                    break 'run;
+                }
+                let data_len = match &cmd {
+                    Cmd::Data { bytes, .. } => bytes.len(),
+                    _ => 0,
+                };
+                if error.is_none() {
+                    if let Err(e) = self.handle(cmd, pool) {
+                        error = Some(e);
+                    }
+                }
+                backlog.written(data_len);
+                batch += data_len;
+                match rx.try_recv() {
+                    Ok(next) => cmd = next,
+                    Err(_) => break,
                 }
             }
-            backlog.written(data_len);
+            busy = batch >= BUSY_BATCH;
         }
         // `rx` is dropped here: later observer calls fail to send and are ignored.
         if let Some(e) = error {
