@@ -50,6 +50,12 @@ const MAX_PEER_REQUESTS: usize = 500;
 /// piece) we take before dropping it. An honest peer announces each piece once, so this only
 /// bounds a flood: at 10 000 `have`s a second the peer is gone within 0.1 s.
 const MAX_REDUNDANT_ANNOUNCES: usize = 1000;
+/// How often a peer may switch between `interested` and `not interested` within
+/// [`INTEREST_WINDOW`]: each switch makes the choker look again, so a peer toggling in a loop
+/// would keep it busy. An honest peer switches when it runs out of (or finds) pieces it wants
+/// from us: a few times a minute at most.
+const MAX_INTEREST_CHANGES: u32 = 100;
+const INTEREST_WINDOW: Duration = Duration::from_secs(10);
 /// Request pipeline bounds.
 const MIN_DEPTH: usize = 32;
 const MAX_DEPTH: usize = 250;
@@ -123,6 +129,9 @@ struct PeerState {
     flood: usize,
     /// `have`s and bitfields that told us nothing new (see [`MAX_REDUNDANT_ANNOUNCES`]).
     redundant: usize,
+    /// Interest switches since `interest_since` (see [`MAX_INTEREST_CHANGES`]).
+    interest_changes: u32,
+    interest_since: Instant,
     /// The last moment data could flow either way (see [`rotation`]).
     useful_at: Instant,
     /// Parked: useless while other peers wait ([`PeerSwarm::set_parked`]).
@@ -195,6 +204,8 @@ pub async fn run_on<S: PeerSwarm>(
         their_ut_metadata: None,
         flood: 0,
         redundant: 0,
+        interest_changes: 0,
+        interest_since: Instant::now(),
         useful_at: Instant::now(),
         parked: false,
     };
@@ -363,8 +374,14 @@ fn handle(
         Message::Interested | Message::NotInterested => {
             let interested = matches!(msg, Message::Interested);
             if interested != st.peer_interested {
+                interest_changed(st)?;
                 st.peer_interested = interested;
                 swarm.peer_interest(st.addr, interested);
+            } else {
+                redundant_announce(
+                    st,
+                    "`interested`/`not interested` messages that change nothing",
+                )?;
             }
         }
         Message::Have { index } => {
@@ -541,6 +558,24 @@ fn redundant_announce(st: &mut PeerState, what: &str) -> Result<(), PeerError> {
     if st.redundant > MAX_REDUNDANT_ANNOUNCES {
         return Err(PeerError::Protocol(format!(
             "repeated `have` flood: more than {MAX_REDUNDANT_ANNOUNCES} {what}"
+        )));
+    }
+    Ok(())
+}
+
+/// Counts a switch of the peer's interest; too many within [`INTEREST_WINDOW`] end the session.
+fn interest_changed(st: &mut PeerState) -> Result<(), PeerError> {
+    let now = Instant::now();
+    if now.duration_since(st.interest_since) > INTEREST_WINDOW {
+        st.interest_since = now;
+        st.interest_changes = 0;
+    }
+    st.interest_changes += 1;
+    if st.interest_changes > MAX_INTEREST_CHANGES {
+        return Err(PeerError::Protocol(format!(
+            "interest flood: more than {MAX_INTEREST_CHANGES} switches between `interested` and \
+             `not interested` within {} s",
+            INTEREST_WINDOW.as_secs()
         )));
     }
     Ok(())

@@ -98,15 +98,18 @@ pub enum Abuse {
     HaveFlood,
     /// Text instead of messages after the handshake.
     Garbage,
+    /// `not interested` and `interested` in turn, [`HAVES_PER_SECOND`] messages a second.
+    InterestFlood,
 }
 
 impl Abuse {
-    pub const ALL: [Abuse; 5] = [
+    pub const ALL: [Abuse; 6] = [
         Abuse::RequestFlood,
         Abuse::OutsidePiece,
         Abuse::Oversized,
         Abuse::HaveFlood,
         Abuse::Garbage,
+        Abuse::InterestFlood,
     ];
 }
 
@@ -537,11 +540,15 @@ fn abuse_once(target: &Target, abuse: Abuse, i: usize, timeout: Duration) -> Abu
                 w.write_all(&out)?;
                 outcome.sent = 1;
             }
-            Abuse::HaveFlood => {
+            Abuse::HaveFlood | Abuse::InterestFlood => {
                 // batches of 1/100 s; stops when the connection closes or at the timeout
                 let batch = HAVES_PER_SECOND / 100;
-                for _ in 0..batch {
-                    Message::Have { index: 0 }.emit(&mut out);
+                for i in 0..batch {
+                    match abuse {
+                        Abuse::HaveFlood => Message::Have { index: 0 }.emit(&mut out),
+                        _ if i % 2 == 0 => Message::NotInterested.emit(&mut out),
+                        _ => Message::Interested.emit(&mut out),
+                    }
                 }
                 while !closed.is_finished() && start.elapsed() < timeout {
                     w.write_all(&out)?;

@@ -106,6 +106,7 @@ fn two_hundred_leechers_and_abusers_against_one_seeder() {
         "longer than 16 KiB",
         "repeated `have` flood",
         "larger than the maximum",
+        "interest flood",
     ] {
         assert!(
             log.contains(reason),
