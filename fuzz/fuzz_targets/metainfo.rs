@@ -1,7 +1,7 @@
 //! .torrent files (BEP 3/12/52-free v1 metainfo) and BEP 9 metadata: parsing and what the
 //! client then asks of the result (piece ranges, file spans, paths).
 #![no_main]
-use bt_trace::metainfo::{Info, Torrent};
+use bt_trace::metainfo::{Info, InfoHashes, Torrent};
 use libfuzzer_sys::fuzz_target;
 
 fn exercise(info: &Info) {
@@ -33,7 +33,13 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(info) = Info::from_raw_bytes(data) {
         exercise(&info);
-        let hash = info.info_hash();
-        assert!(Info::from_metadata(data, &hash).is_ok());
+        // BEP 9: the metadata checks against every hash a magnet link for it would name
+        let expected = match &info.v2 {
+            None => InfoHashes::V1(info.info_hash()),
+            Some(v2) if info.has_v1() => InfoHashes::Hybrid(info.info_hash(), v2.info_hash),
+            Some(v2) => InfoHashes::V2(v2.info_hash),
+        };
+        assert_eq!(expected.wire(), info.info_hash());
+        assert!(Info::from_metadata(data, &expected).is_ok());
     }
 });
