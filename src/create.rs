@@ -6,11 +6,12 @@
 //!    mktorrent uses (sorted by their `/`-joined relative path, byte by byte; hidden and empty
 //!    files included), so the same data and piece length give mktorrent's info hash.
 //! 2. [`Layout::build`] reads the files once and hashes them: for v1, as one byte stream cut
-//!    into pieces (SHA-1), with BEP 47 pad files (zeros) before the files asked; for v2,
-//!    each file on its own as a BEP 52 merkle tree ([`crate::merkle`]). A v2 or hybrid torrent
-//!    lists its files in the order of the v2 `file tree` (paths compared component by
-//!    component, byte by byte, as libtorrent sorts them), and a hybrid's v1 view pads every
-//!    file, the last one too, as libtorrent does, so each file starts on a piece boundary.
+//!    into pieces (SHA-1), with BEP 47 pad files (zeros) when asked ([`CreateOptions::pad`]);
+//!    for v2, each file on its own as a BEP 52 merkle tree ([`crate::merkle`]). A v2 or
+//!    hybrid torrent lists its files in the order of the v2 `file tree` (paths compared
+//!    component by component, byte by byte, as libtorrent sorts them), and a hybrid's v1 view
+//!    pads every file, the last one too, as libtorrent does, so each file starts on a piece
+//!    boundary.
 //!    It returns the bencoded torrent (made with [`crate::bencode`]), parsed back with
 //!    [`Torrent::parse`] (v1, v2 and hybrid: what `info` will show, a hybrid's two file lists
 //!    checked against each other), and the info hashes of what was parsed.
