@@ -12,15 +12,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 # shellcheck source=captures/netns.sh
 source "$HERE/netns.sh"
-WORK=$(mktemp -d /tmp/btcap.XXXXXX)
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-    sleep 0.5
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+workdir btcap
 log() { echo "make.sh: $*" >&2; }
 
 # ---- data and torrents (deterministic) ----------------------------------------------------------------------

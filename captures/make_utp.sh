@@ -9,8 +9,7 @@ source "$HERE/netns.sh"
 # LSD multicasts: let lo carry multicast so the BT-SEARCH datagrams are sent (and captured).
 ip link set lo multicast on
 ip route add 239.0.0.0/8 dev lo 2>/dev/null || true
-WORK=$(mktemp -d /tmp/btutp.XXXXXX)
-trap 'kill $CAP 2>/dev/null || true; rm -rf "$WORK"' EXIT
+workdir btutp
 mkdir -p "$WORK/seed" "$WORK/leech"
 /usr/bin/python3 -c '
 import random, sys
@@ -24,6 +23,7 @@ OUT=${OUT:-$HERE/lo_utp_dht_libtorrent.pcapng}
 rm -f "$OUT"
 dumpcap -q -B 256 -i lo -f udp -w "$OUT" 2>"$WORK/dumpcap.err" &
 CAP=$!
+PIDS+=($CAP)
 sleep 1
 /usr/bin/python3 "$HERE/lt_utp_swarm.py" "$WORK" "$TORRENT" "$WORK/seed"
 sleep 0.5

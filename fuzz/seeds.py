@@ -177,6 +177,23 @@ hybrid_info = dict(v2_info, pieces=bytes(20 * 4), files=[
     {"length": 5, "path": ["sub", "b"]}, {"length": 16379, "path": [".pad", "16379"], "attr": "p"},
     {"length": 0, "path": ["sub", "e"]}])
 put("metainfo", "hybrid.torrent", benc({"announce": "http://t/a", "info": hybrid_info, "piece layers": layers}))
+# a hybrid whose v1 list names another file than its tree (refused), and one with a length off by one
+bad = [dict(f) for f in hybrid_info["files"]]
+bad[2]["path"] = ["sub", "c"]
+put("metainfo", "hybrid_renamed.torrent", benc({"info": dict(hybrid_info, files=bad), "piece layers": layers}))
+bad = [dict(f) for f in hybrid_info["files"]]
+bad[2]["length"] = 6
+put("metainfo", "hybrid_longer.torrent", benc({"info": dict(hybrid_info, files=bad), "piece layers": layers}))
+# a deep file tree (40 directories, near bencode's depth cap of 256 counted in dictionaries),
+# beside a wide one with an empty file, an executable and a symlink
+deep = {"": {"length": 3, "pieces root": root(b"deep")}}
+for i in range(40):
+    deep = {"d%d" % i: deep}
+deep["wide"] = {"f%02d" % i: {"": {"length": 16384 * (i % 3), "pieces root": root(b"%d" % i)}} for i in range(12)}
+deep["wide"]["x"] = {"": {"length": 7, "pieces root": root(b"x"), "attr": "x"}}
+deep["wide"]["l"] = {"": {"attr": "l", "symlink path": ["..", "wide", "x"]}}
+put("metainfo", "v2_deep.torrent", benc({"info": dict(v2_info, **{"file tree": deep}),
+                                         "piece layers": {root(b"%d" % i): bytes(64) for i in (2, 5, 8, 11)}}))
 for t in ("bencode", "metainfo"):
     put(t, "sample.torrent", sample)
     put(t, "multi.torrent", multi)

@@ -564,10 +564,10 @@ pub async fn magnet_handshake(m: &Magnet, cfg: &ClientConfig) -> Result<Extended
 pub async fn magnet_info(m: &Magnet, cfg: &ClientConfig) -> Result<(Torrent, SocketAddr)> {
     let (peers, leave) = magnet_peers(m, cfg)?;
     let local = local(cfg);
-    let info_hash = m.info_hash;
+    let expected = m.info_hashes();
     let found = first_success(peers, move |addr| {
         let local = local.clone();
-        async move { metadata::fetch_from(addr, info_hash, &local).await }
+        async move { metadata::fetch_from(addr, expected, &local).await }
     })
     .await;
     leave.done().await;

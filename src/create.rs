@@ -6,13 +6,15 @@
 //!    mktorrent uses (sorted by their `/`-joined relative path, byte by byte; hidden and empty
 //!    files included), so the same data and piece length give mktorrent's info hash.
 //! 2. [`Layout::build`] reads the files once and hashes them: for v1, as one byte stream cut
-//!    into pieces (SHA-1), with BEP 47 pad files (zeros) after each file when asked; for v2,
-//!    each file on its own as a BEP 52 merkle tree ([`crate::merkle`]). A v2 or hybrid torrent
-//!    lists its files in the order of the v2 `file tree` (paths compared component by
-//!    component, byte by byte, as libtorrent sorts them), and a hybrid's v1 view pads every
-//!    file, the last one too, as libtorrent does, so each file starts on a piece boundary.
-//!    It returns the bencoded torrent (made with [`crate::bencode`]) and its info hashes; a
-//!    torrent with a v1 view is checked by parsing it back with [`Torrent::parse`].
+//!    into pieces (SHA-1), with BEP 47 pad files (zeros) when asked ([`CreateOptions::pad`]);
+//!    for v2, each file on its own as a BEP 52 merkle tree ([`crate::merkle`]). A v2 or
+//!    hybrid torrent lists its files in the order of the v2 `file tree` (paths compared
+//!    component by component, byte by byte, as libtorrent sorts them), and a hybrid's v1 view
+//!    pads every file, the last one too, as libtorrent does, so each file starts on a piece
+//!    boundary.
+//!    It returns the bencoded torrent (made with [`crate::bencode`]), parsed back with
+//!    [`Torrent::parse`] (v1, v2 and hybrid: what `info` will show, a hybrid's two file lists
+//!    checked against each other), and the info hashes of what was parsed.
 //!
 //! The module is synchronous and pure apart from reading the data: paths in, bytes out. It
 //! never writes a file and never touches the network; the `create` command writes the result.
@@ -23,7 +25,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use sha1::{Digest, Sha1};
-use sha2::Sha256;
 
 use crate::bencode::Value;
 use crate::merkle::{FileHasher, FileHashes};
@@ -123,9 +124,11 @@ pub struct CreateOptions {
     pub creation_date: Option<i64>,
     /// v1, v2 or both.
     pub version: MetaVersion,
-    /// BEP 47 pad files in a v1 torrent: every file after the first starts on a piece
-    /// boundary (no pad after the last file). Hybrids are always padded; v2 has no pad files.
-    pub pad: bool,
+    /// BEP 47 pad files in a v1 torrent: `Some(min)` puts a pad file before every file longer
+    /// than `min` bytes that would not start on a piece boundary (libtorrent 1.2's
+    /// `pad_file_limit`, qBittorrent's "align to piece boundary for files larger than");
+    /// `Some(0)` aligns every file with data. Hybrids are always padded; v2 has no pad files.
+    pub pad: Option<u64>,
 }
 
 /// One file of a [`Layout`].
@@ -155,11 +158,11 @@ pub struct Layout {
 pub struct Created {
     /// The `.torrent` file's bytes.
     pub bytes: Vec<u8>,
-    /// The v1 view parsed back (v1 and hybrid torrents; `None` for v2 only).
-    pub torrent: Option<Torrent>,
-    /// SHA-1 of the `info` dictionary (v1 and hybrid).
+    /// The torrent parsed back (v1, v2 and hybrid).
+    pub torrent: Torrent,
+    /// SHA-1 of the `info` dictionary (v1 and hybrid), from [`Created::torrent`].
     pub info_hash_v1: Option<[u8; 20]>,
-    /// SHA-256 of the `info` dictionary (v2 and hybrid).
+    /// SHA-256 of the `info` dictionary (v2 and hybrid), from [`Created::torrent`].
     pub info_hash_v2: Option<[u8; 32]>,
     pub name: String,
     /// Files with data or empty, pad files not counted.
@@ -258,21 +261,10 @@ impl Layout {
             files.iter().map(|f| f.length.div_ceil(piece_length)).sum()
         };
         let info = self.info(opts, piece_length, &entries, &files, &hashed);
-        let info_bytes = info.encode();
-        let info_hash_v1 = opts
-            .version
-            .has_v1()
-            .then(|| Sha1::digest(&info_bytes).into());
-        let info_hash_v2 = opts
-            .version
-            .has_v2()
-            .then(|| Sha256::digest(&info_bytes).into());
         let bytes = encode(opts, info, &hashed.v2);
-        let torrent = if opts.version.has_v1() {
-            Some(Torrent::parse(&bytes)?)
-        } else {
-            None
-        };
+        let torrent = Torrent::parse(&bytes)?;
+        let info_hash_v1 = torrent.info.has_v1().then(|| torrent.info.info_hash());
+        let info_hash_v2 = torrent.info.v2.as_ref().map(|v2| v2.info_hash);
         Ok(Created {
             bytes,
             torrent,
@@ -388,10 +380,11 @@ fn v1_file(e: Entry) -> Value {
 }
 
 /// The v1 file list: `files` with pad files so that files start on a piece boundary, as
-/// libtorrent 2.0 places them. With `pad` (v1), a pad file goes before each file with data that
-/// would not start on one (so never after the last file, and after any empty files in
-/// between); a hybrid pads right after every file that does not end on a piece boundary, the
-/// last one too. A single file has none.
+/// libtorrent places them. With `pad: Some(min)` (v1), a pad file goes before each file longer
+/// than `min` that would not start on one (so never after the last file, and after any empty
+/// files in between), as libtorrent 1.2 does with a `pad_file_limit` (without reordering the
+/// files); a hybrid pads right after every file that does not end on a piece boundary, the
+/// last one too, as libtorrent 2.0 does. A single file has none.
 fn entries<'a>(
     files: &[&'a LayoutFile],
     multi_file: bool,
@@ -399,7 +392,9 @@ fn entries<'a>(
     piece_length: u64,
 ) -> Vec<Entry<'a>> {
     let after = multi_file && opts.version == MetaVersion::Hybrid;
-    let before = multi_file && opts.pad && opts.version == MetaVersion::V1;
+    let before = opts
+        .pad
+        .filter(|_| multi_file && opts.version == MetaVersion::V1);
     let mut out = Vec::with_capacity(files.len() * 2);
     let mut offset = 0u64;
     let align = |out: &mut Vec<Entry<'a>>, offset: &mut u64| {
@@ -410,7 +405,7 @@ fn entries<'a>(
         }
     };
     for f in files {
-        if before && f.length > 0 {
+        if before.is_some_and(|min| f.length > min) {
             align(&mut out, &mut offset);
         }
         out.push(Entry::File(f));
@@ -630,6 +625,7 @@ fn walk(dir: &Path, prefix: &mut Vec<String>, out: &mut Vec<LayoutFile>) -> Resu
 mod tests {
     use super::*;
     use crate::bencode;
+    use sha2::Sha256;
 
     fn write(root: &Path, rel: &str, data: &[u8]) {
         let p = root.join(rel);
@@ -689,7 +685,7 @@ mod tests {
         let mut seen = Vec::new();
         let c = layout.build(&opts, |n| seen.push(n)).expect("build");
         assert_eq!(seen, [16384, 32768, 40_000]);
-        let t = c.torrent.as_ref().expect("v1");
+        let t = &c.torrent;
         assert_eq!(t.info.name, "one.bin");
         assert!(!t.info.multi_file);
         assert_eq!(t.info.total_length, 40_000);
@@ -745,7 +741,7 @@ mod tests {
             ..Default::default()
         };
         let c = layout.build(&opts, |_| {}).expect("build");
-        let t = c.torrent.as_ref().expect("v1");
+        let t = &c.torrent;
         assert!(t.info.multi_file);
         assert!(t.info.private);
         assert_eq!(t.info.name, "tree");
@@ -808,11 +804,11 @@ mod tests {
         let layout = odd_tree(&dir.path().join("t"));
         let opts = CreateOptions {
             piece_length: Some(16384),
-            pad: true,
+            pad: Some(0),
             ..Default::default()
         };
         let c = layout.build(&opts, |_| {}).expect("build");
-        let t = c.torrent.as_ref().expect("v1");
+        let t = &c.torrent;
         let files: Vec<(String, u64, bool)> = t
             .info
             .files
@@ -873,6 +869,46 @@ mod tests {
     }
 
     #[test]
+    fn pad_threshold_aligns_only_the_larger_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = odd_tree(&dir.path().join("t"));
+        let opts = CreateOptions {
+            piece_length: Some(16384),
+            pad: Some(20_000),
+            ..Default::default()
+        };
+        let c = layout.build(&opts, |_| {}).expect("build");
+        let files: Vec<(String, u64)> = c
+            .torrent
+            .info
+            .files
+            .iter()
+            .map(|f| (f.display_path(), f.length))
+            .collect();
+        let want = [
+            ("a.b", 3),
+            (".pad/16381", 16381),
+            ("a/x", 40_000),
+            // 16384 bytes: not above the threshold, so not aligned (it starts at 56384)
+            ("a/y/deep", 16384),
+            ("empty", 0),
+            (".pad/9152", 9152),
+            ("z", 70_001),
+        ];
+        let want: Vec<(String, u64)> = want.iter().map(|(p, n)| (p.to_string(), *n)).collect();
+        assert_eq!(files, want);
+        // a threshold above every file: no pad file at all, mktorrent's torrent
+        let none = CreateOptions {
+            pad: Some(70_001),
+            ..opts.clone()
+        };
+        let plain = CreateOptions { pad: None, ..opts };
+        let a = layout.build(&none, |_| {}).expect("build");
+        let b = layout.build(&plain, |_| {}).expect("build");
+        assert_eq!(a.bytes, b.bytes);
+    }
+
+    #[test]
     fn v2_file_tree_roots_and_piece_layers() {
         let dir = tempfile::tempdir().expect("tempdir");
         let layout = odd_tree(&dir.path().join("t"));
@@ -882,8 +918,17 @@ mod tests {
             ..Default::default()
         };
         let c = layout.build(&opts, |_| {}).expect("build");
-        assert!(c.torrent.is_none(), "no v1 view");
+        // parsed back as `info` reads it: no v1 view, the truncated SHA-256 on the wire
+        let t = &c.torrent;
+        assert!(!t.info.has_v1(), "no v1 view");
         assert_eq!(c.info_hash_v1, None);
+        assert_eq!(
+            Some(t.info_hash.to_vec()),
+            c.info_hash_v2.map(|h| h[..20].to_vec())
+        );
+        assert_eq!(t.info.piece_count(), c.piece_count);
+        assert_eq!(t.piece_layers.present, t.piece_layers.needed);
+        assert!(t.warnings().is_empty(), "{:?}", t.warnings());
         assert_eq!(
             c.info_hash_v2,
             Some(Sha256::digest(info_span(&c.bytes)).into())
@@ -947,7 +992,7 @@ mod tests {
             ..Default::default()
         };
         let c = layout.build(&opts, |_| {}).expect("build");
-        let t = c.torrent.as_ref().expect("v1 view");
+        let t = &c.torrent;
         let order: Vec<String> = t.info.files.iter().map(|f| f.path.join("/")).collect();
         assert_eq!(
             order,
@@ -972,7 +1017,7 @@ mod tests {
         // one file: no pad file, `length` and a tree under the name
         let one = Layout::scan(&layout.files[4].source).expect("scan");
         let c = one.build(&opts, |_| {}).expect("build");
-        let t = c.torrent.as_ref().expect("v1 view");
+        let t = &c.torrent;
         assert_eq!(t.info.total_length, 70_001);
         assert_eq!(t.info.pieces.len(), 5);
         let root = bencode::decode(&c.bytes).expect("bencode");

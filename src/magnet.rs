@@ -13,11 +13,12 @@
 //!
 //! Parameters we do not know are kept in [`Magnet::other`] (unknown is a value, not dropped).
 //! The info dictionary itself is not in the link: it is fetched from peers with the
-//! ut_metadata extension and checked with [`crate::metainfo::Info::from_metadata`].
+//! ut_metadata extension and checked against every hash of the link
+//! ([`Magnet::info_hashes`]): a hybrid's metadata must have both.
 //!
 //! Contract: [`Magnet::parse`] never panics; errors say which parameter is wrong.
 
-use crate::metainfo::Torrent;
+use crate::metainfo::{InfoHashes, Torrent};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::net::SocketAddr;
 
@@ -151,6 +152,17 @@ impl Magnet {
             (None, None) => return Err(MagnetError::MissingInfoHash),
         };
         Ok(m)
+    }
+
+    /// The hashes the link names, which the metadata fetched for it must all have
+    /// ([`Info::from_metadata`](crate::metainfo::Info::from_metadata)): the `btih`, the
+    /// `btmh`, or both for a hybrid torrent.
+    pub fn info_hashes(&self) -> InfoHashes {
+        match (self.has_v1, self.info_hash_v2) {
+            (true, Some(v2)) => InfoHashes::Hybrid(self.info_hash, v2),
+            (false, Some(v2)) => InfoHashes::V2(v2),
+            (_, None) => InfoHashes::V1(self.info_hash),
+        }
     }
 
     /// The magnet link for a torrent: its info hash, name and trackers.
@@ -426,6 +438,9 @@ mod tests {
         assert_eq!(m.info_hash_v2.map(hex::encode).as_deref(), Some(v2));
         assert_eq!(m.info_hash_hex(), v2[..40]);
         assert_eq!(m.to_uri(), link);
+        let full = m.info_hash_v2.unwrap();
+        assert_eq!(m.info_hashes(), InfoHashes::V2(full));
+        assert_eq!(m.info_hashes().wire(), m.info_hash);
 
         let v1 = "4401e5d4cd47247525f0f341b840f6176421e388";
         let v2 = "d222d7ee885200fce0d70203ac11b6e67c37b418424e4d6eca85081f9859f464";
@@ -436,6 +451,12 @@ mod tests {
         assert_eq!(m.info_hash_v2.map(hex::encode).as_deref(), Some(v2));
         assert_eq!(m.to_uri(), link);
         assert_eq!(Magnet::parse(&m.to_uri()).unwrap(), m);
+        // the metadata must match both: SHA-1 = btih, SHA-256 = btmh
+        let both = InfoHashes::Hybrid(m.info_hash, m.info_hash_v2.unwrap());
+        assert_eq!(m.info_hashes(), both);
+        assert_eq!(both.wire(), m.info_hash);
+        let v1_only = Magnet::parse(&format!("magnet:?xt=urn:btih:{v1}")).unwrap();
+        assert_eq!(v1_only.info_hashes(), InfoHashes::V1(m.info_hash));
 
         let e = |l: &str| Magnet::parse(l).unwrap_err().to_string();
         assert!(e(&format!("magnet:?xt=urn:btmh:1114{v2}")).contains("starts with `1220`"));

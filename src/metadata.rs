@@ -20,8 +20,9 @@
 //! The pieces are assembled by [`Assembler`], a pure state machine (no I/O) that refuses
 //! anything a hostile peer could use to make us misbehave: a `total_size` above
 //! [`MAX_METADATA_SIZE`] (checked before allocating), a size that changes, a piece we did not
-//! ask for, a piece of the wrong length. The result is only trusted once its SHA-1 equals the
-//! info hash ([`Info::from_metadata`]).
+//! ask for, a piece of the wrong length. The result is only trusted once it has every info hash
+//! the magnet link names ([`Info::from_metadata`]): its SHA-1 the `btih`, its SHA-256 the
+//! `btmh`, both for a hybrid link.
 //!
 //! All socket I/O goes through [`Conn`], so a trace recorder attached as its observer sees every
 //! byte of the exchange.
@@ -32,7 +33,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::metainfo::{Info, MetainfoError};
+use crate::metainfo::{Info, InfoHashes, MetainfoError};
 use crate::peer::conn::{next_conn_id, Conn, ConnObserver, PeerError};
 use crate::wire::extension::{metadata_piece_count, UT_METADATA};
 use crate::wire::{ExtendedHandshake, Handshake, Message, Reserved, UtMetadata, WireError};
@@ -198,14 +199,14 @@ impl Assembler {
         Ok(self.is_complete())
     }
 
-    /// The assembled bytes, checked against `info_hash` and parsed.
-    pub fn finish(self, info_hash: &[u8; 20]) -> Result<Info, MetadataError> {
+    /// The assembled bytes, checked against the expected info hashes and parsed.
+    pub fn finish(self, expected: &InfoHashes) -> Result<Info, MetadataError> {
         if !self.is_complete() {
             // Only reachable by misuse; report it rather than hashing a hole.
             let piece = self.received.iter().position(|r| !r).unwrap_or(0) as u32;
             return Err(MetadataError::UnexpectedPiece { piece });
         }
-        Ok(Info::from_metadata(&self.buf, info_hash)?)
+        Ok(Info::from_metadata(&self.buf, expected)?)
     }
 }
 
@@ -312,11 +313,12 @@ pub async fn extended_handshake(
 
 /// Fetches the info dictionary over an extended connection (after [`connect_extended`]):
 /// requests piece 0 first, then the others (a few at a time), and checks the result against
-/// `info_hash`. A peer request for *our* metadata is answered with a reject.
+/// every hash in `expected` (both for a hybrid magnet link). A peer request for *our* metadata
+/// is answered with a reject.
 pub async fn fetch_metadata(
     conn: &mut Conn,
     peer: &ExtendedPeer,
-    info_hash: [u8; 20],
+    expected: &InfoHashes,
     timeouts: &Timeouts,
 ) -> Result<Info, MetadataError> {
     let Some(their_id) = peer.ut_metadata_id() else {
@@ -375,7 +377,7 @@ pub async fn fetch_metadata(
         }
     }
     match asm {
-        Some(a) => a.finish(&info_hash),
+        Some(a) => a.finish(expected),
         None => Err(MetadataError::Empty), // unreachable: a data message creates it
     }
 }
@@ -420,11 +422,11 @@ fn on_message(
 /// [`connect_extended`] then [`fetch_metadata`] on one peer; closes the connection after.
 pub async fn fetch_from(
     addr: SocketAddr,
-    info_hash: [u8; 20],
+    expected: InfoHashes,
     local: &Local,
 ) -> Result<(ExtendedPeer, Info), MetadataError> {
-    let (mut conn, peer) = connect_extended(addr, info_hash, local).await?;
-    match fetch_metadata(&mut conn, &peer, info_hash, &local.timeouts).await {
+    let (mut conn, peer) = connect_extended(addr, expected.wire(), local).await?;
+    match fetch_metadata(&mut conn, &peer, &expected, &local.timeouts).await {
         Ok(info) => {
             conn.shutdown().await;
             Ok((peer, info))
@@ -508,7 +510,7 @@ mod tests {
         assert!(!a.add(2, total, &[2; 100]).unwrap());
         assert!(a.add(1, total, &full).unwrap());
         assert!(matches!(
-            a.finish(&[0; 20]),
+            a.finish(&InfoHashes::V1([0; 20])),
             Err(MetadataError::Invalid(
                 MetainfoError::InfoHashMismatch { .. }
             ))
@@ -538,7 +540,7 @@ mod tests {
                 for (piece, total, len) in msgs {
                     let _ = a.add(piece, total, &vec![0; len]);
                 }
-                let _ = a.finish(&[0; 20]);
+                let _ = a.finish(&InfoHashes::V1([0; 20]));
             }
         }
     }
@@ -550,7 +552,7 @@ mod tests {
         for (i, chunk) in raw.chunks(METADATA_PIECE_LEN).enumerate() {
             a.add(i as u32, raw.len() as u64, chunk).unwrap();
         }
-        let info = a.finish(&hash(&raw)).unwrap();
+        let info = a.finish(&InfoHashes::V1(hash(&raw))).unwrap();
         assert_eq!(info.raw_bytes(), raw.as_slice());
         assert_eq!(info.num_pieces(), 1000);
     }
@@ -687,7 +689,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let h = hash(&info);
         let peer = tokio::spawn(fake_peer(listener, info, script));
-        let result = fetch_from(addr, h, &local()).await;
+        let result = fetch_from(addr, InfoHashes::V1(h), &local()).await;
         (result, peer.await.unwrap())
     }
 
@@ -859,7 +861,7 @@ mod tests {
         let their_id = peer
             .ut_metadata_id()
             .expect("the session announces ut_metadata");
-        let got = fetch_metadata(&mut conn, &peer, h, &local().timeouts)
+        let got = fetch_metadata(&mut conn, &peer, &InfoHashes::V1(h), &local().timeouts)
             .await
             .unwrap();
         assert_eq!(got.raw_bytes(), info.as_slice());

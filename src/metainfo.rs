@@ -81,8 +81,13 @@ pub enum MetainfoError {
         expected: u64,
         found: usize,
     },
-    #[error("info dictionary hashes to {found}, expected {expected}")]
-    InfoHashMismatch { expected: String, found: String },
+    /// Metadata whose `hash` (SHA-1 or SHA-256) is not the expected info hash.
+    #[error("info dictionary's {hash} is {found}, expected {expected}")]
+    InfoHashMismatch {
+        hash: &'static str,
+        expected: String,
+        found: String,
+    },
     #[error(
         "this is a BitTorrent v2-only torrent (BEP 52, no v1 `info.pieces`): bt-trace can show \
          it but downloads and seeds only v1 and hybrid torrents"
@@ -121,6 +126,58 @@ pub struct Torrent {
     /// Bytes after the top-level dictionary (ignored, as libtorrent does; see
     /// [`Torrent::warnings`]).
     pub trailing_bytes: usize,
+}
+
+/// The info hashes a torrent is known by before its metadata arrives: a magnet link's `btih`
+/// (SHA-1 of the info dictionary) and `btmh` (its SHA-256), one or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InfoHashes {
+    V1([u8; 20]),
+    V2([u8; 32]),
+    /// A hybrid torrent's two hashes; metadata must match both.
+    Hybrid([u8; 20], [u8; 32]),
+}
+
+impl InfoHashes {
+    /// The hash used on the wire (handshakes, trackers): the v1 one, else the first 20 bytes
+    /// of the v2 one.
+    pub fn wire(&self) -> [u8; 20] {
+        match self {
+            InfoHashes::V1(h) | InfoHashes::Hybrid(h, _) => *h,
+            InfoHashes::V2(h) => {
+                let mut w = [0u8; 20];
+                w.copy_from_slice(&h[..20]);
+                w
+            }
+        }
+    }
+
+    /// Checks that `raw` (an info dictionary) has every one of these hashes.
+    pub fn check(&self, raw: &[u8]) -> Result<()> {
+        let (v1, v2) = match self {
+            InfoHashes::V1(h) => (Some(h), None),
+            InfoHashes::V2(h) => (None, Some(h)),
+            InfoHashes::Hybrid(h1, h2) => (Some(h1), Some(h2)),
+        };
+        let mismatch = |hash, expected: &[u8], found: &[u8]| MetainfoError::InfoHashMismatch {
+            hash,
+            expected: hex::encode(expected),
+            found: hex::encode(found),
+        };
+        if let Some(want) = v1 {
+            let found: [u8; 20] = Sha1::digest(raw).into();
+            if &found != want {
+                return Err(mismatch("SHA-1", want, &found));
+            }
+        }
+        if let Some(want) = v2 {
+            let found: [u8; 32] = Sha256::digest(raw).into();
+            if &found != want {
+                return Err(mismatch("SHA-256", want, &found));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The `info` dictionary: what the data is and how it is cut into pieces.
@@ -350,18 +407,11 @@ impl Info {
         Info::from_dict(d, raw)
     }
 
-    /// Like [`Info::from_raw_bytes`], but first checks that `raw` hashes to `expected`
-    /// (metadata from a peer must match the magnet link's info hash): its SHA-1, or the
-    /// truncated SHA-256 of a v2 torrent.
-    pub fn from_metadata(raw: &[u8], expected: &[u8; 20]) -> Result<Info> {
-        let found: [u8; 20] = Sha1::digest(raw).into();
-        let v2 = Sha256::digest(raw);
-        if &found != expected && &v2[..20] != expected {
-            return Err(MetainfoError::InfoHashMismatch {
-                expected: hex::encode(expected),
-                found: hex::encode(found),
-            });
-        }
+    /// Like [`Info::from_raw_bytes`], but first checks that `raw` hashes to every hash in
+    /// `expected` (metadata from a peer must match the magnet link): its SHA-1 the `btih`, its
+    /// SHA-256 the `btmh`, both for a hybrid link.
+    pub fn from_metadata(raw: &[u8], expected: &InfoHashes) -> Result<Info> {
+        expected.check(raw)?;
         Info::from_raw_bytes(raw)
     }
 
@@ -1071,9 +1121,12 @@ mod tests {
         assert_eq!(t.info.raw_bytes(), raw);
         let reencoded = bencode::decode(raw).unwrap().encode();
         assert_ne!(<[u8; 20]>::from(Sha1::digest(&reencoded)), want);
-        assert_eq!(Info::from_metadata(raw, &want).unwrap(), t.info);
+        assert_eq!(
+            Info::from_metadata(raw, &InfoHashes::V1(want)).unwrap(),
+            t.info
+        );
         assert!(matches!(
-            Info::from_metadata(raw, &[0; 20]),
+            Info::from_metadata(raw, &InfoHashes::V1([0; 20])),
             Err(MetainfoError::InfoHashMismatch { .. })
         ));
     }

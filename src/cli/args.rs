@@ -353,9 +353,12 @@ pub struct CreateArgs {
     #[arg(long)]
     pub no_date: bool,
     /// Add BEP 47 pad files so that every file after the first starts on a piece boundary
-    /// (a client can then fetch or verify one file without its neighbours).
-    #[arg(long, conflicts_with = "v2")]
-    pub pad: bool,
+    /// (a client can then fetch or verify one file without its neighbours); `--pad=MIN`
+    /// aligns only the files larger than MIN bytes (e.g. `--pad=1M`), as qBittorrent's "align
+    /// to piece boundary for files larger than" does.
+    #[arg(long, value_name = "MIN", num_args = 0..=1, require_equals = true,
+          default_missing_value = "0", value_parser = parse_size, conflicts_with = "v2")]
+    pub pad: Option<u64>,
     /// Make a BitTorrent v2 torrent only (BEP 52: SHA-256 merkle trees, `file tree`, `piece
     /// layers`); v1-only clients cannot use it. Prints `Info Hash v2`.
     #[arg(long, conflicts_with = "hybrid")]
@@ -669,12 +672,17 @@ mod tests {
                 other => panic!("not create: {other:?}"),
             })
         };
-        assert_eq!(flags(&[]).ok(), Some((false, false, false)));
-        assert_eq!(flags(&["--pad"]).ok(), Some((true, false, false)));
-        assert_eq!(flags(&["--v2"]).ok(), Some((false, true, false)));
+        assert_eq!(flags(&[]).ok(), Some((None, false, false)));
+        assert_eq!(flags(&["--pad"]).ok(), Some((Some(0), false, false)));
+        assert_eq!(
+            flags(&["--pad=1M"]).ok(),
+            Some((Some(1 << 20), false, false))
+        );
+        assert!(flags(&["--pad=x"]).is_err());
+        assert_eq!(flags(&["--v2"]).ok(), Some((None, true, false)));
         assert_eq!(
             flags(&["--hybrid", "--pad"]).ok(),
-            Some((true, false, true))
+            Some((Some(0), false, true))
         );
         assert!(flags(&["--v2", "--hybrid"]).is_err());
         assert!(flags(&["--v2", "--pad"]).is_err());

@@ -622,7 +622,7 @@ mod tests {
     fn create_lines() {
         let c = crate::create::Created {
             bytes: Vec::new(),
-            torrent: None,
+            torrent: single(),
             info_hash_v1: Some([0xab; 20]),
             info_hash_v2: Some([0x01; 32]),
             name: "sample.bin".into(),

@@ -93,7 +93,7 @@ pub fn make(data_parent: &Path, torrent_path: &Path, size: u64, announce: &str) 
     Ok(Content {
         dir,
         torrent_path: torrent_path.to_path_buf(),
-        torrent: made.torrent.context("a v1 torrent is parsed back")?,
+        torrent: made.torrent,
     })
 }
 

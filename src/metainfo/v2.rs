@@ -360,7 +360,7 @@ impl PieceLayers {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{MetainfoError, Torrent};
+    use super::super::{Info, InfoHashes, MetainfoError, Torrent};
     use crate::bencode::Value;
     use sha2::{Digest, Sha256};
 
@@ -431,8 +431,10 @@ mod tests {
         assert_eq!((t.piece_layers.needed, t.piece_layers.present), (1, 1));
         assert!(t.warnings().is_empty(), "{:?}", t.warnings());
         assert_eq!(t.check_v1(), Err(MetainfoError::V2Only));
-        // the metadata of a v2-only torrent is checked against its truncated SHA-256
-        assert!(super::super::Info::from_metadata(raw, &t.info_hash).is_ok());
+        // the metadata of a v2-only torrent is checked against its SHA-256 (a `btmh` link)
+        let v2_link = InfoHashes::V2(sha256);
+        assert_eq!(v2_link.wire(), t.info_hash);
+        assert!(Info::from_metadata(raw, &v2_link).is_ok());
     }
 
     #[test]
@@ -548,6 +550,27 @@ mod tests {
         assert_eq!(t.info_hash, t.info.info_hash());
         assert_eq!(t.info.num_pieces(), 4);
         assert!(t.check_v1().is_ok());
+        // its metadata must match both hashes of a hybrid magnet link
+        let raw = t.info.raw_bytes();
+        let (v1, v2) = (t.info.info_hash(), t.info.v2.as_ref().unwrap().info_hash);
+        assert!(Info::from_metadata(raw, &InfoHashes::Hybrid(v1, v2)).is_ok());
+        assert_eq!(InfoHashes::Hybrid(v1, v2).wire(), v1);
+        let mut other = v2;
+        other[31] ^= 1;
+        let e = Info::from_metadata(raw, &InfoHashes::Hybrid(v1, other)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "info dictionary's SHA-256 is {}, expected {}",
+                hex::encode(v2),
+                hex::encode(other)
+            )
+        );
+        let e = Info::from_metadata(raw, &InfoHashes::Hybrid([0; 20], v2)).unwrap_err();
+        assert!(
+            e.to_string().starts_with("info dictionary's SHA-1 is "),
+            "{e}"
+        );
         let mut renamed = good.clone();
         renamed[3].0 = &["d", "g"];
         assert_eq!(

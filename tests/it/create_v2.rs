@@ -2,7 +2,9 @@
 //! loads what we make with the info hashes `create` printed, its own `create_torrent` on the same
 //! files (same piece length, flags that match) gives the same `pieces root`s and info hashes, it
 //! checks our torrent against the data and ends up seeding (so our piece layers, roots and v1
-//! pieces verify), and a padded torrent seeded by libtorrent downloads without pad files.
+//! pieces verify), `info` and `info --json` show libtorrent's hashes and piece count for each
+//! (v2-only included), `--pad=MIN` pads only the larger files and libtorrent checks that too,
+//! and a padded torrent seeded by libtorrent downloads without pad files.
 
 use crate::common;
 
@@ -143,24 +145,23 @@ fn v2_hybrid_and_padded_torrents_match_libtorrent() {
     make_data(&single, 3_000_077, 9);
 
     let piece = 65_536u64;
-    let cases: [(&Path, &str, u32); 6] = [
+    let cases: [(&Path, &str, u32); 7] = [
         (&tree, "--v2", LT_V2_ONLY),
         (&tree, "--hybrid", 0),
         (&single, "--v2", LT_V2_ONLY),
         (&single, "--hybrid", 0),
         (&flat, "--pad", LT_V1_ONLY | LT_CANONICAL_NO_TAIL),
         (&tree, "--pad", LT_V1_ONLY | LT_CANONICAL_NO_TAIL),
+        // only z.bin is larger than 100000 bytes and unaligned (libtorrent 1.2's pad_file_limit)
+        (&tree, "--pad=100000", LT_V1_ONLY | LT_CANONICAL_NO_TAIL),
     ];
     for (i, (content, mode, flags)) in cases.into_iter().enumerate() {
         let out = src.path().join(format!("t{i}.torrent"));
         let what = format!("{} {mode}", content.display());
         let (v1, v2) = create(content, &out, &[mode, "--piece-length", "64K"]);
         assert_eq!(v1.is_some(), mode != "--v2", "{what}: printed Info Hash");
-        assert_eq!(
-            v2.is_some(),
-            mode != "--pad",
-            "{what}: printed Info Hash v2"
-        );
+        let padded = mode.starts_with("--pad");
+        assert_eq!(v2.is_some(), !padded, "{what}: printed Info Hash v2");
         let got = oracle(&out, content, flags, piece);
         let (ours, theirs) = (&got["ours"], &got["theirs"]);
         assert_eq!(
@@ -180,7 +181,10 @@ fn v2_hybrid_and_padded_torrents_match_libtorrent() {
         );
         let ours_files = files(ours);
         let theirs_files = files(theirs);
-        if mode == "--pad" && content == tree.as_path() {
+        if mode == "--pad=100000" {
+            // libtorrent 2.0 has no threshold: it pads every file, we only one
+            assert_ne!(ours_files, theirs_files, "{what}");
+        } else if mode == "--pad" && content == tree.as_path() {
             // mktorrent's order (ours) is not libtorrent's canonical one here: the same data
             // files and pad files, in another order
             let mut a = ours_files.clone();
@@ -195,7 +199,9 @@ fn v2_hybrid_and_padded_torrents_match_libtorrent() {
             assert_eq!(ours["v1"], theirs["v1"], "{what}: libtorrent's own v1 hash");
             assert_eq!(ours["v2"], theirs["v2"], "{what}: libtorrent's own v2 hash");
         }
-        assert_eq!(ours["pieces"], theirs["pieces"], "{what}: piece count");
+        if mode != "--pad=100000" {
+            assert_eq!(ours["pieces"], theirs["pieces"], "{what}: piece count");
+        }
         let pads = ours_files.iter().filter(|f| f.2).count();
         let roots = ours_files.iter().filter(|f| f.3.is_some()).count();
         match (content == tree.as_path(), mode) {
@@ -203,6 +209,14 @@ fn v2_hybrid_and_padded_torrents_match_libtorrent() {
             // one-piece file or the empty one. libtorrent lays a v2-only torrent's files out
             // the same way (its own pad files: there are none in the torrent)
             (true, "--pad") => assert_eq!((pads, roots), (3, 0), "{what}"),
+            (true, "--pad=100000") => {
+                assert_eq!((pads, roots), (1, 0), "{what}");
+                let before_z = ours_files.iter().position(|f| f.0.ends_with("z.bin"));
+                assert!(
+                    before_z.is_some_and(|i| ours_files[i - 1].2),
+                    "{what}: {ours_files:?}"
+                );
+            }
             (true, _) => assert_eq!((pads, roots), (4, 5), "{what}"),
             (false, "--pad") => assert_eq!((pads, roots), (1, 0), "{what}"),
             // a v2 single file gets libtorrent's tail pad; a hybrid's v1 view has `length`
@@ -210,18 +224,52 @@ fn v2_hybrid_and_padded_torrents_match_libtorrent() {
             (false, _) => assert_eq!((pads, roots), (0, 1), "{what}"),
         }
 
+        // `info --json` shows libtorrent's hashes and piece count, v2-only torrents included
+        let j = info_json(&out);
+        assert_eq!(j["info_hash_v1"], ours["v1"], "{what}: info --json v1");
+        assert_eq!(j["info_hash_v2"], ours["v2"], "{what}: info --json v2");
+        assert_eq!(
+            j["num_pieces"], ours["pieces"],
+            "{what}: info --json pieces"
+        );
+        // the wire hash: v1, or the first 40 hex digits of v2 for a v2-only torrent
+        let wire = v1
+            .clone()
+            .or_else(|| v2.as_ref().map(|h| h[..40].to_string()));
+        assert_eq!(
+            j["info_hash"].as_str(),
+            wire.as_deref(),
+            "{what}: info hash"
+        );
         if v1.is_some() {
-            // `info` reads the v1 view (pad files shown) with the same hash
-            let j = info_json(&out);
-            assert_eq!(
-                j["info_hash"].as_str(),
-                v1.as_deref(),
-                "{what}: bt-trace info"
-            );
+            // the v1 view with its pad files
             let shown_pads = j["files"]
                 .as_array()
                 .map_or(0, |f| f.iter().filter(|f| f["padding"] == true).count());
             assert_eq!(shown_pads, pads, "{what}: info --json pad files");
+        }
+        // and `info` prints them: `Info Hash` (the v2 one for a v2-only torrent), the v2 block
+        let info = bt_trace(["info".as_ref(), out.as_os_str()], TIMEOUT);
+        info.assert_ok();
+        let main = v1.clone().or_else(|| v2.clone()).expect("a hash");
+        let mut want = vec![format!("Info Hash: {main}")];
+        if let Some(h) = &v2 {
+            let kind = if v1.is_some() {
+                "hybrid, v1 and v2"
+            } else {
+                "v2 only"
+            };
+            want.push(format!("Meta Version: 2 ({kind})"));
+            want.push(format!("Info Hash v2: {h}"));
+            want.push(format!("Info Hash v2 truncated: {}", &h[..40]));
+            want.push(format!("Piece Count: {}", ours["pieces"]));
+        }
+        for line in want {
+            assert!(
+                info.stdout_lines().contains(&line.as_str()),
+                "{what}: {line:?} in\n{}",
+                info.stdout
+            );
         }
     }
 }

@@ -1,7 +1,8 @@
 //! BEP 52 against python3-libtorrent 2.0.8 seeders (127.0.0.1 only): a `urn:btmh:` magnet link
 //! of a v2-only torrent fetches and checks its metadata (handshake with the truncated v2 hash),
-//! `magnet_download` and `download` of it refuse clearly, and a hybrid torrent downloads
-//! through its v1 fields from a libtorrent hybrid seeder, byte for byte.
+//! `magnet_download` and `download` of it refuse clearly, a hybrid torrent downloads through
+//! its v1 fields from a libtorrent hybrid seeder, byte for byte, and libtorrent's own hybrid
+//! magnet link (both `xt`) fetches metadata that must match both hashes.
 
 use crate::common::{
     bt_trace, free_port, info_json, skip_unless_installed, temp_dir, ChildGuard, Program, PYTHON,
@@ -10,8 +11,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-/// Makes `d/` (four files, one empty), `<name>.torrent` (v2-only when argv[3] is `v2`, else
-/// hybrid) and seeds it on 127.0.0.1:argv[2] until stdin closes.
+/// Makes `d/` (four files, one empty), `<kind>.torrent` (v2-only when argv[3] is `v2`, else
+/// hybrid) and its magnet link as libtorrent writes it (`<kind>.magnet`), and seeds it on
+/// 127.0.0.1:argv[2] until stdin closes.
 const SEEDER: &str = r#"
 import libtorrent as lt, os, sys, time
 root, port, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -24,6 +26,7 @@ ct = lt.create_torrent(fs, 16384, flags=lt.create_torrent.v2_only if kind == "v2
 lt.set_piece_hashes(ct, data)
 path = os.path.join(root, kind + ".torrent")
 open(path, "wb").write(lt.bencode(ct.generate()))
+open(os.path.join(root, kind + ".magnet"), "w").write(lt.make_magnet_uri(lt.torrent_info(path)))
 ses = lt.session({"listen_interfaces": "127.0.0.1:%d" % port, "enable_dht": False,
                   "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False})
 h = ses.add_torrent({"ti": lt.torrent_info(path), "save_path": data})
@@ -135,4 +138,54 @@ fn hybrid_downloads_through_v1_from_a_libtorrent_hybrid_seeder() {
         !out.join(".pad").exists(),
         "padding files are never written"
     );
+}
+
+#[test]
+fn hybrid_magnet_metadata_must_match_both_hashes() {
+    skip_unless_installed!(&[Program::Libtorrent]);
+    let dir = temp_dir("magnet-hybrid-both");
+    let port = free_port();
+    let (_seeder, _lifeline) = seeder(dir.path(), "hybrid", port);
+    let j = info_json(&dir.path().join("hybrid.torrent"));
+    let (v1, v2) = (
+        j["info_hash_v1"].as_str().expect("a v1 hash"),
+        j["info_hash_v2"].as_str().expect("a v2 hash"),
+    );
+    // libtorrent's link names both hashes, the ones `info` computes
+    let lt_link = std::fs::read_to_string(dir.path().join("hybrid.magnet")).expect("magnet");
+    assert!(
+        lt_link.contains(&format!("xt=urn:btih:{v1}"))
+            && lt_link.contains(&format!("xt=urn:btmh:1220{v2}")),
+        "{lt_link}"
+    );
+    let with_peer = |link: &str| format!("{link}&x.pe=127.0.0.1:{port}");
+    let fetch = |link: &str| bt_trace(["magnet_info", link], Duration::from_secs(60));
+
+    let ok = fetch(&with_peer(lt_link.trim()));
+    ok.assert_ok();
+    for line in [
+        format!("Info Hash: {v1}\n"),
+        format!("Info Hash v2: {v2}\n"),
+        "Meta Version: 2 (hybrid, v1 and v2)\n".to_string(),
+    ] {
+        assert!(ok.stdout.contains(&line), "{line:?} in\n{}", ok.stdout);
+    }
+
+    // the right btih (the handshake works, libtorrent sends the metadata) with another btmh:
+    // its SHA-256 does not match, so it is refused as a bad v1 metadata would be
+    let mut other = v2.to_string();
+    other.replace_range(63.., if v2.ends_with('0') { "1" } else { "0" });
+    let bad_v2 = fetch(&with_peer(&format!(
+        "magnet:?xt=urn:btih:{v1}&xt=urn:btmh:1220{other}"
+    )));
+    bad_v2.assert_clean_failure();
+    assert!(
+        bad_v2.stderr.contains(&format!(
+            "the metadata is not the torrent we asked for: info dictionary's SHA-256 is {v2}, \
+             expected {other}"
+        )),
+        "{}",
+        bad_v2.stderr
+    );
+    assert!(bad_v2.stdout.is_empty(), "{}", bad_v2.stdout);
 }
