@@ -23,6 +23,7 @@ pub mod peer;
 pub mod peer_id;
 pub mod trace;
 pub mod tracker;
+pub mod units;
 pub mod view;
 pub mod wire;
 

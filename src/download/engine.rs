@@ -597,17 +597,13 @@ fn retry_delay(tries: u32) -> Duration {
 /// not a partial download of this torrent (an interrupted one has the torrent's sizes). Said
 /// before they are cut or grown and overwritten.
 fn warn_unrelated(storage: &Storage) {
-    let size = |n: u64| match n {
-        0..1_048_576 => format!("{n} bytes"),
-        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
-    };
     for (path, found, length) in storage.misfits() {
         tracing::warn!(
             "{} is already there ({}, the torrent's file is {}) and holds none of the torrent's \
              pieces: not a partial download of it; overwriting it",
             path.display(),
-            size(found),
-            size(length)
+            crate::units::size(found),
+            crate::units::size(length)
         );
     }
 }

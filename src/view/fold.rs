@@ -440,20 +440,7 @@ fn index_of(k: &EventKind) -> Option<u32> {
     }
 }
 
-/// A byte count in words: `16 KiB`, `1 MiB`, `100 B`.
-pub fn size(n: u64) -> String {
-    if n >= 1 << 20 && n % (1 << 20) == 0 {
-        format!("{} MiB", n >> 20)
-    } else if n >= 1024 && n % 1024 == 0 {
-        format!("{} KiB", n >> 10)
-    } else if n >= 1 << 20 {
-        format!("{:.1} MiB", n as f64 / 1_048_576.0)
-    } else if n >= 10 * 1024 {
-        format!("{:.1} KiB", n as f64 / 1024.0)
-    } else {
-        format!("{n} B")
-    }
-}
+pub use crate::units::size;
 
 /// A block range: `11:0..256 KiB` (piece 11, bytes 0 to 256 KiB), `11:0..12:64 KiB` across
 /// pieces, in bytes when not KiB-aligned.

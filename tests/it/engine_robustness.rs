@@ -624,7 +624,7 @@ fn an_unrelated_file_at_the_output_is_reported_before_it_is_overwritten() {
     let r = bt_trace(args(out.to_str().unwrap()), RUN);
     r.assert_ok();
     let want = format!(
-        "{} is already there (2.4 MiB, the torrent's file is 1.0 MiB) and holds none of the \
+        "{} is already there (2.4 MiB, the torrent's file is 1 MiB) and holds none of the \
          torrent's pieces",
         out.display()
     );
