@@ -1287,7 +1287,7 @@ fn peer_item(
             r.note(note);
             return;
         }
-        PeerItem::Error { dir, error } => {
+        PeerItem::Error { dir, error, .. } => {
             let side = &mut r.sides[dir.index()];
             side.protocol_errors += 1;
             if r.kind != ConnKind::Encrypted {

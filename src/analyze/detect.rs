@@ -170,34 +170,7 @@ pub fn sniff_http_request(b: &[u8], done: bool) -> HttpSniff {
     }
 }
 
-/// Whether `b` looks like random bytes (key material, ciphertext): nearly as many distinct byte
-/// values as uniformly random bytes of that length would show, and no long runs of one value.
-/// Text, BitTorrent messages and most binary protocols repeat a few values (zeros) far more.
-pub fn looks_random(b: &[u8]) -> bool {
-    if b.len() < 32 {
-        return false;
-    }
-    let mut seen = [false; 256];
-    let mut distinct = 0u32;
-    let mut run = 1usize;
-    let mut longest = 1usize;
-    for (i, &x) in b.iter().enumerate() {
-        if !seen[x as usize] {
-            seen[x as usize] = true;
-            distinct += 1;
-        }
-        if i > 0 && b[i - 1] == x {
-            run += 1;
-            longest = longest.max(run);
-        } else {
-            run = 1;
-        }
-    }
-    // Expected distinct values among n uniform bytes: 256 · (1 − (255/256)^n).
-    let n = b.len() as f64;
-    let expected = 256.0 * (1.0 - (255.0f64 / 256.0).powf(n));
-    f64::from(distinct) >= 0.85 * expected - 3.0 && longest <= 4
-}
+pub use crate::event::decode::looks_random;
 
 /// Tracker endpoints and outstanding transaction ids of BEP 15, learned from the datagrams.
 #[derive(Debug, Default)]

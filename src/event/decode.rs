@@ -124,8 +124,13 @@ pub enum PeerItem<'a> {
         cut: bool,
     },
     /// The direction cannot be decoded at `error.offset`; what follows is a search (see the
-    /// [module docs](self)).
-    Error { dir: Dir, error: StreamError },
+    /// [module docs](self)). `encrypted`: the direction opened with random-looking bytes
+    /// instead of a handshake, an MSE/PE (encrypted) handshake rather than a broken one.
+    Error {
+        dir: Dir,
+        error: StreamError,
+        encrypted: bool,
+    },
     /// Decoding picks up again at stream offset `at`; `from..at` was skipped. `handshake`:
     /// what was found is a handshake (after an MSE/PE preamble), else a message (hunting).
     Resynced {
@@ -196,12 +201,25 @@ impl PeerItem<'_> {
                     words,
                 )
             }
-            PeerItem::Error { dir, ref error } => {
+            PeerItem::Error {
+                dir,
+                ref error,
+                encrypted,
+            } => {
                 let kind = EventKind::ProtocolError {
                     offset: error.offset,
                     error: error.error.to_string(),
                 };
-                let words = format!("protocol error: {}", error.error);
+                let words = if encrypted {
+                    // as the analyzer's tables say it
+                    format!(
+                        "encrypted (MSE/PE): random-looking bytes from stream offset {}, not a \
+                         BitTorrent handshake",
+                        error.offset
+                    )
+                } else {
+                    format!("protocol error: {}", error.error)
+                };
                 (dir, error.offset, 0, kind, words)
             }
             PeerItem::PieceData { .. } | PeerItem::Resynced { .. } => return None,
@@ -537,7 +555,12 @@ impl ConnectionDecoder {
                         continue;
                     }
                     let at_start = *start == Start::Handshake && first;
-                    f(PeerItem::Error { dir, error });
+                    let encrypted = at_start && looks_random(dec.buffered());
+                    f(PeerItem::Error {
+                        dir,
+                        error,
+                        encrypted,
+                    });
                     if at_start {
                         // Not a BitTorrent handshake (e.g. MSE): look for one further on.
                         let mut sc = Scan {
@@ -815,6 +838,35 @@ pub fn decode_udp(bytes: &[u8], to_tracker: bool, ipv6: bool) -> (EventKind, Str
     (kind, words)
 }
 
+/// Whether `b` looks like random bytes (key material, ciphertext): nearly as many distinct byte
+/// values as uniformly random bytes of that length would show, and no long runs of one value.
+/// Text, BitTorrent messages and most binary protocols repeat a few values (zeros) far more.
+pub fn looks_random(b: &[u8]) -> bool {
+    if b.len() < 32 {
+        return false;
+    }
+    let mut seen = [false; 256];
+    let mut distinct = 0u32;
+    let mut run = 1usize;
+    let mut longest = 1usize;
+    for (i, &x) in b.iter().enumerate() {
+        if !seen[x as usize] {
+            seen[x as usize] = true;
+            distinct += 1;
+        }
+        if i > 0 && b[i - 1] == x {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 1;
+        }
+    }
+    // Expected distinct values among n uniform bytes: 256 · (1 − (255/256)^n).
+    let n = b.len() as f64;
+    let expected = 256.0 * (1.0 - (255.0f64 / 256.0).powf(n));
+    f64::from(distinct) >= 0.85 * expected - 3.0 && longest <= 4
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -962,6 +1014,30 @@ pub(crate) mod tests {
         );
         let c2s_items = key(&whole, Dir::C2s);
         assert_eq!(c2s_items[2].words, "request piece 1 begin 0 length 4");
+    }
+
+    /// An MSE/PE handshake (random-looking bytes where the handshake should be) is described
+    /// as the analyzer's tables describe it, in the recorder's traces too.
+    #[test]
+    fn a_random_looking_start_is_called_encrypted() {
+        let mut out = Vec::new();
+        let mut d = ConnectionDecoder::new();
+        collect(
+            &mut d,
+            Dir::C2s,
+            &crate::analyze::detect::noise(300, 5),
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        assert!(matches!(
+            out[0].kind,
+            EventKind::ProtocolError { offset: 0, .. }
+        ));
+        assert_eq!(
+            out[0].words,
+            "encrypted (MSE/PE): random-looking bytes from stream offset 0, not a BitTorrent \
+             handshake"
+        );
     }
 
     #[test]
