@@ -654,7 +654,12 @@ fn sync(swarm: &impl PeerSwarm, st: &mut PeerState, conn: &mut Conn) -> Result<(
     }
     if !st.am_choked && st.am_interested {
         let want = st.depth.min(st.reqq);
-        if st.outstanding.len() < want {
+        let free = want.saturating_sub(st.outstanding.len());
+        // Top up in batches of a quarter of the pipeline: a seeder that treats each packet of
+        // requests as one round of work (aria2) serves a trickle of a few requests a packet at
+        // half the speed of batches of dozens. A nearly empty pipeline is filled at once.
+        let batch = (want / 4).max(1);
+        if free > 0 && (free >= batch || st.outstanding.len() < batch) {
             st.scratch.clear();
             swarm.pick(
                 &st.has,
