@@ -277,16 +277,6 @@ impl Storage {
         }
         Ok(have)
     }
-
-    /// Flushes file data to disk (called when a download finishes or is interrupted).
-    pub fn sync(&self) -> io::Result<()> {
-        for s in &self.slots {
-            if let Some(file) = &s.file {
-                file.sync_data().map_err(|e| with_path(e, &s.path))?;
-            }
-        }
-        Ok(())
-    }
 }
 
 fn with_path(e: io::Error, path: &Path) -> io::Error {
