@@ -41,11 +41,13 @@ use crate::download::choker::Choker;
 use crate::download::picker::Picker;
 use crate::download::picker::Received;
 use crate::download::storage::Storage;
+use crate::download::verify::PieceHashes;
 use crate::peer::conn::{next_conn_id, Conn, ConnObserver};
 use crate::peer::session::{self, SessionEnd, Timeouts};
 use crate::peer::swarm::{
     BlockVerdict, Cursor, DiskError, News, PeerSwarm, Pressure, SessionConfig,
 };
+use crate::wire::message::HashRef;
 use crate::wire::{BlockRef, Reserved};
 
 /// The shape of a torrent's data, as the engine needs it.
@@ -53,7 +55,8 @@ use crate::wire::{BlockRef, Reserved};
 pub struct Layout {
     pub info_hash: [u8; 20],
     pub piece_len: u64,
-    pub hashes: Vec<[u8; 20]>,
+    /// What each piece must hash to (v1 SHA-1, or v2 merkle trees).
+    pub hashes: PieceHashes,
     /// The files of the byte space, in metainfo order.
     pub files: Vec<crate::download::storage::DiskFile>,
     /// The raw `info` dictionary, served to peers that ask for metadata (BEP 9).
@@ -71,7 +74,7 @@ struct Swarm {
     config: SessionConfig,
     piece_len: u64,
     total_len: u64,
-    hashes: Vec<[u8; 20]>,
+    hashes: PieceHashes,
     storage: Storage,
     info_bytes: Option<Vec<u8>>,
     downloaded: AtomicU64,
@@ -200,8 +203,8 @@ impl Swarm {
     /// Hashes a complete piece on disk and records the verdict. Runs on the blocking pool.
     fn verify_piece(&self, index: u32) {
         let mut buf = Vec::new();
-        let ok = match self.storage.hash_piece(index, &mut buf) {
-            Ok(h) => h == self.hashes[index as usize],
+        let ok = match self.storage.read_piece(index, &mut buf) {
+            Ok(()) => self.hashes.check(index, &buf),
             Err(e) => {
                 // our disk, not the peers: nobody is blamed
                 self.lock().picker.failed(index);
@@ -233,7 +236,7 @@ impl Swarm {
             s.pieces_failed += 1;
             let peers: HashSet<SocketAddr> = senders.iter().map(|(_, a)| *a).collect();
             tracing::warn!(
-                "piece {index} failed SHA-1 verification (blocks from {peers:?}); fetching it again"
+                "piece {index} failed verification (blocks from {peers:?}); fetching it again"
             );
             if peers.len() == 1 {
                 // a lone sender is certainly the culprit
@@ -416,6 +419,23 @@ impl PeerSwarm for Arc<Swarm> {
             job.await
                 .unwrap_or_else(|e| Err(DiskError(format!("the disk task failed: {e}"))))
         }
+    }
+
+    fn hashes(&self, req: HashRef) -> impl Future<Output = Option<Vec<u8>>> + Send {
+        let sw = self.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let v2 = sw.hashes.v2()?;
+            v2.hashes(&req, |piece| {
+                // block hashes only of a piece we verified
+                if !sw.lock().picker.have().get(piece) {
+                    return None;
+                }
+                let mut buf = Vec::new();
+                sw.storage.read_piece(piece, &mut buf).ok()?;
+                Some(buf)
+            })
+        });
+        async move { job.await.ok().flatten() }
     }
 
     fn uploaded(&self, addr: SocketAddr, bytes: u64) {
@@ -620,7 +640,7 @@ pub async fn download(
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let total_len = layout.total_len();
-    let num_pieces = layout.hashes.len() as u32;
+    let num_pieces = layout.hashes.num_pieces();
     // open the files and, when resuming, hash what is already there (blocking work)
     let (files, piece_len, hashes) = (
         layout.files.clone(),
@@ -639,7 +659,7 @@ pub async fn download(
                     _ => anyhow::anyhow!("reading {e}"),
                 })?
         } else {
-            Bitfield::new(hashes.len() as u32)
+            Bitfield::new(hashes.num_pieces())
         };
         if storage.existed() && have.count() == 0 {
             warn_unrelated(&storage);
@@ -654,14 +674,17 @@ pub async fn download(
     }
     if opts.seed && pieces_resumed == 0 && opts.wanted.as_ref().is_some_and(|w| w.count() == 0) {
         anyhow::bail!(
-            "none of the {num_pieces} pieces on disk matches the torrent's SHA-1 hashes: nothing to seed"
+            "none of the {num_pieces} pieces on disk matches the torrent's hashes: nothing to seed"
         );
     }
     let wanted = opts
         .wanted
         .clone()
         .unwrap_or_else(|| Bitfield::full(num_pieces));
-    let picker = Picker::new(layout.piece_len, total_len, have, wanted);
+    let mut picker = Picker::new(layout.piece_len, total_len, have, wanted);
+    if let Some(v2) = layout.hashes.v2() {
+        picker = picker.with_padding((0..num_pieces).map(|i| v2.data_len(i)).collect());
+    }
     let (wake_tx, _) = watch::channel(0u64);
     let swarm = Arc::new(Swarm {
         config: SessionConfig {

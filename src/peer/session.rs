@@ -17,7 +17,9 @@
 //!   and all pending ones when we choke it are `reject`ed under the fast extension, and a peer
 //!   that keeps flooding us with them is dropped;
 //! - a peer that repeats `have`s (or bitfields) for pieces it had already announced is dropped
-//!   after [`MAX_REDUNDANT_ANNOUNCES`] of them.
+//!   after [`MAX_REDUNDANT_ANNOUNCES`] of them;
+//! - BEP 52 `hash request`s are answered with `hashes` or `hash reject` (the swarm computes the
+//!   answer, [`PeerSwarm::hashes`]); at most [`MAX_HASH_REQUESTS`] wait, more are rejected.
 //!
 //! The loop never trusts the peer: wrong bitfield sizes, out-of-range indexes, blocks we did
 //! not ask for with a wrong size, or silence while requests are pending end the connection.
@@ -35,6 +37,7 @@ use crate::bencode::Value;
 use crate::bitfield::Bitfield;
 use crate::peer::conn::{Conn, PeerError};
 use crate::peer::swarm::{BlockVerdict, Cursor, News, PeerSwarm, Pressure};
+use crate::wire::message::HashRef;
 use crate::wire::{BlockRef, Handshake, Message, Reserved};
 
 /// The reserved bits bt-trace advertises: fast extension and extension protocol.
@@ -50,6 +53,8 @@ const MAX_PEER_REQUESTS: usize = 500;
 /// piece) we take before dropping it. An honest peer announces each piece once, so this only
 /// bounds a flood: at 10 000 `have`s a second the peer is gone within 0.1 s.
 const MAX_REDUNDANT_ANNOUNCES: usize = 1000;
+/// How many of the peer's `hash request`s wait for an answer; more are rejected at once.
+const MAX_HASH_REQUESTS: usize = 64;
 /// Request pipeline bounds.
 const MIN_DEPTH: usize = 32;
 const MAX_DEPTH: usize = 250;
@@ -104,6 +109,8 @@ struct PeerState {
     depth: usize,
     reqq: usize,
     their_requests: std::collections::VecDeque<BlockRef>,
+    /// The peer's `hash request`s still to answer.
+    hash_requests: std::collections::VecDeque<HashRef>,
     cursor: Cursor,
     news: News,
     /// Accepted blocks of the current read, written together.
@@ -181,6 +188,7 @@ pub async fn run_on<S: PeerSwarm>(
         depth: 64,
         reqq: MAX_DEPTH,
         their_requests: Default::default(),
+        hash_requests: Default::default(),
         cursor: Cursor::default(),
         news: News::default(),
         arrived: Vec::new(),
@@ -317,6 +325,7 @@ async fn session_loop<S: PeerSwarm>(
             return Ok(SessionEnd::Done);
         }
         sync(swarm, st, conn)?;
+        answer_hashes(swarm, st, conn).await;
         if let Err(e) = serve(swarm, st, conn).await? {
             tracing::debug!("{}: {e}", st.addr);
             return Ok(SessionEnd::DiskError);
@@ -468,13 +477,21 @@ fn handle(
                 payload,
             ));
         }
+        Message::HashRequest(h) => {
+            if st.hash_requests.len() < MAX_HASH_REQUESTS {
+                st.hash_requests.push_back(h);
+            } else {
+                let mut b = Vec::new();
+                Message::HashReject(h).emit(&mut b);
+                return Ok(Some(b));
+            }
+        }
         // blocks are taken by the session loop before it calls us ([`on_block`])
         Message::Piece { .. }
         | Message::Port(_)
         | Message::Suggest(_)
         | Message::AllowedFast(_)
         | Message::Extended { .. }
-        | Message::HashRequest(_)
         | Message::Hashes { .. }
         | Message::HashReject(_)
         | Message::Unknown { .. } => {}
@@ -581,7 +598,7 @@ fn sync(swarm: &impl PeerSwarm, st: &mut PeerState, conn: &mut Conn) -> Result<(
     swarm.news(st.addr, &st.has, &mut st.cursor, news);
     if news.banned {
         return Err(PeerError::Protocol(
-            "dropped: sent data that failed SHA-1 verification".into(),
+            "dropped: sent data that failed hash verification".into(),
         ));
     }
     for &index in &news.haves {
@@ -678,6 +695,23 @@ async fn serve(
     }
     swarm.uploaded(st.addr, at as u64);
     Ok(Ok(()))
+}
+
+/// Answers the peer's waiting `hash request`s: `hashes` with what the swarm computes, else
+/// `hash reject`.
+async fn answer_hashes(swarm: &impl PeerSwarm, st: &mut PeerState, conn: &mut Conn) {
+    while let Some(req) = st.hash_requests.pop_front() {
+        match swarm.hashes(req).await {
+            Some(hashes) => conn.queue(&Message::Hashes {
+                hashes_of: req,
+                hashes: &hashes,
+            }),
+            None => {
+                tracing::debug!("{}: hash reject {req}", st.addr);
+                conn.queue(&Message::HashReject(req));
+            }
+        }
+    }
 }
 
 /// Once a second: adapt the pipeline depth, send keep-alives, detect dead or snubbing peers.

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bitfield::Bitfield;
 use crate::peer::conn::ConnObserver;
 use crate::peer::session::Timeouts;
+use crate::wire::message::HashRef;
 use crate::wire::{BlockRef, Reserved};
 
 /// The fixed facts a session needs about its torrent and about us.
@@ -158,6 +159,12 @@ pub trait PeerSwarm: Clone + Send + Sync + 'static {
         &self,
         blocks: Vec<BlockRef>,
     ) -> impl Future<Output = Result<Vec<u8>, DiskError>> + Send;
+    /// The payload of our `hashes` answer to the peer's `hash request` (BEP 52: the hashes
+    /// asked for, then their proof), or `None` to send `hash reject`. It may read a piece to
+    /// hash its blocks (off the async workers). Only a v2 torrent has hashes to give.
+    fn hashes(&self, _req: HashRef) -> impl Future<Output = Option<Vec<u8>>> + Send {
+        std::future::ready(None)
+    }
     /// Counts bytes served to `addr` (its upload rate for the choker).
     fn uploaded(&self, addr: SocketAddr, bytes: u64);
     /// Whether other peers wait for a connection.

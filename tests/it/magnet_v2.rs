@@ -1,7 +1,8 @@
 //! BEP 52 against python3-libtorrent 2.0.8 seeders (127.0.0.1 only): a `urn:btmh:` magnet link
 //! of a v2-only torrent fetches and checks its metadata (handshake with the truncated v2 hash),
-//! `magnet_download` and `download` of it refuse clearly, and a hybrid torrent downloads
-//! through its v1 fields from a libtorrent hybrid seeder, byte for byte.
+//! `magnet_download` of it refuses clearly (the metadata has no piece layers, which bt-trace
+//! does not fetch from peers yet; `download` of the `.torrent` works: v2_download.rs), and a
+//! hybrid torrent downloads through its v1 fields from a libtorrent hybrid seeder, byte for byte.
 
 use crate::common::{
     bt_trace, free_port, info_json, skip_unless_installed, temp_dir, ChildGuard, Program, PYTHON,
@@ -47,7 +48,7 @@ fn seeder(dir: &Path, kind: &str, port: u16) -> (ChildGuard, std::process::Child
 }
 
 #[test]
-fn v2_magnet_fetches_metadata_and_a_v2_download_is_refused() {
+fn v2_magnet_fetches_metadata_and_a_v2_magnet_download_is_refused() {
     skip_unless_installed!(&[Program::Libtorrent]);
     let dir = temp_dir("magnet-v2");
     let port = free_port();
@@ -72,7 +73,8 @@ fn v2_magnet_fetches_metadata_and_a_v2_download_is_refused() {
     assert!(info.stdout.contains("  300000  a.bin  "), "{}", info.stdout);
 
     let out = dir.path().join("out");
-    let refused = "this is a BitTorrent v2-only torrent";
+    let refused = "has no layer for \"a.bin\" (19 pieces), and bt-trace does not fetch piece \
+                   layers from peers";
     let md = bt_trace(
         [
             "magnet_download".as_ref(),
@@ -84,20 +86,6 @@ fn v2_magnet_fetches_metadata_and_a_v2_download_is_refused() {
     );
     md.assert_clean_failure();
     assert!(md.stderr.contains(refused), "{}", md.stderr);
-    let peer = format!("127.0.0.1:{port}");
-    let d = bt_trace(
-        [
-            "download".as_ref(),
-            "-o".as_ref(),
-            out.as_os_str(),
-            torrent.as_os_str(),
-            "--peer".as_ref(),
-            peer.as_ref(),
-        ],
-        Duration::from_secs(60),
-    );
-    d.assert_clean_failure();
-    assert!(d.stderr.contains(refused), "{}", d.stderr);
     assert!(!out.exists(), "nothing is written for a refused torrent");
 }
 
