@@ -586,6 +586,47 @@ pub async fn magnet_info(m: &Magnet, cfg: &ClientConfig) -> Result<(Torrent, Soc
     Ok((Torrent::from_info(info, m.tiers()), peer.addr))
 }
 
+/// [`magnet_info`], and for a v2-only torrent the piece layers of its files of more than one
+/// piece, fetched with `hash request`s from the peer that gave the metadata (BEP 9 carries
+/// only `info`), each proven against its file's `pieces root`.
+async fn magnet_v2_info(m: &Magnet, cfg: &ClientConfig) -> Result<(Torrent, SocketAddr)> {
+    use crate::peer::layers::{self, LayerFile};
+    let (mut t, from) = magnet_info(m, cfg).await?;
+    let Some(v2) = t.info.v2.as_ref().filter(|_| !t.info.has_v1()) else {
+        return Ok((t, from));
+    };
+    let piece_len = t.info.piece_length;
+    let mut files: Vec<LayerFile> = v2
+        .files
+        .iter()
+        .filter(|f| f.layer_len(piece_len) > 0)
+        .filter_map(|f| {
+            Some(LayerFile {
+                root: f.pieces_root?,
+                length: f.length,
+            })
+        })
+        .collect();
+    files.dedup();
+    if files.is_empty() {
+        return Ok((t, from));
+    }
+    let got = layers::fetch(
+        from,
+        t.info_hash,
+        cfg.peer_id,
+        &files,
+        piece_len,
+        cfg.conn_observer.clone(),
+    )
+    .await
+    .with_context(|| format!("fetching the piece layers from {from}"))?;
+    for (f, layer) in files.iter().zip(got) {
+        t.piece_layers.layers.insert(f.root, layer);
+    }
+    Ok((t, from))
+}
+
 /// The settings for the download after the metadata: extension protocol only in the
 /// handshake, and the link's peers (with the one that gave the metadata first) besides the
 /// trackers.
@@ -609,7 +650,7 @@ pub async fn magnet_download(
     out: &Path,
     cfg: &ClientConfig,
 ) -> Result<(Torrent, Summary)> {
-    let (t, from) = interruptible(cfg, magnet_info(m, cfg)).await?;
+    let (t, from) = interruptible(cfg, magnet_v2_info(m, cfg)).await?;
     let summary = download(&t, out, &magnet_download_config(m, cfg, from)).await?;
     Ok((t, summary))
 }
@@ -622,7 +663,7 @@ pub async fn magnet_download_piece(
     out: &Path,
     cfg: &ClientConfig,
 ) -> Result<(Torrent, Summary)> {
-    let (t, from) = interruptible(cfg, magnet_info(m, cfg)).await?;
+    let (t, from) = interruptible(cfg, magnet_v2_info(m, cfg)).await?;
     let summary = download_piece(&t, index, out, &magnet_download_config(m, cfg, from)).await?;
     Ok((t, summary))
 }

@@ -378,8 +378,7 @@ impl PieceLayers {
             return Err(MetainfoError::Invalid {
                 field: "piece layers".into(),
                 why: format!(
-                    "has no layer for {name:?} ({} pieces), and bt-trace does not fetch piece \
-                     layers from peers",
+                    "has no layer for {name:?} ({} pieces)",
                     file.num_pieces(piece_length)
                 ),
             });
