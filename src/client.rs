@@ -272,8 +272,8 @@ fn options(t: &Torrent, cfg: &ClientConfig, wanted: Option<Bitfield>) -> Options
     }
     if !t.info.has_v1() {
         // BEP 52: we speak v2 (reserved byte 7, 0x10). Only for a v2-only torrent: a hybrid
-        // downloads through v1, and a libtorrent 2.0.8 hybrid seeder with a peer that sets it
-        // stalls such a download (tests/it/magnet_v2.rs)
+        // downloads through v1, and with the bit set the hybrid download from a libtorrent
+        // 2.0.8 seeder in tests/it/magnet_v2.rs did not complete
         o.reserved.0[7] |= 0x10;
     }
     o

@@ -3,7 +3,8 @@
 //! empty one, files smaller and larger than a piece; pieces of 16 and 64 KiB) that bt-trace
 //! downloads, byte for byte; a resume keeps the pieces already on disk; a lying raw-socket peer
 //! is caught by the merkle check while the honest seeder completes the download; libtorrent
-//! downloads from `bt-trace seed`; `--trace` of a v2 download dissects in tshark with no
+//! downloads from `bt-trace seed`, also from a magnet link (the piece layers then come from our
+//! answers to its hash requests); `--trace` of a v2 download dissects in tshark with no
 //! malformed frame; a torrent whose piece layer does not hash to its `pieces root` is refused
 //! before anything is written.
 
@@ -21,7 +22,8 @@ const NET: Duration = Duration::from_secs(120);
 
 /// `make ROOT PIECE LAYOUT`: writes `ROOT/data/<name>` and `ROOT/v2.torrent` (v2 only).
 /// `seed ROOT PORT [RATE]`: seeds it until stdin closes (RATE: upload bytes/s, 0 = no limit).
-/// `leech TORRENT SAVE PORT`: downloads it from 127.0.0.1:PORT, prints `complete` when done.
+/// `leech TORRENT SAVE PORT`: downloads it from 127.0.0.1:PORT, prints `complete` when done
+/// (TORRENT may be a magnet link: then the metadata and piece layers come from the peer too).
 /// `liar ROOT PORT`: a raw-socket peer that has every piece and answers the first request
 /// with one corrupted byte, the others with the right data.
 const LT: &str = r#"
@@ -61,7 +63,11 @@ elif mode == "seed":
 elif mode == "leech":
     torrent, save, port = sys.argv[2], sys.argv[3], int(sys.argv[4])
     ses = lt.session(settings(0))
-    h = ses.add_torrent({"ti": lt.torrent_info(torrent), "save_path": save})
+    if torrent.startswith("magnet:"):
+        p = lt.parse_magnet_uri(torrent); p.save_path = save
+        h = ses.add_torrent(p)
+    else:
+        h = ses.add_torrent({"ti": lt.torrent_info(torrent), "save_path": save})
     h.connect_peer(("127.0.0.1", port))
     end = time.time() + 90
     while time.time() < end and not h.status().is_seeding: time.sleep(0.1)
@@ -322,11 +328,12 @@ fn a_lying_peer_is_caught_by_the_merkle_check_and_the_honest_seeder_completes() 
     assert_same_files(&content(dir.path(), "multi"), &out);
 }
 
-#[test]
-fn libtorrent_downloads_a_v2_only_torrent_from_bt_trace_seed() {
-    skip_unless_installed!(&[Program::Libtorrent]);
-    let dir = temp_dir("v2-seed");
-    let torrent = make(dir.path(), 16384, "multi");
+/// `bt-trace seed` of a v2-only torrent (pieces of `piece` bytes) with a trace; libtorrent
+/// downloads it from the `.torrent` or from a `urn:btmh:` magnet link (`magnet`: then the
+/// metadata and the piece layers come from us). Returns the seeder's JSONL events.
+fn libtorrent_leeches_from_bt_trace(piece: u64, magnet: bool) -> String {
+    let dir = temp_dir(&format!("v2-seed-{piece}-{magnet}"));
+    let torrent = make(dir.path(), piece, "multi");
     let src = content(dir.path(), "multi");
     let port = free_port();
     let trace = dir.path().join("trace");
@@ -345,32 +352,65 @@ fn libtorrent_downloads_a_v2_only_torrent_from_bt_trace_seed() {
         &dir.path().join("seed.log"),
     );
     seeder.wait_port(port);
+    let what = if magnet {
+        let j = crate::common::info_json(&torrent);
+        let v2 = j["info_hash_v2"].as_str().expect("a v2 hash").to_string();
+        format!("magnet:?xt=urn:btmh:1220{v2}")
+    } else {
+        torrent.display().to_string()
+    };
     let save = dir.path().join("lt");
     let out = python(&[
         "leech",
-        &torrent.display().to_string(),
+        &what,
         &save.display().to_string(),
         &port.to_string(),
     ])
     .output()
     .expect("run python3");
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("complete"), "{said} {}", seeder.log_tail());
-    assert!(!said.contains("incomplete"), "{said} {}", seeder.log_tail());
+    assert!(
+        said.contains("complete") && !said.contains("incomplete"),
+        "{said} {}",
+        seeder.log_tail()
+    );
     assert_same_files(&src, &save.join("d"));
-    seeder.kill();
-    // say whether libtorrent asked for hashes (it has the piece layers from the .torrent)
+    // SIGTERM: the seeder finishes its trace and exits
+    unsafe { libc::kill(seeder.id() as libc::pid_t, libc::SIGTERM) };
+    seeder.wait_exit(NET).expect("the seeder exits on SIGTERM");
     let jsonl = std::fs::read_dir(&trace)
         .expect("trace dir")
         .flatten()
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
         .expect("a jsonl");
-    let events = std::fs::read_to_string(jsonl).expect("jsonl");
+    std::fs::read_to_string(jsonl).expect("jsonl")
+}
+
+/// How many `kind` messages the JSONL events hold.
+fn count(events: &str, kind: &str) -> usize {
+    events.matches(&format!("\"type\":\"{kind}\"")).count()
+}
+
+#[test]
+fn libtorrent_downloads_a_v2_only_torrent_from_bt_trace_seed() {
+    skip_unless_installed!(&[Program::Libtorrent]);
+    // from the .torrent: libtorrent has the piece layers; say whether it asked for hashes
+    let events = libtorrent_leeches_from_bt_trace(16384, false);
     eprintln!(
-        "libtorrent sent {} hash request(s)",
-        events.matches("\"hash_request\"").count()
+        "libtorrent with the .torrent sent {} hash request(s)",
+        count(&events, "hash_request")
     );
+    // from a magnet link: the piece layers come from our `hashes` answers, which libtorrent
+    // checks against each file's pieces root (at 16 KiB pieces the piece layer is layer 0)
+    for piece in [16384, 65536] {
+        let events = libtorrent_leeches_from_bt_trace(piece, true);
+        let (asked, answered) = (count(&events, "hash_request"), count(&events, "hashes"));
+        eprintln!("libtorrent from a magnet link, pieces of {piece}: {asked} hash request(s)");
+        assert!(asked > 0, "libtorrent asked for no hashes");
+        assert_eq!(answered, asked, "every hash request answered");
+        assert_eq!(count(&events, "hash_reject"), 0);
+    }
 }
 
 /// Rewrites the first piece layer of a `.torrent` with one bit flipped.
