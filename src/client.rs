@@ -341,14 +341,17 @@ pub async fn download_piece(
         .tempdir_in(parent)
         .with_context(|| format!("creating a staging directory in {}", parent.display()))?;
     let files = file_layout(t, &stage.path().join("data"));
-    let summary = engine::download(layout(t, files.clone())?, Box::new(source), opts).await?;
+    let layout = layout(t, files.clone())?;
+    // a v2 piece is its file's bytes; the padding after them is not written out
+    let data_len = layout.hashes.v2().map(|v2| v2.data_len(index) as usize);
+    let summary = engine::download(layout, Box::new(source), opts).await?;
     // copy the piece out and remove the staging files, off the async workers
     let (complete, piece_len, out) = (summary.complete, t.info.piece_length, out.to_path_buf());
     tokio::task::spawn_blocking(move || -> Result<()> {
         if complete {
             let storage = crate::download::storage::Storage::open(&files, piece_len)?;
             let (start, len) = storage.piece_range(index);
-            let mut buf = vec![0; len];
+            let mut buf = vec![0; data_len.unwrap_or(len).min(len)];
             storage.read_at(start, &mut buf)?;
             std::fs::write(&out, &buf).with_context(|| format!("writing {}", out.display()))?;
         }

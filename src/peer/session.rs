@@ -953,7 +953,12 @@ mod tests {
         HaveFlood,
         /// Asks us for `length` bytes of piece 0 (we have nothing to serve).
         Request(u32),
+        /// Sends this many BEP 52 hash requests, then answers requests honestly; counts the
+        /// `hash reject`s it gets in [`HASH_REJECTS`].
+        HashRequests(u32),
     }
+
+    static HASH_REJECTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
     /// Runs the remote peer on a loopback listener; returns its address and, when the session
     /// hangs up, the requests it received.
@@ -986,6 +991,18 @@ mod tests {
                 Remote::Request(length) => {
                     Message::Request(BlockRef::new(0, 0, length)).emit(&mut out)
                 }
+                Remote::HashRequests(n) => {
+                    for index in 0..n {
+                        Message::HashRequest(HashRef {
+                            pieces_root: [3; 32],
+                            base_layer: 0,
+                            index,
+                            length: 1,
+                            proof_layers: 0,
+                        })
+                        .emit(&mut out)
+                    }
+                }
             }
             s.write_all(&out).await.unwrap();
             let mut requests = Vec::new();
@@ -999,6 +1016,9 @@ mod tests {
                 buf.extend_from_slice(&chunk[..n]);
                 let mut reply = Vec::new();
                 while let Ok((m, used)) = Message::parse(&buf) {
+                    if let Message::HashReject(_) = m {
+                        HASH_REJECTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     if let Message::Request(r) = m {
                         requests.push(r);
                         let data: Vec<u8> = (r.begin..r.begin + r.length)
@@ -1064,6 +1084,18 @@ mod tests {
         let err = run(fake.clone(), addr).await.unwrap_err();
         assert!(err.to_string().contains("repeated `have` flood"), "{err}");
         peer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn hash_requests_are_rejected_when_the_swarm_has_no_hashes_and_bounded() {
+        // more than we queue: the surplus is rejected at once, the rest once answered
+        let n = MAX_HASH_REQUESTS as u32 + 6;
+        let fake = Fake::new(false);
+        let (addr, peer) = remote(Remote::HashRequests(n)).await;
+        assert_eq!(run(fake.clone(), addr).await.unwrap(), SessionEnd::Done);
+        let asked = peer.await.unwrap();
+        assert_eq!(asked.len(), all_blocks().len(), "the download went on");
+        assert_eq!(HASH_REJECTS.load(std::sync::atomic::Ordering::Relaxed), n);
     }
 
     #[tokio::test]

@@ -246,6 +246,30 @@ fn downloads_v2_only_torrents_from_libtorrent_byte_for_byte() {
         } else {
             assert_same_files(&want, &out);
         }
+        if layout == "multi" {
+            // piece 4 is the end of a.bin (300 001 bytes): its bytes without the padding
+            let p4 = dir.path().join("piece4");
+            bt_trace(
+                [
+                    "download_piece".as_ref(),
+                    "-o".as_ref(),
+                    p4.as_os_str(),
+                    torrent.as_os_str(),
+                    "4".as_ref(),
+                    "--peer".as_ref(),
+                    format!("127.0.0.1:{port}").as_ref(),
+                ],
+                NET,
+            )
+            .assert_ok();
+            let a = std::fs::read(want.join("a.bin")).expect("a.bin");
+            let start = (4 * piece).min(a.len() as u64) as usize;
+            let end = (5 * piece).min(a.len() as u64) as usize;
+            assert!(
+                std::fs::read(&p4).expect("piece") == a[start..end],
+                "piece 4"
+            );
+        }
         // the trace dissects in tshark, nothing malformed
         let pcapng = std::fs::read_dir(&trace)
             .expect("trace dir")
