@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bitfield::Bitfield;
 use crate::download::choker::Choker;
 use crate::download::picker::Picker;
-use crate::download::picker::Received;
+use crate::download::picker::{Received, BLOCK_LEN};
 use crate::download::storage::Storage;
 use crate::download::verify::PieceHashes;
 use crate::peer::conn::{next_conn_id, Conn, ConnObserver};
@@ -108,6 +108,11 @@ struct SwarmState {
     /// Blocks of pieces that failed verification: `(begin, peer, SHA-1 of what it sent)`.
     /// Compared with the good data once the piece verifies ("smart ban").
     suspects: HashMap<u32, Vec<(u32, SocketAddr, [u8; 20])>>,
+    /// v2: blocks of failed pieces whose block hashes we ask a peer for: `(begin, peer, leaf
+    /// hash of what it sent)`.
+    block_checks: HashMap<u32, Vec<(u32, SocketAddr, crate::merkle::Hash)>>,
+    /// v2: failed pieces in `block_checks` not asked about yet.
+    to_ask: Vec<u32>,
     /// Peers that sent us at least one useful block.
     sources: HashSet<SocketAddr>,
     /// Peers we sent at least one block.
@@ -225,6 +230,8 @@ impl Swarm {
                     tracing::warn!("{addr} sent bad data for piece {index} begin {begin}: dropped");
                 }
             }
+            s.block_checks.remove(&index);
+            s.to_ask.retain(|&i| i != index);
             s.picker.verified(index);
             s.have_log.push(index);
             if s.picker.is_complete() {
@@ -248,6 +255,20 @@ impl Swarm {
                     .map(|&(begin, addr)| (begin, addr, Sha1::digest(block(begin)).into()))
                     .collect();
                 s.suspects.entry(index).or_default().extend(sus);
+                // v2: a peer's block hashes can tell the bad blocks at once
+                if let Some(v2) = self
+                    .hashes
+                    .v2()
+                    .filter(|v2| v2.block_request(index).is_some())
+                {
+                    let leaves = v2.leaves(index, &buf);
+                    let checks = senders.iter().map(|&(begin, addr)| {
+                        let leaf = leaves.get((begin / BLOCK_LEN) as usize).copied();
+                        (begin, addr, leaf.unwrap_or_default())
+                    });
+                    s.block_checks.insert(index, checks.collect());
+                    s.to_ask.push(index);
+                }
             }
         }
         drop(s);
@@ -326,7 +347,12 @@ impl PeerSwarm for Arc<Swarm> {
     }
 
     fn news(&self, addr: SocketAddr, has: &Bitfield, cursor: &mut Cursor, out: &mut News) {
-        let s = self.lock();
+        let mut s = self.lock();
+        out.hash_request = None;
+        if let Some(at) = s.to_ask.iter().position(|&i| has.get(i)) {
+            let index = s.to_ask.swap_remove(at);
+            out.hash_request = self.hashes.v2().and_then(|v2| v2.block_request(index));
+        }
         out.banned = s.banned.contains(&addr);
         out.haves
             .extend_from_slice(s.have_log.get(cursor.haves..).unwrap_or_default());
@@ -436,6 +462,27 @@ impl PeerSwarm for Arc<Swarm> {
             })
         });
         async move { job.await.ok().flatten() }
+    }
+
+    fn block_hashes(&self, from: SocketAddr, req: &HashRef, hashes: &[u8]) {
+        let Some((index, leaves)) = self
+            .hashes
+            .v2()
+            .and_then(|v2| v2.proven_blocks(req, hashes))
+        else {
+            tracing::debug!("{from}: hashes for {req} that we did not ask for or do not prove");
+            return;
+        };
+        let mut s = self.lock();
+        for (begin, addr, leaf) in s.block_checks.remove(&index).unwrap_or_default() {
+            let good = leaves.get((begin / BLOCK_LEN) as usize);
+            if good != Some(&leaf) && s.banned.insert(addr) {
+                tracing::warn!(
+                    "{addr} sent a bad block of piece {index} (begin {begin}), told by its block \
+                     hash from {from}: dropped"
+                );
+            }
+        }
     }
 
     fn uploaded(&self, addr: SocketAddr, bytes: u64) {
@@ -713,6 +760,8 @@ pub async fn download(
             banned: HashSet::new(),
             block_senders: HashMap::new(),
             suspects: HashMap::new(),
+            block_checks: HashMap::new(),
+            to_ask: Vec::new(),
             sources: HashSet::new(),
             served: HashSet::new(),
             choker: Choker::new(opts.upload_slots),

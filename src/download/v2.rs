@@ -138,6 +138,54 @@ impl V2Pieces {
         got.first() == f.upper.first().and_then(|l| l.get(k as usize))
     }
 
+    /// The leaf hashes of piece `index` (its bytes as read from the byte space): one per 16
+    /// KiB block of file data, a short last block hashed as it is.
+    pub fn leaves(&self, index: u32, piece: &[u8]) -> Vec<Hash> {
+        let data = &piece[..(self.data_len(index) as usize).min(piece.len())];
+        data.chunks(BLOCK_SIZE).map(merkle::block_hash).collect()
+    }
+
+    /// The `hash request` for the block hashes of piece `index` (layer 0, the piece's
+    /// subtree, no uncles: its root is the piece hash we have). `None` for a piece of one
+    /// block, whose hash is already its block's.
+    pub fn block_request(&self, index: u32) -> Option<HashRef> {
+        let (f, k) = self.locate(index)?;
+        if f.piece_height == 0 {
+            return None;
+        }
+        Some(HashRef {
+            pieces_root: f.root,
+            base_layer: 0,
+            index: k << f.piece_height,
+            length: 1 << f.piece_height,
+            proof_layers: f.piece_height - 1,
+        })
+    }
+
+    /// A peer's answer to our [`V2Pieces::block_request`]: the piece and its blocks' hashes
+    /// (without the zero leaves past the file's end), when they hash up to the piece's hash.
+    /// `None` for an answer to anything else, of the wrong size, or that does not prove.
+    pub fn proven_blocks(&self, req: &HashRef, payload: &[u8]) -> Option<(u32, Vec<Hash>)> {
+        let f = &self.files[*self.by_root.get(&req.pieces_root)?];
+        let k = req.index.checked_shr(f.piece_height)?;
+        let index = f.first_piece.checked_add(k).filter(|_| k < f.num_pieces)?;
+        if self.block_request(index).as_ref() != Some(req)
+            || payload.len() != 32 * req.length as usize
+        {
+            return None;
+        }
+        let leaves: Vec<Hash> = payload
+            .chunks_exact(32)
+            .filter_map(|c| c.try_into().ok())
+            .collect();
+        let got = merkle::merkle_root(&leaves, 0)?;
+        if f.upper.first().and_then(|l| l.get(k as usize)) != Some(&got) {
+            return None;
+        }
+        let blocks = (self.data_len(index) as usize).div_ceil(BLOCK_SIZE);
+        Some((index, leaves[..blocks.min(leaves.len())].to_vec()))
+    }
+
     /// The payload of our `hashes` answer to `req` (BEP 52): the `length` hashes of layer
     /// `base layer` from `index`, then the uncle hashes that prove their subtree up to the
     /// layer `proof layers` above the base (none below the subtree's own root). `None` (send
@@ -365,6 +413,38 @@ mod tests {
             .expect("root");
         let got = hashes(&v2.hashes(&req(b, 0, 0, 1, 0), read).expect("b"));
         assert!(merkle::verify_proof(&got[0], 0, &got[1..], &b));
+    }
+
+    #[test]
+    fn block_hashes_of_a_piece_are_asked_for_and_proven() {
+        let (t, space) = torrent();
+        let v2 = V2Pieces::new(&t).expect("v2").expect("layers");
+        let read = |i: u32| Some(piece(&space, i).to_vec());
+        for index in [1, 3, 4] {
+            let r = v2.block_request(index).expect("a request");
+            // our own answer to it proves
+            let payload = v2.hashes(&r, read).expect("answer");
+            let (got, leaves) = v2.proven_blocks(&r, &payload).expect("proven");
+            assert_eq!(got, index);
+            assert_eq!(leaves, v2.leaves(index, piece(&space, index)));
+            let mut bad = payload.clone();
+            bad[0] ^= 1;
+            assert!(v2.proven_blocks(&r, &bad).is_none(), "a wrong hash");
+            assert!(v2.proven_blocks(&r, &payload[32..]).is_none(), "short");
+            let other = HashRef {
+                index: r.index + 1,
+                ..r
+            };
+            assert!(
+                v2.proven_blocks(&other, &payload).is_none(),
+                "not our request"
+            );
+        }
+        // piece 3 (5000 bytes) has one block of data, then zero leaves
+        assert_eq!(v2.leaves(3, piece(&space, 3)).len(), 1);
+        // d is one block: nothing to ask
+        assert!(v2.block_request(5).is_none());
+        assert!(v2.block_request(6).is_none());
     }
 
     #[test]

@@ -19,7 +19,9 @@
 //! - a peer that repeats `have`s (or bitfields) for pieces it had already announced is dropped
 //!   after [`MAX_REDUNDANT_ANNOUNCES`] of them;
 //! - BEP 52 `hash request`s are answered with `hashes` or `hash reject` (the swarm computes the
-//!   answer, [`PeerSwarm::hashes`]); at most [`MAX_HASH_REQUESTS`] wait, more are rejected.
+//!   answer, [`PeerSwarm::hashes`]); at most [`MAX_HASH_REQUESTS`] wait, more are rejected; the
+//!   swarm may have us ask for the block hashes of a failed piece ([`News::hash_request`]), and
+//!   gets the answer ([`PeerSwarm::block_hashes`]).
 //!
 //! The loop never trusts the peer: wrong bitfield sizes, out-of-range indexes, blocks we did
 //! not ask for with a wrong size, or silence while requests are pending end the connection.
@@ -477,6 +479,7 @@ fn handle(
                 payload,
             ));
         }
+        Message::Hashes { hashes_of, hashes } => swarm.block_hashes(st.addr, &hashes_of, hashes),
         Message::HashRequest(h) => {
             if st.hash_requests.len() < MAX_HASH_REQUESTS {
                 st.hash_requests.push_back(h);
@@ -492,7 +495,6 @@ fn handle(
         | Message::Suggest(_)
         | Message::AllowedFast(_)
         | Message::Extended { .. }
-        | Message::Hashes { .. }
         | Message::HashReject(_)
         | Message::Unknown { .. } => {}
     }
@@ -603,6 +605,9 @@ fn sync(swarm: &impl PeerSwarm, st: &mut PeerState, conn: &mut Conn) -> Result<(
     }
     for &index in &news.haves {
         conn.queue(&Message::Have { index });
+    }
+    if let Some(r) = news.hash_request.take() {
+        conn.queue(&Message::HashRequest(r));
     }
     for r in &news.cancels {
         if st.outstanding.remove(r) {

@@ -64,6 +64,9 @@ pub struct News {
     pub interesting: bool,
     /// The swarm's choker lets this peer download from us: `unchoke` it (else `choke`).
     pub unchoked: bool,
+    /// BEP 52: ask this peer for these block hashes (of a piece that failed verification);
+    /// hand its `hashes` answer to [`PeerSwarm::block_hashes`].
+    pub hash_request: Option<HashRef>,
 }
 
 /// What a received block is to the swarm ([`PeerSwarm::accept_block`]).
@@ -165,6 +168,9 @@ pub trait PeerSwarm: Clone + Send + Sync + 'static {
     fn hashes(&self, _req: HashRef) -> impl Future<Output = Option<Vec<u8>>> + Send {
         std::future::ready(None)
     }
+    /// The peer at `from` answered a hash request with `hashes` (BEP 52): block hashes of a
+    /// failed piece tell which of its blocks were bad, and so who sent them.
+    fn block_hashes(&self, _from: SocketAddr, _req: &HashRef, _hashes: &[u8]) {}
     /// Counts bytes served to `addr` (its upload rate for the choker).
     fn uploaded(&self, addr: SocketAddr, bytes: u64);
     /// Whether other peers wait for a connection.

@@ -24,8 +24,9 @@ const NET: Duration = Duration::from_secs(120);
 /// `seed ROOT PORT [RATE]`: seeds it until stdin closes (RATE: upload bytes/s, 0 = no limit).
 /// `leech TORRENT SAVE PORT`: downloads it from 127.0.0.1:PORT, prints `complete` when done
 /// (TORRENT may be a magnet link: then the metadata and piece layers come from the peer too).
-/// `liar ROOT PORT`: a raw-socket peer that has every piece and answers the first request
-/// with one corrupted byte, the others with the right data.
+/// `liar ROOT PORT`: a raw-socket peer that has every piece and answers requests with the
+/// right data, except the first one for a block of the first file (`a.bin`): that one gets a
+/// corrupted byte, then the liar hangs up and listens no more.
 const LT: &str = r#"
 import libtorrent as lt, os, sys, time, socket, struct
 mode = sys.argv[1]
@@ -53,7 +54,8 @@ if mode == "make":
 elif mode == "seed":
     root, port = sys.argv[2], int(sys.argv[3])
     s = settings(port)
-    if len(sys.argv) > 4: s["upload_rate_limit"] = int(sys.argv[4])
+    if len(sys.argv) > 4:
+        s["upload_rate_limit"] = int(sys.argv[4]); s["ignore_limits_on_local_network"] = False
     ses = lt.session(s)
     h = ses.add_torrent({"ti": lt.torrent_info(os.path.join(root, "v2.torrent")),
                          "save_path": os.path.join(root, "data")})
@@ -80,6 +82,7 @@ elif mode == "liar":
         if fs.file_flags(i) & 1: space += bytes(fs.file_size(i))
         else: space += open(os.path.join(root, "data", fs.file_path(i)), "rb").read()
     plen, n = ti.piece_length(), ti.num_pieces()
+    first_file_pieces = (fs.file_size(0) + plen - 1) // plen
     ih = ti.info_hashes().v2.to_bytes()[:20]
     srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.0.1", port)); srv.listen(4)
@@ -109,10 +112,15 @@ elif mode == "liar":
                 idx, begin, length = struct.unpack(">III", body[1:13])
                 at = idx * plen + begin
                 data = bytearray(space[at:at + length])
-                if not lied:
+                if not lied and idx < first_file_pieces:
                     data[0] ^= 0xff; lied = True
                     print("lied about piece %d begin %d" % (idx, begin), flush=True)
                 c.sendall(struct.pack(">IBII", 9 + len(data), 7, idx, begin) + data)
+                if lied:
+                    # hang up cleanly (FIN after the data), read what is left, listen no more
+                    srv.close(); c.shutdown(socket.SHUT_WR)
+                    while c.recv(65536): pass
+                    c.close(); sys.stdin.read(); sys.exit(0)
         except (EOFError, OSError):
             c.close()
 "#;
@@ -333,13 +341,16 @@ fn a_resume_keeps_the_verified_pieces_on_disk() {
     );
 }
 
+/// The liar sends one bad block of a piece of four, whose other blocks come from the honest
+/// seeder: the piece fails with two senders, and the block hashes the honest seeder gives for
+/// it (a hash request) tell which block was bad.
 #[test]
 fn a_lying_peer_is_caught_by_the_merkle_check_and_the_honest_seeder_completes() {
     skip_unless_installed!(&[Program::Libtorrent]);
     let dir = temp_dir("v2-liar");
-    let torrent = make(dir.path(), 16384, "multi");
-    // the honest seeder is slow (64 KiB/s), so the liar is asked first
-    let (honest, _seeder, _l1) = start(dir.path(), "seed", &["65536"]);
+    let torrent = make(dir.path(), 65536, "multi");
+    // the honest seeder is slow (256 KiB/s, on 127.0.0.1 too), so the liar is asked first
+    let (honest, _seeder, _l1) = start(dir.path(), "seed", &["262144"]);
     let (liar, liar_guard, _l2) = start(dir.path(), "liar", &[]);
     let out = dir.path().join("out");
     let r = download(&torrent, &out, &[liar, honest], &["-v"]);
@@ -349,6 +360,13 @@ fn a_lying_peer_is_caught_by_the_merkle_check_and_the_honest_seeder_completes() 
         liar_guard.log_text()
     );
     assert!(r.stderr.contains("failed verification"), "{}", r.describe());
+    assert!(
+        r.stderr
+            .contains(&format!("127.0.0.1:{liar} sent a bad block of piece"))
+            && r.stderr.contains("told by its block hash"),
+        "{}",
+        r.describe()
+    );
     assert_same_files(&content(dir.path(), "multi"), &out);
 }
 
