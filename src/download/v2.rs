@@ -156,7 +156,7 @@ impl V2Pieces {
         Some(HashRef {
             pieces_root: f.root,
             base_layer: 0,
-            index: k << f.piece_height,
+            index: u32::try_from(u64::from(k) << f.piece_height).ok()?,
             length: 1 << f.piece_height,
             proof_layers: f.piece_height - 1,
         })

@@ -2,7 +2,8 @@
 //! libtorrent makes and seeds v2-only torrents (one file of odd size; several files with an
 //! empty one, files smaller and larger than a piece; pieces of 16 and 64 KiB) that bt-trace
 //! downloads, byte for byte; a resume keeps the pieces already on disk; a lying raw-socket peer
-//! is caught by the merkle check while the honest seeder completes the download; libtorrent
+//! is caught by the merkle check, told apart from the honest seeder by the block hashes that
+//! seeder gives for the failed piece, and the honest seeder completes the download; libtorrent
 //! downloads from `bt-trace seed`, also from a magnet link (the piece layers then come from our
 //! answers to its hash requests); `--trace` of a v2 download dissects in tshark with no
 //! malformed frame; a torrent whose piece layer does not hash to its `pieces root` is refused
