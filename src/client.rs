@@ -20,6 +20,7 @@ use crate::bitfield::Bitfield;
 use crate::download::engine::{self, Layout, Options, Summary};
 use crate::download::source::TrackerSource;
 use crate::download::storage::DiskFile;
+use crate::download::verify::PieceHashes;
 use crate::magnet::Magnet;
 use crate::metadata::{self, ExtendedPeer, MetadataError};
 use crate::metainfo::Torrent;
@@ -169,11 +170,17 @@ pub fn file_layout(t: &Torrent, out: &Path) -> Vec<DiskFile> {
             })
             .collect()
     } else {
-        let f = &t.info.files[..1];
-        vec![DiskFile {
-            executable: f.iter().any(|f| f.executable),
-            ..DiskFile::plain(out.to_path_buf(), t.info.total_length)
-        }]
+        // the file, and for a v2 torrent the padding to its last piece's end (never written)
+        t.info
+            .files
+            .iter()
+            .map(|f| DiskFile {
+                path: out.to_path_buf(),
+                length: f.length,
+                padding: f.padding,
+                executable: f.executable,
+            })
+            .collect()
     }
 }
 
@@ -201,14 +208,16 @@ fn make_symlinks(t: &Torrent, out: &Path) {
     }
 }
 
-fn layout(t: &Torrent, files: Vec<DiskFile>) -> Layout {
-    Layout {
+/// The engine's view of `t`: for a v2-only torrent, each file's piece layer is checked against
+/// its `pieces root` here, before any file is opened (a mismatch refuses the torrent).
+fn layout(t: &Torrent, files: Vec<DiskFile>) -> Result<Layout> {
+    Ok(Layout {
         info_hash: t.info_hash,
         piece_len: t.info.piece_length,
-        hashes: t.info.pieces.clone(),
+        hashes: PieceHashes::of(t)?,
         files,
         info_bytes: Some(t.info.raw_bytes().to_vec()),
-    }
+    })
 }
 
 /// Binds our listening socket: the asked port, or any free one when it is taken (two
@@ -242,7 +251,7 @@ fn bind_listener(ip: std::net::IpAddr, port: u16) -> std::io::Result<std::net::T
     socket.listen(LISTEN_BACKLOG)?.into_std()
 }
 
-fn options(cfg: &ClientConfig, wanted: Option<Bitfield>) -> Options {
+fn options(t: &Torrent, cfg: &ClientConfig, wanted: Option<Bitfield>) -> Options {
     let (listener, port) = listen(cfg.listen_ip, cfg.port);
     let mut o = Options {
         peer_id: cfg.peer_id,
@@ -261,21 +270,26 @@ fn options(cfg: &ClientConfig, wanted: Option<Bitfield>) -> Options {
     if let Some(r) = cfg.reserved {
         o.reserved = r;
     }
+    if !t.info.has_v1() {
+        // BEP 52: we speak v2 (reserved byte 7, 0x10). Only for a v2-only torrent: a hybrid
+        // downloads through v1, and with the bit set the hybrid download from a libtorrent
+        // 2.0.8 seeder in tests/it/magnet_v2.rs did not complete
+        o.reserved.0[7] |= 0x10;
+    }
     o
 }
 
 /// Downloads the whole torrent into `out` (`bt-trace download`), resuming from what is there.
 pub async fn download(t: &Torrent, out: &Path, cfg: &ClientConfig) -> Result<Summary> {
-    t.check_v1()?;
-    let opts = options(cfg, None);
+    let opts = options(t, cfg, None);
     let source = tracker_source(t, cfg, opts.listen_port.unwrap_or(cfg.port));
     if source.tiers.tiers().is_empty() && opts.peers.is_empty() {
         bail!("the torrent names no tracker; give peers with --peer IP:PORT");
     }
+    let layout = layout(t, file_layout(t, out))?;
     let (links, dir) = (t.clone(), out.to_path_buf());
     tokio::task::spawn_blocking(move || make_symlinks(&links, &dir)).await?;
-    let summary = engine::download(layout(t, file_layout(t, out)), Box::new(source), opts).await?;
-    Ok(summary)
+    engine::download(layout, Box::new(source), opts).await
 }
 
 /// Downloads the pieces in `wanted` into `out` from `cfg.extra_peers` only, never asking a
@@ -286,14 +300,13 @@ pub async fn download_from_peers(
     cfg: &ClientConfig,
     wanted: Bitfield,
 ) -> Result<Summary> {
-    t.check_v1()?;
-    let opts = options(cfg, Some(wanted));
+    let opts = options(t, cfg, Some(wanted));
     if opts.peers.is_empty() {
         bail!("no peer to download from");
     }
     let port = opts.listen_port.unwrap_or(cfg.port);
     let source = tracker_source_for(Tiers::new(None, &[]), t.info_hash, cfg, port);
-    engine::download(layout(t, file_layout(t, out)), Box::new(source), opts).await
+    engine::download(layout(t, file_layout(t, out))?, Box::new(source), opts).await
 }
 
 /// Downloads one piece and writes its bytes to `out` (`bt-trace download_piece`). The
@@ -304,8 +317,7 @@ pub async fn download_piece(
     out: &Path,
     cfg: &ClientConfig,
 ) -> Result<Summary> {
-    t.check_v1()?;
-    let n = t.info.num_pieces() as u32;
+    let n = t.info.piece_count() as u32;
     if index >= n {
         bail!(
             "piece index {index} is out of range: the torrent has {n} pieces (0..={})",
@@ -314,7 +326,7 @@ pub async fn download_piece(
     }
     let mut wanted = Bitfield::new(n);
     wanted.set(index);
-    let opts = options(cfg, Some(wanted));
+    let opts = options(t, cfg, Some(wanted));
     let source = tracker_source(t, cfg, opts.listen_port.unwrap_or(cfg.port));
     if source.tiers.tiers().is_empty() && opts.peers.is_empty() {
         bail!("the torrent names no tracker; give peers with --peer IP:PORT");
@@ -329,14 +341,17 @@ pub async fn download_piece(
         .tempdir_in(parent)
         .with_context(|| format!("creating a staging directory in {}", parent.display()))?;
     let files = file_layout(t, &stage.path().join("data"));
-    let summary = engine::download(layout(t, files.clone()), Box::new(source), opts).await?;
+    let layout = layout(t, files.clone())?;
+    // a v2 piece is its file's bytes; the padding after them is not written out
+    let data_len = layout.hashes.v2().map(|v2| v2.data_len(index) as usize);
+    let summary = engine::download(layout, Box::new(source), opts).await?;
     // copy the piece out and remove the staging files, off the async workers
     let (complete, piece_len, out) = (summary.complete, t.info.piece_length, out.to_path_buf());
     tokio::task::spawn_blocking(move || -> Result<()> {
         if complete {
             let storage = crate::download::storage::Storage::open(&files, piece_len)?;
             let (start, len) = storage.piece_range(index);
-            let mut buf = vec![0; len];
+            let mut buf = vec![0; data_len.unwrap_or(len).min(len)];
             storage.read_at(start, &mut buf)?;
             std::fs::write(&out, &buf).with_context(|| format!("writing {}", out.display()))?;
         }
@@ -358,17 +373,16 @@ pub async fn seed(
     cfg: &ClientConfig,
     on_checked: Arc<dyn Fn(u32, u32) + Send + Sync>,
 ) -> Result<Summary> {
-    t.check_v1()?;
-    let files = file_layout(t, data);
-    let check = files.clone();
-    tokio::task::spawn_blocking(move || check_data_files(&check)).await??;
+    let layout = layout(t, file_layout(t, data))?;
+    let files = layout.files.clone();
+    tokio::task::spawn_blocking(move || check_data_files(&files)).await??;
     let mut cfg = cfg.clone();
     cfg.seed = true;
     // serve only: nothing is wanted, so nothing is written
-    let mut opts = options(&cfg, Some(Bitfield::new(t.info.num_pieces() as u32)));
+    let mut opts = options(t, &cfg, Some(Bitfield::new(t.info.piece_count() as u32)));
     opts.on_checked = Some(on_checked);
     let source = tracker_source(t, &cfg, opts.listen_port.unwrap_or(cfg.port));
-    engine::download(layout(t, files), Box::new(source), opts).await
+    engine::download(layout, Box::new(source), opts).await
 }
 
 /// Every file of the torrent must be there, at its length, before we seed it (a missing file
@@ -575,6 +589,47 @@ pub async fn magnet_info(m: &Magnet, cfg: &ClientConfig) -> Result<(Torrent, Soc
     Ok((Torrent::from_info(info, m.tiers()), peer.addr))
 }
 
+/// [`magnet_info`], and for a v2-only torrent the piece layers of its files of more than one
+/// piece, fetched with `hash request`s from the peer that gave the metadata (BEP 9 carries
+/// only `info`), each proven against its file's `pieces root`.
+async fn magnet_v2_info(m: &Magnet, cfg: &ClientConfig) -> Result<(Torrent, SocketAddr)> {
+    use crate::peer::layers::{self, LayerFile};
+    let (mut t, from) = magnet_info(m, cfg).await?;
+    let Some(v2) = t.info.v2.as_ref().filter(|_| !t.info.has_v1()) else {
+        return Ok((t, from));
+    };
+    let piece_len = t.info.piece_length;
+    let mut files: Vec<LayerFile> = v2
+        .files
+        .iter()
+        .filter(|f| f.layer_len(piece_len) > 0)
+        .filter_map(|f| {
+            Some(LayerFile {
+                root: f.pieces_root?,
+                length: f.length,
+            })
+        })
+        .collect();
+    files.dedup();
+    if files.is_empty() {
+        return Ok((t, from));
+    }
+    let got = layers::fetch(
+        from,
+        t.info_hash,
+        cfg.peer_id,
+        &files,
+        piece_len,
+        cfg.conn_observer.clone(),
+    )
+    .await
+    .with_context(|| format!("fetching the piece layers from {from}"))?;
+    for (f, layer) in files.iter().zip(got) {
+        t.piece_layers.layers.insert(f.root, layer);
+    }
+    Ok((t, from))
+}
+
 /// The settings for the download after the metadata: extension protocol only in the
 /// handshake, and the link's peers (with the one that gave the metadata first) besides the
 /// trackers.
@@ -598,7 +653,7 @@ pub async fn magnet_download(
     out: &Path,
     cfg: &ClientConfig,
 ) -> Result<(Torrent, Summary)> {
-    let (t, from) = interruptible(cfg, magnet_info(m, cfg)).await?;
+    let (t, from) = interruptible(cfg, magnet_v2_info(m, cfg)).await?;
     let summary = download(&t, out, &magnet_download_config(m, cfg, from)).await?;
     Ok((t, summary))
 }
@@ -611,7 +666,7 @@ pub async fn magnet_download_piece(
     out: &Path,
     cfg: &ClientConfig,
 ) -> Result<(Torrent, Summary)> {
-    let (t, from) = interruptible(cfg, magnet_info(m, cfg)).await?;
+    let (t, from) = interruptible(cfg, magnet_v2_info(m, cfg)).await?;
     let summary = download_piece(&t, index, out, &magnet_download_config(m, cfg, from)).await?;
     Ok((t, summary))
 }

@@ -46,13 +46,38 @@ pub fn pad_hash(height: u32) -> Hash {
 pub fn layer(nodes: &[Hash], height: u32, up: u32) -> Vec<Hash> {
     let mut cur = nodes.to_vec();
     for h in height..height + up {
-        let pad = pad_hash(h);
-        cur = cur
-            .chunks(2)
-            .map(|pair| parent(&pair[0], pair.get(1).unwrap_or(&pad)))
-            .collect();
+        cur = parents(&cur, h);
     }
     cur
+}
+
+/// The layer above `nodes` (at `height`): pairs hashed, an odd node out paired with the pad
+/// hash of its height.
+fn parents(nodes: &[Hash], height: u32) -> Vec<Hash> {
+    let pad = pad_hash(height);
+    nodes
+        .chunks(2)
+        .map(|pair| parent(&pair[0], pair.get(1).unwrap_or(&pad)))
+        .collect()
+}
+
+/// Every layer from `nodes` (at `height`) up to the root of their tree padded to a power of
+/// two: `levels[0]` is `nodes`, the last level is the root alone. A node missing at the end of
+/// a level is the pad hash of that level's height. Empty for no nodes.
+pub fn levels(nodes: &[Hash], height: u32) -> Vec<Vec<Hash>> {
+    let mut out: Vec<Vec<Hash>> = Vec::new();
+    if nodes.is_empty() {
+        return out;
+    }
+    let mut cur = nodes.to_vec();
+    let mut h = height;
+    while cur.len() > 1 {
+        let next = parents(&cur, h);
+        out.push(std::mem::replace(&mut cur, next));
+        h += 1;
+    }
+    out.push(cur);
+    out
 }
 
 /// The root over `nodes` at `height` above the leaves, padded with pad hashes to a power of
@@ -348,6 +373,12 @@ mod tests {
         assert_eq!(streamed.piece_layer, pieces);
         assert_eq!(streamed.root, merkle_root(&leaves, 0));
         assert_eq!(pad_hash(1), parent(&[0; 32], &[0; 32]));
+        let all = levels(&leaves, 0);
+        assert_eq!(all.iter().map(Vec::len).collect::<Vec<_>>(), [5, 3, 2, 1]);
+        assert_eq!(all[1], pieces);
+        assert_eq!(all[3].first(), merkle_root(&leaves, 0).as_ref());
+        assert!(levels(&[], 0).is_empty());
+        assert_eq!(levels(&pieces[..1], 1), [pieces[..1].to_vec()]);
     }
 
     #[test]

@@ -842,7 +842,7 @@ mod tests {
         let layout = Layout {
             info_hash: h,
             piece_len: parsed.piece_length,
-            hashes: parsed.pieces.clone(),
+            hashes: crate::download::verify::PieceHashes::V1(parsed.pieces.clone()),
             files: vec![crate::download::storage::DiskFile::plain(
                 dir.path().join("data"),
                 parsed.total_length,

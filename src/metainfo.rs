@@ -30,8 +30,8 @@
 //! `piece layers` (read in [`v2`]); a *hybrid* has both the v1 fields and the v2 ones, which
 //! must describe the same files. [`Torrent::info_hash`] is what goes on the wire: the v1 SHA-1
 //! when the torrent has v1 `pieces`, else the first 20 bytes of the v2 SHA-256. A v2-only
-//! torrent can be shown (its files laid out at piece boundaries, as libtorrent does) but not
-//! downloaded: [`Torrent::check_v1`] says so.
+//! torrent's files are laid out at piece boundaries, as libtorrent does; a download checks its
+//! pieces against the v2 merkle trees (`download::verify`).
 //!
 //! Contract: [`Torrent::parse`] and [`Info::from_raw_bytes`] never panic on any input; they
 //! return a [`MetainfoError`] that says what is wrong and where. Nothing here touches the disk.
@@ -88,11 +88,6 @@ pub enum MetainfoError {
         expected: String,
         found: String,
     },
-    #[error(
-        "this is a BitTorrent v2-only torrent (BEP 52, no v1 `info.pieces`): bt-trace can show \
-         it but downloads and seeds only v1 and hybrid torrents"
-    )]
-    V2Only,
     #[error("hybrid torrent refused: its v1 and v2 file lists disagree: {why}")]
     HybridMismatch { why: String },
 }
@@ -383,16 +378,6 @@ impl Torrent {
     /// The info hash as 40 lowercase hex digits.
     pub fn info_hash_hex(&self) -> String {
         hex::encode(self.info_hash)
-    }
-
-    /// Downloading and seeding verify pieces with v1 SHA-1 hashes: fine for v1 and hybrid
-    /// torrents, [`MetainfoError::V2Only`] for a v2-only one.
-    pub fn check_v1(&self) -> Result<()> {
-        if self.info.has_v1() {
-            Ok(())
-        } else {
-            Err(MetainfoError::V2Only)
-        }
     }
 }
 

@@ -657,8 +657,7 @@ fn client_config(net: &Net) -> ClientConfig {
 
 /// A piece index of the command line that the torrent does not have is a usage error.
 fn piece_in_range(t: &crate::metainfo::Torrent, index: u32) -> Result<()> {
-    t.check_v1()?;
-    let n = t.info.pieces.len();
+    let n = t.info.piece_count() as usize;
     if index as usize >= n {
         let e = format!(
             "piece index {index} is out of range: the torrent has {n} pieces (0..={})",

@@ -39,13 +39,15 @@ use tokio_util::sync::CancellationToken;
 use crate::bitfield::Bitfield;
 use crate::download::choker::Choker;
 use crate::download::picker::Picker;
-use crate::download::picker::Received;
+use crate::download::picker::{Received, BLOCK_LEN};
 use crate::download::storage::Storage;
+use crate::download::verify::PieceHashes;
 use crate::peer::conn::{next_conn_id, Conn, ConnObserver};
 use crate::peer::session::{self, SessionEnd, Timeouts};
 use crate::peer::swarm::{
     BlockVerdict, Cursor, DiskError, News, PeerSwarm, Pressure, SessionConfig,
 };
+use crate::wire::message::HashRef;
 use crate::wire::{BlockRef, Reserved};
 
 /// The shape of a torrent's data, as the engine needs it.
@@ -53,7 +55,8 @@ use crate::wire::{BlockRef, Reserved};
 pub struct Layout {
     pub info_hash: [u8; 20],
     pub piece_len: u64,
-    pub hashes: Vec<[u8; 20]>,
+    /// What each piece must hash to (v1 SHA-1, or v2 merkle trees).
+    pub hashes: PieceHashes,
     /// The files of the byte space, in metainfo order.
     pub files: Vec<crate::download::storage::DiskFile>,
     /// The raw `info` dictionary, served to peers that ask for metadata (BEP 9).
@@ -71,7 +74,7 @@ struct Swarm {
     config: SessionConfig,
     piece_len: u64,
     total_len: u64,
-    hashes: Vec<[u8; 20]>,
+    hashes: PieceHashes,
     storage: Storage,
     info_bytes: Option<Vec<u8>>,
     downloaded: AtomicU64,
@@ -105,6 +108,11 @@ struct SwarmState {
     /// Blocks of pieces that failed verification: `(begin, peer, SHA-1 of what it sent)`.
     /// Compared with the good data once the piece verifies ("smart ban").
     suspects: HashMap<u32, Vec<(u32, SocketAddr, [u8; 20])>>,
+    /// v2: blocks of failed pieces whose block hashes we ask a peer for: `(begin, peer, leaf
+    /// hash of what it sent)`.
+    block_checks: HashMap<u32, Vec<(u32, SocketAddr, crate::merkle::Hash)>>,
+    /// v2: failed pieces in `block_checks` not asked about yet.
+    to_ask: Vec<u32>,
     /// Peers that sent us at least one useful block.
     sources: HashSet<SocketAddr>,
     /// Peers we sent at least one block.
@@ -200,8 +208,8 @@ impl Swarm {
     /// Hashes a complete piece on disk and records the verdict. Runs on the blocking pool.
     fn verify_piece(&self, index: u32) {
         let mut buf = Vec::new();
-        let ok = match self.storage.hash_piece(index, &mut buf) {
-            Ok(h) => h == self.hashes[index as usize],
+        let ok = match self.storage.read_piece(index, &mut buf) {
+            Ok(()) => self.hashes.check(index, &buf),
             Err(e) => {
                 // our disk, not the peers: nobody is blamed
                 self.lock().picker.failed(index);
@@ -222,6 +230,8 @@ impl Swarm {
                     tracing::warn!("{addr} sent bad data for piece {index} begin {begin}: dropped");
                 }
             }
+            s.block_checks.remove(&index);
+            s.to_ask.retain(|&i| i != index);
             s.picker.verified(index);
             s.have_log.push(index);
             if s.picker.is_complete() {
@@ -233,7 +243,7 @@ impl Swarm {
             s.pieces_failed += 1;
             let peers: HashSet<SocketAddr> = senders.iter().map(|(_, a)| *a).collect();
             tracing::warn!(
-                "piece {index} failed SHA-1 verification (blocks from {peers:?}); fetching it again"
+                "piece {index} failed verification (blocks from {peers:?}); fetching it again"
             );
             if peers.len() == 1 {
                 // a lone sender is certainly the culprit
@@ -245,6 +255,20 @@ impl Swarm {
                     .map(|&(begin, addr)| (begin, addr, Sha1::digest(block(begin)).into()))
                     .collect();
                 s.suspects.entry(index).or_default().extend(sus);
+                // v2: a peer's block hashes can tell the bad blocks at once
+                if let Some(v2) = self
+                    .hashes
+                    .v2()
+                    .filter(|v2| v2.block_request(index).is_some())
+                {
+                    let leaves = v2.leaves(index, &buf);
+                    let checks = senders.iter().map(|&(begin, addr)| {
+                        let leaf = leaves.get((begin / BLOCK_LEN) as usize).copied();
+                        (begin, addr, leaf.unwrap_or_default())
+                    });
+                    s.block_checks.insert(index, checks.collect());
+                    s.to_ask.push(index);
+                }
             }
         }
         drop(s);
@@ -323,7 +347,12 @@ impl PeerSwarm for Arc<Swarm> {
     }
 
     fn news(&self, addr: SocketAddr, has: &Bitfield, cursor: &mut Cursor, out: &mut News) {
-        let s = self.lock();
+        let mut s = self.lock();
+        out.hash_request = None;
+        if let Some(at) = s.to_ask.iter().position(|&i| has.get(i)) {
+            let index = s.to_ask.swap_remove(at);
+            out.hash_request = self.hashes.v2().and_then(|v2| v2.block_request(index));
+        }
         out.banned = s.banned.contains(&addr);
         out.haves
             .extend_from_slice(s.have_log.get(cursor.haves..).unwrap_or_default());
@@ -415,6 +444,44 @@ impl PeerSwarm for Arc<Swarm> {
         async move {
             job.await
                 .unwrap_or_else(|e| Err(DiskError(format!("the disk task failed: {e}"))))
+        }
+    }
+
+    fn hashes(&self, req: HashRef) -> impl Future<Output = Option<Vec<u8>>> + Send {
+        let sw = self.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let v2 = sw.hashes.v2()?;
+            v2.hashes(&req, |piece| {
+                // block hashes only of a piece we verified
+                if !sw.lock().picker.have().get(piece) {
+                    return None;
+                }
+                let mut buf = Vec::new();
+                sw.storage.read_piece(piece, &mut buf).ok()?;
+                Some(buf)
+            })
+        });
+        async move { job.await.ok().flatten() }
+    }
+
+    fn block_hashes(&self, from: SocketAddr, req: &HashRef, hashes: &[u8]) {
+        let Some((index, leaves)) = self
+            .hashes
+            .v2()
+            .and_then(|v2| v2.proven_blocks(req, hashes))
+        else {
+            tracing::debug!("{from}: hashes for {req} that we did not ask for or do not prove");
+            return;
+        };
+        let mut s = self.lock();
+        for (begin, addr, leaf) in s.block_checks.remove(&index).unwrap_or_default() {
+            let good = leaves.get((begin / BLOCK_LEN) as usize);
+            if good != Some(&leaf) && s.banned.insert(addr) {
+                tracing::warn!(
+                    "{addr} sent a bad block of piece {index} (begin {begin}), told by its block \
+                     hash from {from}: dropped"
+                );
+            }
         }
     }
 
@@ -616,7 +683,7 @@ pub async fn download(
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let total_len = layout.total_len();
-    let num_pieces = layout.hashes.len() as u32;
+    let num_pieces = layout.hashes.num_pieces();
     // open the files and, when resuming, hash what is already there (blocking work)
     let (files, piece_len, hashes) = (
         layout.files.clone(),
@@ -635,7 +702,7 @@ pub async fn download(
                     _ => anyhow::anyhow!("reading {e}"),
                 })?
         } else {
-            Bitfield::new(hashes.len() as u32)
+            Bitfield::new(hashes.num_pieces())
         };
         if storage.existed() && have.count() == 0 {
             warn_unrelated(&storage);
@@ -650,14 +717,17 @@ pub async fn download(
     }
     if opts.seed && pieces_resumed == 0 && opts.wanted.as_ref().is_some_and(|w| w.count() == 0) {
         anyhow::bail!(
-            "none of the {num_pieces} pieces on disk matches the torrent's SHA-1 hashes: nothing to seed"
+            "none of the {num_pieces} pieces on disk matches the torrent's hashes: nothing to seed"
         );
     }
     let wanted = opts
         .wanted
         .clone()
         .unwrap_or_else(|| Bitfield::full(num_pieces));
-    let picker = Picker::new(layout.piece_len, total_len, have, wanted);
+    let mut picker = Picker::new(layout.piece_len, total_len, have, wanted);
+    if let Some(v2) = layout.hashes.v2() {
+        picker = picker.with_padding((0..num_pieces).map(|i| v2.data_len(i)).collect());
+    }
     let (wake_tx, _) = watch::channel(0u64);
     let swarm = Arc::new(Swarm {
         config: SessionConfig {
@@ -686,6 +756,8 @@ pub async fn download(
             banned: HashSet::new(),
             block_senders: HashMap::new(),
             suspects: HashMap::new(),
+            block_checks: HashMap::new(),
+            to_ask: Vec::new(),
             sources: HashSet::new(),
             served: HashSet::new(),
             choker: Choker::new(opts.upload_slots),

@@ -11,6 +11,8 @@ pub mod engine;
 pub mod picker;
 pub mod source;
 pub mod storage;
+pub mod v2;
+pub mod verify;
 
 pub use engine::{
     download, AnnounceEvent, Layout, Options, PeerList, PeerSource, StaticPeers, Summary,

@@ -76,6 +76,8 @@ pub struct Picker {
     active: Vec<u32>,
     /// Free blocks left in wanted pieces we do not have; zero means endgame.
     free_blocks: u64,
+    /// v2: the bytes of file data at the start of each piece; the rest is padding.
+    data_len: Option<Vec<u32>>,
 }
 
 impl Picker {
@@ -101,12 +103,29 @@ impl Picker {
             wanted,
             active: Vec::new(),
             free_blocks: 0,
+            data_len: None,
         };
-        p.free_blocks = (0..num_pieces)
-            .filter(|&i| p.needs(i))
-            .map(|i| u64::from(p.blocks_in(i)))
-            .sum();
+        p.count_free();
         p
+    }
+
+    /// A v2 torrent's pieces end in padding (each file is padded to a piece boundary): piece
+    /// `i` holds `data_len[i]` bytes of data. A block wholly inside the padding is never
+    /// requested (as libtorrent, which marks such blocks as pad blocks); the block the data
+    /// ends in is requested whole, its padding included.
+    pub fn with_padding(mut self, data_len: Vec<u32>) -> Picker {
+        if data_len.len() == self.num_pieces as usize {
+            self.data_len = Some(data_len);
+            self.count_free();
+        }
+        self
+    }
+
+    fn count_free(&mut self) {
+        self.free_blocks = (0..self.num_pieces)
+            .filter(|&i| self.needs(i))
+            .map(|i| u64::from(self.blocks_in(i)))
+            .sum();
     }
 
     pub fn num_pieces(&self) -> u32 {
@@ -119,8 +138,13 @@ impl Picker {
         (self.total_len.saturating_sub(start)).min(self.piece_len) as u32
     }
 
+    /// Blocks we request of piece `index`: those holding data.
     fn blocks_in(&self, index: u32) -> u32 {
-        self.piece_size(index).div_ceil(BLOCK_LEN)
+        let data = match &self.data_len {
+            Some(d) => d.get(index as usize).copied().unwrap_or(0),
+            None => self.piece_size(index),
+        };
+        data.min(self.piece_size(index)).div_ceil(BLOCK_LEN)
     }
 
     fn block_ref(&self, index: u32, block: u32) -> BlockRef {
@@ -312,7 +336,7 @@ impl Picker {
     pub fn received(&mut self, r: &BlockRef) -> Received {
         if r.index >= self.num_pieces
             || r.begin % BLOCK_LEN != 0
-            || r.begin >= self.piece_size(r.index)
+            || r.begin / BLOCK_LEN >= self.blocks_in(r.index)
         {
             return Received::Invalid;
         }
@@ -404,6 +428,36 @@ mod tests {
         assert_eq!(p.piece_size(2), 10_000);
         assert_eq!(p.block_ref(0, 2).length, 40_000 - 32_768);
         assert_eq!(p.free_blocks, 3 + 3 + 1);
+    }
+
+    #[test]
+    fn v2_padding_blocks_are_never_requested() {
+        // two pieces of 4 blocks; piece 1 holds 20 000 bytes of data, then padding
+        let mut p = picker(2, 65_536, 131_072).with_padding(vec![65_536, 20_000]);
+        assert_eq!(p.free_blocks, 4 + 2);
+        let mut out = Vec::new();
+        p.pick(&Bitfield::full(2), 10, &mut out, &none(), 0);
+        let of_1: Vec<_> = out.iter().filter(|r| r.index == 1).collect();
+        // the block the data ends in is asked for whole (as libtorrent does)
+        assert_eq!(
+            of_1,
+            [
+                &BlockRef::new(1, 0, 16_384),
+                &BlockRef::new(1, 16_384, 16_384)
+            ]
+        );
+        assert_eq!(
+            p.received(&BlockRef::new(1, 32_768, 16_384)),
+            Received::Invalid
+        );
+        for r in &out {
+            assert!(matches!(p.received(r), Received::Accepted { .. }));
+            let last = p.written(r);
+            assert_eq!(
+                last,
+                *r == BlockRef::new(1, 16_384, 16_384) || *r == BlockRef::new(0, 49_152, 16_384)
+            );
+        }
     }
 
     fn none() -> HashSet<BlockRef> {

@@ -10,7 +10,7 @@
 //! cut nor grown before that, so an unrelated file can be reported before it is reused) and
 //! then brought to their length ([`Storage::fit`]). Blocks are
 //! written straight to their place as they arrive; a piece counts only once its SHA-1 over the
-//! bytes on disk matches. Resuming needs no side file: on start, every piece already on disk is
+//! bytes on disk matches (v1 SHA-1 or the v2 merkle tree: [`PieceHashes`]). Resuming needs no side file: on start, every piece already on disk is
 //! hashed (SHA-1 runs at ~2 GB/s with the CPU's SHA instructions) and the good ones are kept.
 //! Because only verified pieces are trusted, a crash or `kill -9` at any moment loses at most
 //! the pieces that were still incomplete.
@@ -20,9 +20,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use sha1::{Digest, Sha1};
-
 use crate::bitfield::Bitfield;
+use crate::download::verify::PieceHashes;
 
 /// One file of the torrent's byte space, as the storage places it on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,12 +239,11 @@ impl Storage {
         (start, len as usize)
     }
 
-    /// Hashes piece `index` as it is on disk. `buf` is reused scratch space.
-    pub fn hash_piece(&self, index: u32, buf: &mut Vec<u8>) -> io::Result<[u8; 20]> {
+    /// Reads piece `index` as it is on disk into `buf` (reused scratch space).
+    pub fn read_piece(&self, index: u32, buf: &mut Vec<u8>) -> io::Result<()> {
         let (start, len) = self.piece_range(index);
         buf.resize(len, 0);
-        self.read_at(start, buf)?;
-        Ok(Sha1::digest(&buf[..]).into())
+        self.read_at(start, buf)
     }
 
     /// Writes a whole piece at its place.
@@ -258,21 +256,24 @@ impl Storage {
     /// `ErrorKind::Interrupted` as soon as `stop()` says so (Ctrl-C during a long check).
     pub fn check_existing(
         &self,
-        hashes: &[[u8; 20]],
+        hashes: &PieceHashes,
         stop: impl Fn() -> bool,
     ) -> io::Result<Bitfield> {
-        let mut have = Bitfield::new(hashes.len() as u32);
+        let mut have = Bitfield::new(hashes.num_pieces());
         let mut buf = Vec::new();
-        for (i, h) in hashes.iter().enumerate() {
+        for i in 0..hashes.num_pieces() {
             if stop() {
                 return Err(io::Error::new(
                     io::ErrorKind::Interrupted,
                     "interrupted while checking the files on disk",
                 ));
             }
-            let (start, len) = self.piece_range(i as u32);
-            if self.on_disk(start, len) && self.hash_piece(i as u32, &mut buf)? == *h {
-                have.set(i as u32);
+            let (start, len) = self.piece_range(i);
+            if self.on_disk(start, len) {
+                self.read_piece(i, &mut buf)?;
+                if hashes.check(i, &buf) {
+                    have.set(i);
+                }
             }
         }
         Ok(have)
@@ -286,6 +287,7 @@ fn with_path(e: io::Error, path: &Path) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha1::{Digest, Sha1};
 
     #[test]
     fn pieces_span_files() {
@@ -322,6 +324,7 @@ mod tests {
         let s = Storage::open(&files, 4).unwrap();
         s.write_at(4, &[99]).unwrap();
         assert!(s.existed());
+        let hashes = PieceHashes::V1(hashes);
         let have = s.check_existing(&hashes, || false).unwrap();
         let stopped = s.check_existing(&hashes, || true).unwrap_err();
         assert_eq!(stopped.kind(), io::ErrorKind::Interrupted);
@@ -332,7 +335,7 @@ mod tests {
     fn files_of_another_size_are_checked_as_found_then_fitted() {
         let dir = tempfile::tempdir().unwrap();
         let data: Vec<u8> = (0..12).collect();
-        let hashes: Vec<[u8; 20]> = data.chunks(4).map(|c| Sha1::digest(c).into()).collect();
+        let hashes = PieceHashes::V1(data.chunks(4).map(|c| Sha1::digest(c).into()).collect());
         let files = vec![DiskFile::plain(dir.path().join("f"), 12)];
         // longer, with the first piece right: kept, and not cut before the check
         let mut long = data[..4].to_vec();

@@ -8,8 +8,10 @@
 //! metadata peers exchange) maps each `pieces root` of a file larger than one piece to the
 //! concatenated SHA-256 of each of its pieces' subtrees.
 //!
-//! Owns reading those fields and their length checks. It never computes merkle roots (that is
-//! `crate::merkle`'s job), so a piece layer is checked for its length, not against its root.
+//! Owns reading those fields and their length checks. Parsing checks a piece layer for its
+//! length only (`info` shows a torrent whatever its layers hash to); a download asks
+//! [`PieceLayers::checked`] for a file's layer, which is checked against its `pieces root`
+//! (the hashing itself is `crate::merkle`'s).
 
 use super::{
     missing, non_negative, sanitize_path, sanitized_warning, text, wrong, FileEntry, MetainfoError,
@@ -358,9 +360,51 @@ impl PieceLayers {
     }
 }
 
+impl PieceLayers {
+    /// The piece hashes of `file` for a download: its layer split into hashes, checked to hash
+    /// up to its `pieces root` (the layer padded with the roots of all-zero pieces to a power
+    /// of two). Empty for a file of at most one piece (its root is its only piece's hash). An
+    /// error names the file when the layer is missing or does not match its root.
+    pub fn checked(&self, file: &V2File, piece_length: u64) -> Result<Vec<[u8; 32]>> {
+        let Some(root) = file
+            .pieces_root
+            .filter(|_| file.layer_len(piece_length) > 0)
+        else {
+            return Ok(Vec::new());
+        };
+        let name = file.path.join("/");
+        let field = format!("piece layers[{}]", hex::encode(root));
+        let Some(bytes) = self.layers.get(&root) else {
+            return Err(MetainfoError::Invalid {
+                field: "piece layers".into(),
+                why: format!(
+                    "has no layer for {name:?} ({} pieces)",
+                    file.num_pieces(piece_length)
+                ),
+            });
+        };
+        let layer: Vec<[u8; 32]> = bytes
+            .chunks_exact(32)
+            .filter_map(|c| <[u8; 32]>::try_from(c).ok())
+            .collect();
+        let height = (piece_length / crate::merkle::BLOCK_SIZE as u64).trailing_zeros();
+        if layer.len() as u64 != file.num_pieces(piece_length)
+            || crate::merkle::merkle_root(&layer, height) != Some(root)
+        {
+            return Err(MetainfoError::Invalid {
+                field,
+                why: format!(
+                    "does not hash to the `pieces root` of {name:?}: refusing the torrent"
+                ),
+            });
+        }
+        Ok(layer)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::{Info, InfoHashes, MetainfoError, Torrent};
+    use super::super::{Info, InfoHashes, Torrent};
     use crate::bencode::Value;
     use sha2::{Digest, Sha256};
 
@@ -430,7 +474,6 @@ mod tests {
         assert_eq!(v2.num_pieces(t.info.piece_length), 4);
         assert_eq!((t.piece_layers.needed, t.piece_layers.present), (1, 1));
         assert!(t.warnings().is_empty(), "{:?}", t.warnings());
-        assert_eq!(t.check_v1(), Err(MetainfoError::V2Only));
         // the metadata of a v2-only torrent is checked against its SHA-256 (a `btmh` link)
         let v2_link = InfoHashes::V2(sha256);
         assert_eq!(v2_link.wire(), t.info_hash);
@@ -549,7 +592,6 @@ mod tests {
         assert!(t.info.has_v1() && t.info.v2.is_some());
         assert_eq!(t.info_hash, t.info.info_hash());
         assert_eq!(t.info.num_pieces(), 4);
-        assert!(t.check_v1().is_ok());
         // its metadata must match both hashes of a hybrid magnet link
         let raw = t.info.raw_bytes();
         let (v1, v2) = (t.info.info_hash(), t.info.v2.as_ref().unwrap().info_hash);

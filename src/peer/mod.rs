@@ -3,6 +3,7 @@
 //! download engine above it.
 
 pub mod conn;
+pub mod layers;
 pub mod session;
 pub mod swarm;
 

@@ -17,7 +17,11 @@
 //!   and all pending ones when we choke it are `reject`ed under the fast extension, and a peer
 //!   that keeps flooding us with them is dropped;
 //! - a peer that repeats `have`s (or bitfields) for pieces it had already announced is dropped
-//!   after [`MAX_REDUNDANT_ANNOUNCES`] of them.
+//!   after [`MAX_REDUNDANT_ANNOUNCES`] of them;
+//! - BEP 52 `hash request`s are answered with `hashes` or `hash reject` (the swarm computes the
+//!   answer, [`PeerSwarm::hashes`]); at most [`MAX_HASH_REQUESTS`] wait, more are rejected; the
+//!   swarm may have us ask for the block hashes of a failed piece ([`News::hash_request`]), and
+//!   gets the answer ([`PeerSwarm::block_hashes`]).
 //!
 //! The loop never trusts the peer: wrong bitfield sizes, out-of-range indexes, blocks we did
 //! not ask for with a wrong size, or silence while requests are pending end the connection.
@@ -35,6 +39,7 @@ use crate::bencode::Value;
 use crate::bitfield::Bitfield;
 use crate::peer::conn::{Conn, PeerError};
 use crate::peer::swarm::{BlockVerdict, Cursor, News, PeerSwarm, Pressure};
+use crate::wire::message::HashRef;
 use crate::wire::{BlockRef, Handshake, Message, Reserved};
 
 /// The reserved bits bt-trace advertises: fast extension and extension protocol.
@@ -56,6 +61,8 @@ const MAX_REDUNDANT_ANNOUNCES: usize = 1000;
 /// from us: a few times a minute at most.
 const MAX_INTEREST_CHANGES: u32 = 100;
 const INTEREST_WINDOW: Duration = Duration::from_secs(10);
+/// How many of the peer's `hash request`s wait for an answer; more are rejected at once.
+const MAX_HASH_REQUESTS: usize = 64;
 /// Request pipeline bounds.
 const MIN_DEPTH: usize = 32;
 const MAX_DEPTH: usize = 250;
@@ -110,6 +117,8 @@ struct PeerState {
     depth: usize,
     reqq: usize,
     their_requests: std::collections::VecDeque<BlockRef>,
+    /// The peer's `hash request`s still to answer.
+    hash_requests: std::collections::VecDeque<HashRef>,
     cursor: Cursor,
     news: News,
     /// Accepted blocks of the current read, written together.
@@ -190,6 +199,7 @@ pub async fn run_on<S: PeerSwarm>(
         depth: 64,
         reqq: MAX_DEPTH,
         their_requests: Default::default(),
+        hash_requests: Default::default(),
         cursor: Cursor::default(),
         news: News::default(),
         arrived: Vec::new(),
@@ -328,6 +338,7 @@ async fn session_loop<S: PeerSwarm>(
             return Ok(SessionEnd::Done);
         }
         sync(swarm, st, conn)?;
+        answer_hashes(swarm, st, conn).await;
         if let Err(e) = serve(swarm, st, conn).await? {
             tracing::debug!("{}: {e}", st.addr);
             return Ok(SessionEnd::DiskError);
@@ -485,14 +496,22 @@ fn handle(
                 payload,
             ));
         }
+        Message::Hashes { hashes_of, hashes } => swarm.block_hashes(st.addr, &hashes_of, hashes),
+        Message::HashRequest(h) => {
+            if st.hash_requests.len() < MAX_HASH_REQUESTS {
+                st.hash_requests.push_back(h);
+            } else {
+                let mut b = Vec::new();
+                Message::HashReject(h).emit(&mut b);
+                return Ok(Some(b));
+            }
+        }
         // blocks are taken by the session loop before it calls us ([`on_block`])
         Message::Piece { .. }
         | Message::Port(_)
         | Message::Suggest(_)
         | Message::AllowedFast(_)
         | Message::Extended { .. }
-        | Message::HashRequest(_)
-        | Message::Hashes { .. }
         | Message::HashReject(_)
         | Message::Unknown { .. } => {}
     }
@@ -616,11 +635,14 @@ fn sync(swarm: &impl PeerSwarm, st: &mut PeerState, conn: &mut Conn) -> Result<(
     swarm.news(st.addr, &st.has, &mut st.cursor, news);
     if news.banned {
         return Err(PeerError::Protocol(
-            "dropped: sent data that failed SHA-1 verification".into(),
+            "dropped: sent data that failed hash verification".into(),
         ));
     }
     for &index in &news.haves {
         conn.queue(&Message::Have { index });
+    }
+    if let Some(r) = news.hash_request.take() {
+        conn.queue(&Message::HashRequest(r));
     }
     for r in &news.cancels {
         if st.outstanding.remove(r) {
@@ -718,6 +740,23 @@ async fn serve(
     }
     swarm.uploaded(st.addr, at as u64);
     Ok(Ok(()))
+}
+
+/// Answers the peer's waiting `hash request`s: `hashes` with what the swarm computes, else
+/// `hash reject`.
+async fn answer_hashes(swarm: &impl PeerSwarm, st: &mut PeerState, conn: &mut Conn) {
+    while let Some(req) = st.hash_requests.pop_front() {
+        match swarm.hashes(req).await {
+            Some(hashes) => conn.queue(&Message::Hashes {
+                hashes_of: req,
+                hashes: &hashes,
+            }),
+            None => {
+                tracing::debug!("{}: hash reject {req}", st.addr);
+                conn.queue(&Message::HashReject(req));
+            }
+        }
+    }
 }
 
 /// Once a second: adapt the pipeline depth, send keep-alives, detect dead or snubbing peers.
@@ -959,7 +998,12 @@ mod tests {
         HaveFlood,
         /// Asks us for `length` bytes of piece 0 (we have nothing to serve).
         Request(u32),
+        /// Sends this many BEP 52 hash requests, then answers requests honestly; counts the
+        /// `hash reject`s it gets in [`HASH_REJECTS`].
+        HashRequests(u32),
     }
+
+    static HASH_REJECTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
     /// Runs the remote peer on a loopback listener; returns its address and, when the session
     /// hangs up, the requests it received.
@@ -992,6 +1036,18 @@ mod tests {
                 Remote::Request(length) => {
                     Message::Request(BlockRef::new(0, 0, length)).emit(&mut out)
                 }
+                Remote::HashRequests(n) => {
+                    for index in 0..n {
+                        Message::HashRequest(HashRef {
+                            pieces_root: [3; 32],
+                            base_layer: 0,
+                            index,
+                            length: 1,
+                            proof_layers: 0,
+                        })
+                        .emit(&mut out)
+                    }
+                }
             }
             s.write_all(&out).await.unwrap();
             let mut requests = Vec::new();
@@ -1005,6 +1061,9 @@ mod tests {
                 buf.extend_from_slice(&chunk[..n]);
                 let mut reply = Vec::new();
                 while let Ok((m, used)) = Message::parse(&buf) {
+                    if let Message::HashReject(_) = m {
+                        HASH_REJECTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     if let Message::Request(r) = m {
                         requests.push(r);
                         let data: Vec<u8> = (r.begin..r.begin + r.length)
@@ -1070,6 +1129,18 @@ mod tests {
         let err = run(fake.clone(), addr).await.unwrap_err();
         assert!(err.to_string().contains("repeated `have` flood"), "{err}");
         peer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn hash_requests_are_rejected_when_the_swarm_has_no_hashes_and_bounded() {
+        // more than we queue: the surplus is rejected at once, the rest once answered
+        let n = MAX_HASH_REQUESTS as u32 + 6;
+        let fake = Fake::new(false);
+        let (addr, peer) = remote(Remote::HashRequests(n)).await;
+        assert_eq!(run(fake.clone(), addr).await.unwrap(), SessionEnd::Done);
+        let asked = peer.await.unwrap();
+        assert_eq!(asked.len(), all_blocks().len(), "the download went on");
+        assert_eq!(HASH_REJECTS.load(std::sync::atomic::Ordering::Relaxed), n);
     }
 
     #[tokio::test]

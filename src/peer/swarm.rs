@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bitfield::Bitfield;
 use crate::peer::conn::ConnObserver;
 use crate::peer::session::Timeouts;
+use crate::wire::message::HashRef;
 use crate::wire::{BlockRef, Reserved};
 
 /// The fixed facts a session needs about its torrent and about us.
@@ -63,6 +64,9 @@ pub struct News {
     pub interesting: bool,
     /// The swarm's choker lets this peer download from us: `unchoke` it (else `choke`).
     pub unchoked: bool,
+    /// BEP 52: ask this peer for these block hashes (of a piece that failed verification);
+    /// hand its `hashes` answer to [`PeerSwarm::block_hashes`].
+    pub hash_request: Option<HashRef>,
 }
 
 /// What a received block is to the swarm ([`PeerSwarm::accept_block`]).
@@ -158,6 +162,15 @@ pub trait PeerSwarm: Clone + Send + Sync + 'static {
         &self,
         blocks: Vec<BlockRef>,
     ) -> impl Future<Output = Result<Vec<u8>, DiskError>> + Send;
+    /// The payload of our `hashes` answer to the peer's `hash request` (BEP 52: the hashes
+    /// asked for, then their proof), or `None` to send `hash reject`. It may read a piece to
+    /// hash its blocks (off the async workers). Only a v2 torrent has hashes to give.
+    fn hashes(&self, _req: HashRef) -> impl Future<Output = Option<Vec<u8>>> + Send {
+        std::future::ready(None)
+    }
+    /// The peer at `from` answered a hash request with `hashes` (BEP 52): block hashes of a
+    /// failed piece tell which of its blocks were bad, and so who sent them.
+    fn block_hashes(&self, _from: SocketAddr, _req: &HashRef, _hashes: &[u8]) {}
     /// Counts bytes served to `addr` (its upload rate for the choker).
     fn uploaded(&self, addr: SocketAddr, bytes: u64);
     /// Whether other peers wait for a connection.

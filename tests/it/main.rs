@@ -34,6 +34,7 @@ mod trace_real;
 mod trace_tshark;
 mod tracker_opentracker;
 mod tutorial;
+mod v2_download;
 mod view_ladder;
 mod view_live;
 mod view_report;
