@@ -557,6 +557,24 @@ fn reader_thread(mut r: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8
     })
 }
 
+/// Asserts that tshark finds no malformed frame and no error in `pcapng`, with `port`
+/// dissected as BitTorrent.
+pub fn assert_tshark_clean(pcapng: &Path, port: u16) {
+    let bad = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(pcapng)
+        .args(["-d", &format!("tcp.port=={port},bittorrent")])
+        .args(["-Y", "_ws.malformed || _ws.expert.severity >= error"])
+        .output()
+        .expect("run tshark");
+    assert!(
+        String::from_utf8_lossy(&bad.stdout).trim().is_empty(),
+        "malformed frames in {}:\n{}",
+        pcapng.display(),
+        String::from_utf8_lossy(&bad.stdout)
+    );
+}
+
 /// tshark's BitTorrent frame numbers in `pcapng` (port `port` decoded as BitTorrent); panics
 /// when tshark fails or complains about the file (a pcapng cut mid-packet makes it exit 2 with
 /// "appears to have been cut short").

@@ -91,17 +91,7 @@ fn the_demo_trace_dissects_in_tshark() {
     let pcapng = out.join("trace/demo-classroom.pcapng");
     let frames = tshark_bittorrent_frames(&pcapng, seeder_port);
     assert!(frames.len() > 10, "{} BitTorrent frames", frames.len());
-    let bad = std::process::Command::new("tshark")
-        .args(["-n", "-r"])
-        .arg(&pcapng)
-        .args(["-Y", "_ws.malformed || _ws.expert.severity >= error"])
-        .output()
-        .expect("run tshark");
-    assert!(
-        String::from_utf8_lossy(&bad.stdout).trim().is_empty(),
-        "malformed frames:\n{}",
-        String::from_utf8_lossy(&bad.stdout)
-    );
+    assert_tshark_clean(&pcapng, seeder_port);
 }
 
 #[test]

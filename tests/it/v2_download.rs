@@ -10,8 +10,8 @@
 //! before anything is written.
 
 use crate::common::{
-    bt_trace, bt_trace_spawn, free_port, skip_unless_installed, temp_dir, tshark_bittorrent_frames,
-    ChildGuard, Program, PYTHON,
+    assert_tshark_clean, bt_trace, bt_trace_spawn, free_port, skip_unless_installed, temp_dir,
+    tshark_bittorrent_frames, ChildGuard, Program, PYTHON,
 };
 use bt_trace::bencode::Value;
 use std::path::{Path, PathBuf};
@@ -288,18 +288,7 @@ fn downloads_v2_only_torrents_from_libtorrent_byte_for_byte() {
             .expect("a pcapng");
         let frames = tshark_bittorrent_frames(&pcapng, port);
         assert!(frames.len() > 5, "{} BitTorrent frames", frames.len());
-        let bad = Command::new("tshark")
-            .args(["-n", "-r"])
-            .arg(&pcapng)
-            .args(["-d", &format!("tcp.port=={port},bittorrent")])
-            .args(["-Y", "_ws.malformed || _ws.expert.severity >= error"])
-            .output()
-            .expect("run tshark");
-        assert!(
-            String::from_utf8_lossy(&bad.stdout).trim().is_empty(),
-            "malformed frames:\n{}",
-            String::from_utf8_lossy(&bad.stdout)
-        );
+        assert_tshark_clean(&pcapng, port);
     }
 }
 
