@@ -82,7 +82,18 @@ fuzz_target!(|data: &[u8]| {
         let _ = t.tracker_url();
         let _ = t.info_hash_hex();
         let _ = t.warnings();
-        let _ = t.check_v1();
+        // what a download checks first: v1 piece hashes, or a v2-only torrent's piece layers
+        // against their `pieces root`s
+        if let Ok(h) = bt_trace::download::verify::PieceHashes::of(&t) {
+            let _ = h.num_pieces();
+            if let Some(v2) = h.v2() {
+                let n = v2.num_pieces();
+                for i in [0, n / 2, n.saturating_sub(1)] {
+                    let _ = v2.data_len(i);
+                    let _ = v2.block_request(i);
+                }
+            }
+        }
         render(&t);
         let _ = bt_trace::magnet::Magnet::from_torrent(&t).to_uri();
     }
