@@ -134,22 +134,21 @@ impl PieceChecker {
 
     /// The info hashes that name this torrent in handshakes (see [`PieceChecker::matches`]).
     pub fn info_hashes(&self) -> Vec<[u8; 20]> {
-        let v2 = self.torrent.info.v2.as_ref().map(|v| v.truncated_hash());
         std::iter::once(self.torrent.info_hash)
-            .chain(v2.filter(|h| *h != self.torrent.info_hash))
+            .chain(self.v2_name())
             .collect()
     }
 
     /// Whether a handshake's info hash names this torrent: its info hash, or for a hybrid
     /// torrent also the truncated v2 hash that v2 peers use (BEP 52).
     pub fn matches(&self, h: &[u8; 20]) -> bool {
-        h == &self.torrent.info_hash
-            || self
-                .torrent
-                .info
-                .v2
-                .as_ref()
-                .is_some_and(|v| v.truncated_hash() == *h)
+        *h == self.torrent.info_hash || self.v2_name() == Some(*h)
+    }
+
+    /// The truncated v2 hash, when it is another name than the info hash (a hybrid).
+    fn v2_name(&self) -> Option<[u8; 20]> {
+        let v2 = self.torrent.info.v2.as_ref()?.truncated_hash();
+        (v2 != self.torrent.info_hash).then_some(v2)
     }
 
     /// Whether a whole block lies inside the torrent (a known piece, inside its length): the
