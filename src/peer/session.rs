@@ -136,7 +136,8 @@ struct PeerState {
     /// Requests rejected since the last unchoke (sent while choked, or with
     /// [`MAX_PEER_REQUESTS`] queued already).
     flood: usize,
-    /// `have`s and bitfields that told us nothing new (see [`MAX_REDUNDANT_ANNOUNCES`]).
+    /// `have`s, bitfields and interest messages that told us nothing new (see
+    /// [`MAX_REDUNDANT_ANNOUNCES`]).
     redundant: usize,
     /// Interest switches since `interest_since` (see [`MAX_INTEREST_CHANGES`]).
     interest_changes: u32,
@@ -389,8 +390,9 @@ fn handle(
                 st.peer_interested = interested;
                 swarm.peer_interest(st.addr, interested);
             } else {
-                redundant_announce(
+                redundant(
                     st,
+                    "interest flood",
                     "`interested`/`not interested` messages that change nothing",
                 )?;
             }
@@ -571,15 +573,21 @@ fn check_request(swarm: &impl PeerSwarm, r: &BlockRef) -> Result<(), PeerError> 
     )))
 }
 
-/// Counts a `have` or bitfield that told us nothing new; too many of them is a flood.
-fn redundant_announce(st: &mut PeerState, what: &str) -> Result<(), PeerError> {
+/// Counts a message that told us nothing new (a `have` or bitfield of pieces already
+/// announced, an interest already known); too many of them is a `flood`.
+fn redundant(st: &mut PeerState, flood: &str, what: &str) -> Result<(), PeerError> {
     st.redundant += 1;
     if st.redundant > MAX_REDUNDANT_ANNOUNCES {
         return Err(PeerError::Protocol(format!(
-            "repeated `have` flood: more than {MAX_REDUNDANT_ANNOUNCES} {what}"
+            "{flood}: more than {MAX_REDUNDANT_ANNOUNCES} {what}"
         )));
     }
     Ok(())
+}
+
+/// [`redundant`] for `have`s and bitfields.
+fn redundant_announce(st: &mut PeerState, what: &str) -> Result<(), PeerError> {
+    redundant(st, "repeated `have` flood", what)
 }
 
 /// Counts a switch of the peer's interest; too many within [`INTEREST_WINDOW`] end the session.
