@@ -21,6 +21,15 @@ pub const BLOCK_SIZE: usize = 16 * 1024;
 /// A SHA-256 hash: a leaf, an inner node, a root.
 pub type Hash = [u8; 32];
 
+/// The hashes of a run of concatenated 32-byte hashes (a piece layer, a `hashes` payload);
+/// a trailing partial hash is ignored (callers check the length).
+pub fn split_hashes(bytes: &[u8]) -> Vec<Hash> {
+    bytes
+        .chunks_exact(32)
+        .filter_map(|c| Hash::try_from(c).ok())
+        .collect()
+}
+
 /// SHA-256 of one block of data (a leaf).
 pub fn block_hash(data: &[u8]) -> Hash {
     Sha256::digest(data).into()

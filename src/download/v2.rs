@@ -130,11 +130,10 @@ impl V2Pieces {
         let Some((f, k)) = self.locate(index) else {
             return false;
         };
-        let Some(data) = piece.get(..self.data_len(index) as usize) else {
+        if piece.len() < self.data_len(index) as usize {
             return false;
-        };
-        let leaves: Vec<Hash> = data.chunks(BLOCK_SIZE).map(merkle::block_hash).collect();
-        let got = merkle::layer(&leaves, 0, f.piece_height);
+        }
+        let got = merkle::layer(&self.leaves(index, piece), 0, f.piece_height);
         got.first() == f.upper.first().and_then(|l| l.get(k as usize))
     }
 
@@ -174,10 +173,7 @@ impl V2Pieces {
         {
             return None;
         }
-        let leaves: Vec<Hash> = payload
-            .chunks_exact(32)
-            .filter_map(|c| c.try_into().ok())
-            .collect();
+        let leaves = merkle::split_hashes(payload);
         let got = merkle::merkle_root(&leaves, 0)?;
         if f.upper.first().and_then(|l| l.get(k as usize)) != Some(&got) {
             return None;
@@ -224,11 +220,10 @@ impl V2Pieces {
                 None => Some((k, Vec::new())),
                 Some(k) => {
                     let piece = read(f.first_piece + k)?;
-                    let len = (f.length - u64::from(k) * self.piece_len).min(self.piece_len);
-                    let data = piece.get(..len as usize)?;
-                    let leaves: Vec<Hash> =
-                        data.chunks(BLOCK_SIZE).map(merkle::block_hash).collect();
-                    let mut levels = vec![leaves];
+                    if piece.len() < self.data_len(f.first_piece + k) as usize {
+                        return None;
+                    }
+                    let mut levels = vec![self.leaves(f.first_piece + k, &piece)];
                     for h in 0..f.piece_height - 1 {
                         let up = merkle::layer(&levels[h as usize], h, 1);
                         levels.push(up);
@@ -364,13 +359,6 @@ mod tests {
         }
     }
 
-    fn hashes(bytes: &[u8]) -> Vec<Hash> {
-        bytes
-            .chunks_exact(32)
-            .map(|c| c.try_into().expect("32 bytes"))
-            .collect()
-    }
-
     #[test]
     fn hash_answers_prove_up_to_the_root() {
         let (t, space) = torrent();
@@ -381,7 +369,7 @@ mod tests {
         let read = |i: u32| Some(piece(&space, i).to_vec());
         // a: 13 blocks → 16 leaves (height 4); pieces of 4 blocks (height 2)
         // the piece layer, padded to 4 hashes, proves itself (no uncles asked)
-        let got = hashes(&v2.hashes(&req(a, 2, 0, 4, 0), read).expect("piece layer"));
+        let got = merkle::split_hashes(&v2.hashes(&req(a, 2, 0, 4, 0), read).expect("piece layer"));
         assert_eq!(got.len(), 4);
         assert_eq!(
             got[..],
@@ -390,7 +378,7 @@ mod tests {
                 .expect("layer")
         );
         // the blocks of piece 1 and the uncles above their subtree (heights 2 and 3)
-        let got = hashes(&v2.hashes(&req(a, 0, 4, 4, 3), read).expect("blocks"));
+        let got = merkle::split_hashes(&v2.hashes(&req(a, 0, 4, 4, 3), read).expect("blocks"));
         assert_eq!(got.len(), 4 + 2);
         let leaves: Vec<Hash> = piece(&space, 1)
             .chunks(BLOCK_SIZE)
@@ -400,18 +388,18 @@ mod tests {
         let sub = merkle::merkle_root(&got[..4], 0).expect("subtree");
         assert!(merkle::verify_proof(&sub, 1, &got[4..], &a));
         // one block of the last piece (block 12, then 3 zero leaves) with its full proof
-        let got = hashes(&v2.hashes(&req(a, 0, 12, 1, 3), read).expect("one block"));
+        let got = merkle::split_hashes(&v2.hashes(&req(a, 0, 12, 1, 3), read).expect("one block"));
         assert_eq!(got.len(), 1 + 4);
         assert_eq!(got[1], [0; 32], "its sibling is a zero leaf past the file");
         assert!(merkle::verify_proof(&got[0], 12, &got[1..], &a));
         // a node above the piece layer and its proof
-        let got = hashes(&v2.hashes(&req(a, 3, 1, 1, 0), read).expect("upper"));
+        let got = merkle::split_hashes(&v2.hashes(&req(a, 3, 1, 1, 0), read).expect("upper"));
         assert!(merkle::verify_proof(&got[0], 1, &got[1..], &a));
         // a file of one piece: its blocks prove up to its root (b: 2 blocks, height 1)
         let b = t.info.v2.as_ref().expect("v2").files[1]
             .pieces_root
             .expect("root");
-        let got = hashes(&v2.hashes(&req(b, 0, 0, 1, 0), read).expect("b"));
+        let got = merkle::split_hashes(&v2.hashes(&req(b, 0, 0, 1, 0), read).expect("b"));
         assert!(merkle::verify_proof(&got[0], 0, &got[1..], &b));
     }
 

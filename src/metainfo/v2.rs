@@ -383,10 +383,7 @@ impl PieceLayers {
                 ),
             });
         };
-        let layer: Vec<[u8; 32]> = bytes
-            .chunks_exact(32)
-            .filter_map(|c| <[u8; 32]>::try_from(c).ok())
-            .collect();
+        let layer = crate::merkle::split_hashes(bytes);
         let height = (piece_length / crate::merkle::BLOCK_SIZE as u64).trailing_zeros();
         if layer.len() as u64 != file.num_pieces(piece_length)
             || crate::merkle::merkle_root(&layer, height) != Some(root)

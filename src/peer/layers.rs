@@ -68,13 +68,10 @@ pub fn proven_part(
     let (_, piece_height, pieces) = geometry(f, piece_len);
     let sub = req.length.trailing_zeros();
     let uncles = req.proof_layers.saturating_add(1).saturating_sub(sub) as usize;
-    let hashes: Vec<Hash> = payload
-        .chunks_exact(32)
-        .filter_map(|c| c.try_into().ok())
-        .collect();
-    if payload.len() != 32 * (req.length as usize + uncles) || hashes.len() != payload.len() / 32 {
+    if payload.len() != 32 * (req.length as usize + uncles) {
         return None;
     }
+    let hashes = merkle::split_hashes(payload);
     let (nodes, proof) = hashes.split_at(req.length as usize);
     let subtree = merkle::merkle_root(nodes, piece_height)?;
     if !merkle::verify_proof(&subtree, u64::from(req.index >> sub), proof, &f.root) {
